@@ -1,0 +1,92 @@
+//! Benchmark: a full sync of the simulator's medium site (20,000 issues) by the real binary
+//! into a real PostgreSQL. Prints wall time, issues per second, HTTP requests and the sync
+//! process's peak RSS.
+//!
+//! `cargo bench --bench full_sync` (set `BENCH_SIZE=small|medium|large`; `DATABASE_URL` to use
+//! an existing server). The simulator runs in this process at zero latency and shares the
+//! machine's cores with the sync and PostgreSQL; the sync process alone is measured for memory.
+//! Rate limits are lifted (`requests_per_second = 1000`) because the simulator has none: the
+//! figure measures jira-sync, not a pacing policy.
+
+use jira_sync::pg::TempCluster;
+use jira_sync::simulator::{SimConfig, Simulator};
+use std::time::{Duration, Instant};
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let size = std::env::var("BENCH_SIZE").unwrap_or_else(|_| "medium".to_string());
+    let config = match size.as_str() {
+        "small" => SimConfig::small(),
+        "large" => SimConfig::large(),
+        _ => SimConfig::medium(),
+    };
+    let sim = Simulator::start(config.clone()).await?;
+    let (url, _cluster) = database().await?;
+    let issues = sim.truth().issues.len();
+
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jira-sync"))
+        .args(["sync", "--once", "--full", "--no-progress"])
+        .env("JIRA_SYNC__JIRA__BASE_URL", sim.base_url())
+        .env("JIRA_SYNC__JIRA__EMAIL", &config.email)
+        .env("JIRA_SYNC__JIRA__API_TOKEN", &config.api_token)
+        .env("JIRA_SYNC__RATE_LIMIT__REQUESTS_PER_SECOND", "1000")
+        .env("JIRA_SYNC__RATE_LIMIT__BURST", "100")
+        .env("JIRA_SYNC__LOG__LEVEL", "warn")
+        .env("DATABASE_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(pid) {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let elapsed = started.elapsed();
+    let output = child.wait_with_output()?;
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    anyhow::ensure!(status.success(), "the sync failed: {status}");
+
+    let requests = sim.request_count("/rest/");
+    println!("full_sync/{size}: {issues} issues");
+    println!("  wall time        {:.2} s", elapsed.as_secs_f64());
+    println!(
+        "  issues/second    {:.0}",
+        issues as f64 / elapsed.as_secs_f64()
+    );
+    println!("  HTTP requests    {requests}");
+    println!("  peak RSS (sync)  {:.1} MiB", peak_kib as f64 / 1024.0);
+    sim.shutdown().await;
+    Ok(())
+}
+
+async fn database() -> anyhow::Result<(String, Option<TempCluster>)> {
+    if let Ok(url) = std::env::var("DATABASE_URL")
+        && !url.is_empty()
+    {
+        return Ok((url, None));
+    }
+    let cluster = TempCluster::start().await?;
+    let pool = sqlx::PgPool::connect(cluster.url()).await?;
+    sqlx::query("CREATE DATABASE bench").execute(&pool).await?;
+    pool.close().await;
+    Ok((cluster.url_for("bench"), Some(cluster)))
+}
+
+/// The process's peak resident set (VmHWM) in KiB, while it runs.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,133 @@
+//! Wire types: mirror Jira's JSON, accept unknown fields, default what may be missing.
+//!
+//! Only `streams/` turns these into row types. Ids arrive as strings in some endpoints and as
+//! numbers in others, so every id goes through [`FlexId`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// An id that Jira sends as a JSON string in one endpoint and as a number in another.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum FlexId {
+    Number(i64),
+    Text(String),
+}
+
+impl FlexId {
+    /// The numeric value, if the id is numeric (all Jira entity ids except account ids are).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            FlexId::Number(n) => Some(*n),
+            FlexId::Text(s) => s.trim().parse().ok(),
+        }
+    }
+}
+
+/// `GET /rest/api/3/myself`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Myself {
+    pub account_id: String,
+    #[serde(default)]
+    pub account_type: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub email_address: Option<String>,
+    /// IANA zone; JQL date literals are read in this zone.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    #[serde(default)]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+/// `GET /rest/api/3/serverInfo`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub deployment_type: Option<String>,
+    /// Jira's `+0000`-style timestamp; parse with [`crate::jira::time::parse_jira_timestamp`].
+    #[serde(default)]
+    pub server_time: Option<String>,
+    #[serde(default)]
+    pub server_time_zone: Option<String>,
+    #[serde(default)]
+    pub server_title: Option<String>,
+}
+
+/// `GET /rest/api/3/mypermissions?permissions=...`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MyPermissions {
+    #[serde(default)]
+    pub permissions: BTreeMap<String, UserPermission>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPermission {
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub have_permission: bool,
+}
+
+impl MyPermissions {
+    /// Whether the caller holds `key` (in any project, for project permissions).
+    pub fn has(&self, key: &str) -> bool {
+        self.permissions.get(key).is_some_and(|p| p.have_permission)
+    }
+}
+
+/// A page of `GET /rest/api/3/project/search` (a PageBean).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectPage {
+    #[serde(default)]
+    pub values: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub is_last: Option<bool>,
+    #[serde(default)]
+    pub total: Option<i64>,
+}
+
+/// A page of `GET`/`POST /rest/api/3/search/jql`: no total, a cursor instead of offsets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchPage {
+    #[serde(default)]
+    pub issues: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+    #[serde(default)]
+    pub is_last: Option<bool>,
+}
+
+/// `POST /rest/api/3/search/approximate-count`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApproximateCount {
+    pub count: i64,
+}
+
+/// A page of `GET /rest/api/3/auditing/record`. `total` counts the whole log, not the window,
+/// so it is never used to stop paging.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditPage {
+    #[serde(default)]
+    pub records: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub offset: Option<i64>,
+    #[serde(default)]
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub total: Option<i64>,
+}

@@ -1,0 +1,17 @@
+//! jira-sync: keeps an exact, fresh PostgreSQL copy of a Jira Cloud site.
+//!
+//! The crate is a library with a thin binary on top (`src/main.rs`). See `ARCHITECTURE.md` for
+//! the bird's-eye view and the invariants each module keeps.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod exit;
+pub mod jira;
+pub mod pg;
+pub mod simulator;
+pub mod store;
+pub mod streams;
+pub mod sync;
+pub mod telemetry;

@@ -1,0 +1,130 @@
+//! Projects: `/rest/api/3/project/search`, live and archived, paged to `isLast`; a full refresh
+//! each run. Projects that no longer appear are soft-deleted, unless so many vanish at once that
+//! lost permission is the likelier cause.
+
+use super::parse::{ParseError, Record};
+use super::{RunCounters, StreamContext, StreamStatus, project_selected};
+use crate::jira::JiraError;
+use crate::jira::model::ProjectPage;
+use crate::store::rows::ProjectRow;
+use crate::sync::progress::Progress;
+use serde_json::Value;
+
+/// Jira's cap on `maxResults` for this endpoint.
+const PAGE_SIZE: usize = 100;
+/// Expands a dashboard needs: description, lead, the issue-count insight and the URL.
+const EXPAND: &str = "description,lead,insight,url";
+/// Share of known projects that may vanish in one run before we suspect lost permission.
+const MAX_VANISH_SHARE: f64 = 0.5;
+
+pub async fn run(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+    progress: &Progress,
+) -> anyhow::Result<StreamStatus> {
+    let rows = list_selected(ctx, counters).await?;
+    progress.add_total(rows.len() as u64);
+    for chunk in rows.chunks(PAGE_SIZE) {
+        let written = ctx.store.write_projects(&ctx.site, chunk).await?;
+        counters.page(chunk.len(), written, progress);
+    }
+    let seen: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    mark_vanished(ctx, &seen).await?;
+    Ok(StreamStatus::Done)
+}
+
+/// Every project the account can see (live and archived) that the config selects, once each.
+/// The issues stream uses it too, to know which projects to search.
+pub async fn list_selected(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+) -> anyhow::Result<Vec<ProjectRow>> {
+    let mut all = Vec::new();
+    for status in ["live", "archived"] {
+        let mut start_at = 0usize;
+        loop {
+            let page = fetch_page(ctx, counters, status, start_at).await?;
+            for value in &page.values {
+                let row = parse_project(value)?;
+                if project_selected(&ctx.sync, &row.key) {
+                    all.push(row);
+                }
+            }
+            if page.values.is_empty() || page.is_last.unwrap_or(page.values.len() < PAGE_SIZE) {
+                break;
+            }
+            start_at += page.values.len();
+        }
+    }
+    all.sort_by_key(|p| p.id);
+    all.dedup_by_key(|p| p.id);
+    Ok(all)
+}
+
+async fn fetch_page(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+    status: &str,
+    start_at: usize,
+) -> anyhow::Result<ProjectPage> {
+    counters.request();
+    let query = [
+        ("startAt", start_at.to_string()),
+        ("maxResults", PAGE_SIZE.to_string()),
+        ("status", status.to_string()),
+        ("expand", EXPAND.to_string()),
+        ("orderBy", "key".to_string()),
+    ];
+    match ctx.client.get("/rest/api/3/project/search", &query).await {
+        Ok(page) => Ok(page),
+        // Jira answers 404 when no project matches: an empty result, not an error.
+        Err(JiraError::NotFound { .. }) => Ok(ProjectPage {
+            values: Vec::new(),
+            is_last: Some(true),
+            total: Some(0),
+        }),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn mark_vanished(ctx: &StreamContext, seen: &[i64]) -> anyhow::Result<()> {
+    let known = ctx.store.count_live_projects(&ctx.site).await?;
+    let vanished = ctx.store.count_projects_missing(&ctx.site, seen).await?;
+    if vanished == 0 {
+        return Ok(());
+    }
+    if known > 0 && (seen.is_empty() || vanished as f64 / known as f64 > MAX_VANISH_SHARE) {
+        tracing::warn!(
+            site = %ctx.site,
+            known,
+            vanished,
+            "most projects vanished at once; this looks like lost permission rather than \
+             deletion, so none is marked deleted (check the account's Browse Projects permission)"
+        );
+        return Ok(());
+    }
+    let marked = ctx.store.mark_projects_deleted(&ctx.site, seen).await?;
+    tracing::info!(site = %ctx.site, marked, "projects no longer visible marked deleted");
+    Ok(())
+}
+
+/// Reads one project record into a row.
+pub fn parse_project(value: &Value) -> Result<ProjectRow, ParseError> {
+    let r = Record::new("project", value, &["key", "id"]);
+    let archived = r.opt_bool("archived")?.unwrap_or(false);
+    Ok(ProjectRow {
+        id: r.req_id("id")?,
+        key: r.req_str("key")?,
+        name: r.opt_str("name")?.unwrap_or_default(),
+        project_type: r.opt_str("projectTypeKey")?,
+        style: r.opt_str("style")?,
+        simplified: r.opt_bool("simplified")?,
+        category_id: r.opt_id("projectCategory.id")?,
+        category_name: r.opt_str("projectCategory.name")?,
+        lead_account_id: r.opt_str("lead.accountId")?,
+        is_private: r.opt_bool("isPrivate")?,
+        archived,
+        archived_at: r.opt_ts("archivedDate")?,
+        raw: value.clone(),
+    })
+}

@@ -1,0 +1,101 @@
+//! The sync engine ([`engine::Engine::run_once`]) and the `jira-sync sync` command around it.
+
+pub mod engine;
+pub mod progress;
+
+use crate::config::Settings;
+use crate::store::Store;
+use crate::streams::StreamKind;
+use engine::{Engine, OutcomeStatus, StreamOutcome};
+use std::process::ExitCode;
+
+/// Arguments of `jira-sync sync`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncArgs {
+    /// Run the selected streams once and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Full sync even where a stream has a checkpoint.
+    #[arg(long)]
+    pub full: bool,
+    /// Comma-separated streams: projects,issues,users,audit (default: those enabled in [sync]).
+    #[arg(long, value_delimiter = ',')]
+    pub stream: Vec<String>,
+    /// No progress bars, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `jira-sync sync`.
+pub async fn command(settings: Settings, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    if !args.once {
+        anyhow::bail!(
+            "`jira-sync sync` needs --once (run the streams once and exit); the daemon that \
+             keeps syncing on a schedule is `jira-sync run`"
+        );
+    }
+    let streams = select_streams(&settings, &args.stream)?;
+    let store = crate::store::connect_from_settings(&settings).await?;
+    store.migrate().await?;
+    let outcomes = sync_once(&settings, store, &streams, args.full, !args.no_progress).await?;
+    for outcome in &outcomes {
+        println!("{}", outcome.summary());
+    }
+    Ok(exit_code(&outcomes))
+}
+
+/// Runs `streams` once, in order, and returns what each did. Projects go first so the issues
+/// stream and dashboards see the same project list.
+pub async fn sync_once(
+    settings: &Settings,
+    store: Store,
+    streams: &[StreamKind],
+    full: bool,
+    interactive: bool,
+) -> anyhow::Result<Vec<StreamOutcome>> {
+    let engine = Engine::new(settings, store).await?;
+    let mut outcomes = Vec::new();
+    for stream in streams {
+        let outcome = engine.run_once(*stream, full, interactive).await;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// The streams named by `--stream`, or those enabled in `[sync]`, in dependency order.
+pub fn select_streams(settings: &Settings, names: &[String]) -> anyhow::Result<Vec<StreamKind>> {
+    let mut streams = if names.is_empty() {
+        StreamKind::ALL
+            .into_iter()
+            .filter(|s| s.enabled_in(&settings.sync))
+            .collect::<Vec<_>>()
+    } else {
+        names
+            .iter()
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| {
+                StreamKind::parse(n).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown stream `{n}` in --stream: use projects, issues, users or audit"
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    streams.sort();
+    streams.dedup();
+    if streams.is_empty() {
+        anyhow::bail!("no stream is enabled: enable one in [sync] or name it with --stream");
+    }
+    Ok(streams)
+}
+
+/// 0 when every stream succeeded or was skipped; else the code of the first failure.
+pub fn exit_code(outcomes: &[StreamOutcome]) -> ExitCode {
+    for outcome in outcomes {
+        if let OutcomeStatus::Failed(err) = &outcome.status {
+            return ExitCode::from(crate::exit::code_for(err).max(1));
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,113 @@
+//! Shared helpers for the integration tests: a real PostgreSQL (one throwaway cluster per test
+//! process unless `DATABASE_URL` names a server; a fresh database per test) and the built-in
+//! Jira simulator over real HTTP.
+
+#![allow(dead_code)]
+
+pub mod cli;
+
+use jira_sync::config::Settings;
+use jira_sync::pg::TempCluster;
+use jira_sync::simulator::{SimConfig, Simulator};
+use jira_sync::store::Store;
+use secrecy::SecretString;
+use sqlx::PgPool;
+use std::sync::atomic::{AtomicU32, Ordering};
+use tokio::sync::OnceCell;
+
+/// The cluster shared by the tests of this process; it removes itself when the process exits.
+static CLUSTER: OnceCell<TempCluster> = OnceCell::const_new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    pub fn store(&self) -> Store {
+        Store::from_pool(self.pool.clone())
+    }
+}
+
+/// URL of a server where tests may create databases.
+async fn admin_url() -> String {
+    if let Ok(url) = std::env::var("DATABASE_URL")
+        && !url.is_empty()
+    {
+        return url;
+    }
+    let cluster = CLUSTER
+        .get_or_init(|| async {
+            TempCluster::start()
+                .await
+                .expect("start a throwaway PostgreSQL for the tests (or set DATABASE_URL)")
+        })
+        .await;
+    cluster.url().to_string()
+}
+
+/// Creates an empty database for one test.
+pub async fn test_db() -> TestDb {
+    let admin = admin_url().await;
+    let name = format!(
+        "jira_sync_test_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
+    let pool = PgPool::connect(&admin)
+        .await
+        .expect("connect to the admin database");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&pool)
+    .await
+    .expect("drop an old test database");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("create the test database");
+    pool.close().await;
+    let mut url = url::Url::parse(&admin).expect("admin URL parses");
+    url.set_path(&format!("/{name}"));
+    let url = url.to_string();
+    let pool = PgPool::connect(&url)
+        .await
+        .expect("connect to the test database");
+    TestDb { url, pool }
+}
+
+/// A simulator, a migrated database and settings pointing at both.
+pub struct Env {
+    pub sim: Simulator,
+    pub db: TestDb,
+    pub settings: Settings,
+}
+
+impl Env {
+    pub async fn start(config: SimConfig) -> Env {
+        let sim = Simulator::start(config.clone())
+            .await
+            .expect("simulator starts");
+        let db = test_db().await;
+        let mut settings = Settings::for_site(
+            &url::Url::parse(&sim.base_url()).expect("simulator URL"),
+            &config.email,
+            SecretString::from(config.api_token.clone()),
+        )
+        .expect("settings for the simulator");
+        settings.database.url = Some(SecretString::from(db.url.clone()));
+        db.store().migrate().await.expect("migrations apply");
+        Env { sim, db, settings }
+    }
+
+    pub fn store(&self) -> Store {
+        self.db.store()
+    }
+
+    pub fn site(&self) -> String {
+        self.settings.site()
+    }
+}

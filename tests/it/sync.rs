@@ -1,0 +1,310 @@
+//! Integration tests: bulk and incremental sync against the simulator and a real PostgreSQL,
+//! compared with the simulator's ground truth row by row.
+
+use crate::support::Env;
+use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Truth};
+use jira_sync::streams::StreamKind;
+use jira_sync::sync::engine::{OutcomeStatus, StreamOutcome};
+use jira_sync::sync::sync_once;
+use std::collections::BTreeSet;
+
+async fn sync_all(env: &Env, full: bool) -> Vec<StreamOutcome> {
+    sync_once(&env.settings, env.store(), &StreamKind::ALL, full, false)
+        .await
+        .expect("the sync starts")
+}
+
+fn assert_all_succeeded(outcomes: &[StreamOutcome]) {
+    for o in outcomes {
+        assert!(
+            matches!(o.status, OutcomeStatus::Succeeded),
+            "{} did not succeed: {}",
+            o.stream,
+            o.summary()
+        );
+    }
+}
+
+/// Compares every table with the simulator's ground truth.
+async fn assert_database_equals_truth(env: &Env, truth: &Truth) {
+    let site = env.site();
+    let pool = &env.db.pool;
+
+    let projects: Vec<(i64, String, bool)> = sqlx::query_as(
+        "SELECT id, key, archived FROM jira.projects WHERE site = $1 AND deleted_at IS NULL ORDER BY id",
+    )
+    .bind(&site)
+    .fetch_all(pool)
+    .await
+    .expect("read projects");
+    let mut want: Vec<(i64, String, bool)> = truth
+        .projects
+        .iter()
+        .map(|p| (p.id, p.key.clone(), p.archived))
+        .collect();
+    want.sort();
+    assert_eq!(projects, want, "projects differ from the API");
+
+    let issues: Vec<(i64, String, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT id, key, project_id, updated FROM jira.issues WHERE site = $1 AND deleted_at IS NULL ORDER BY id",
+    )
+    .bind(&site)
+    .fetch_all(pool)
+    .await
+    .expect("read issues");
+    let mut want: Vec<_> = truth
+        .issues
+        .iter()
+        .map(|i| (i.id, i.key.clone(), i.project_id, i.updated))
+        .collect();
+    want.sort();
+    assert_eq!(issues.len(), want.len(), "issue count differs from the API");
+    assert_eq!(issues, want, "issues differ from the API");
+
+    let users: Vec<(String,)> =
+        sqlx::query_as("SELECT account_id FROM jira.users WHERE site = $1 ORDER BY account_id")
+            .bind(&site)
+            .fetch_all(pool)
+            .await
+            .expect("read users");
+    let users: BTreeSet<String> = users.into_iter().map(|(a,)| a).collect();
+    let want: BTreeSet<String> = truth.users.iter().cloned().collect();
+    assert_eq!(users, want, "users differ from the API");
+
+    let audit: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM jira.audit_records WHERE site = $1 ORDER BY id")
+            .bind(&site)
+            .fetch_all(pool)
+            .await
+            .expect("read audit records");
+    let audit: Vec<i64> = audit.into_iter().map(|(a,)| a).collect();
+    let mut want = truth.audit_ids.clone();
+    want.sort();
+    assert_eq!(audit, want, "audit records differ from the API");
+}
+
+#[tokio::test]
+async fn a_full_sync_copies_exactly_what_the_api_shows() {
+    let env = Env::start(SimConfig::small()).await;
+    let outcomes = sync_all(&env, true).await;
+    assert_all_succeeded(&outcomes);
+    let truth = env.sim.truth();
+    assert!(!truth.issues.is_empty() && !truth.users.is_empty() && !truth.audit_ids.is_empty());
+    assert_database_equals_truth(&env, &truth).await;
+
+    let runs: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT stream, status, rows_written FROM jira.sync_runs ORDER BY id")
+            .fetch_all(&env.db.pool)
+            .await
+            .expect("read runs");
+    assert_eq!(runs.len(), 4);
+    assert!(
+        runs.iter().all(|(_, status, _)| status == "succeeded"),
+        "{runs:?}"
+    );
+    let issues_written = runs.iter().find(|r| r.0 == "issues").map(|r| r.2);
+    assert_eq!(issues_written, Some(truth.issues.len() as i64));
+}
+
+#[tokio::test]
+async fn a_second_full_sync_writes_zero_changed_rows() {
+    let env = Env::start(SimConfig::small()).await;
+    assert_all_succeeded(&sync_all(&env, true).await);
+    let again = sync_all(&env, true).await;
+    assert_all_succeeded(&again);
+    for outcome in &again {
+        assert!(outcome.rows_seen > 0, "{} saw nothing", outcome.stream);
+        assert_eq!(outcome.rows_written, 0, "{} rewrote rows", outcome.stream);
+    }
+    assert_database_equals_truth(&env, &env.sim.truth()).await;
+}
+
+#[tokio::test]
+async fn a_site_larger_than_one_page_of_every_endpoint_is_covered() {
+    let config = SimConfig {
+        projects: 104,
+        issues: 1_500,
+        users: 450,
+        audit_records: 2_300,
+        ..SimConfig::small()
+    };
+    let env = Env::start(config).await;
+    assert_all_succeeded(&sync_all(&env, true).await);
+    let truth = env.sim.truth();
+    assert!(truth.projects.len() > 100, "projects fit one page");
+    assert!(truth.users.len() > 200, "users fit one page");
+    assert!(truth.audit_ids.len() > 1000, "audit records fit one page");
+    let biggest = truth
+        .projects
+        .iter()
+        .map(|p| truth.issues.iter().filter(|i| i.project_id == p.id).count())
+        .max()
+        .unwrap_or(0);
+    assert!(biggest > 100, "no project spans more than one search page");
+    assert_database_equals_truth(&env, &truth).await;
+    assert!(env.sim.request_count("/rest/api/3/project/search") >= 3);
+    assert!(env.sim.request_count("/rest/api/3/users/search") >= 4);
+    assert!(env.sim.request_count("/rest/api/2/auditing/record") >= 3);
+}
+
+#[tokio::test]
+async fn a_non_admin_account_syncs_projects_and_issues_and_skips_users_and_audit() {
+    let env = Env::start(SimConfig {
+        admin: false,
+        ..SimConfig::small()
+    })
+    .await;
+    let outcomes = sync_all(&env, true).await;
+    for o in &outcomes {
+        match o.stream {
+            StreamKind::Projects | StreamKind::Issues => {
+                assert!(
+                    matches!(o.status, OutcomeStatus::Succeeded),
+                    "{}",
+                    o.summary()
+                )
+            }
+            StreamKind::Users => match &o.status {
+                OutcomeStatus::Skipped(why) => assert!(why.contains("Browse users"), "{why}"),
+                other => panic!("users should be skipped, got {other:?}"),
+            },
+            StreamKind::AuditRecords => match &o.status {
+                OutcomeStatus::Skipped(why) => assert!(why.contains("Administer Jira"), "{why}"),
+                other => panic!("audit should be skipped, got {other:?}"),
+            },
+        }
+    }
+    assert_eq!(
+        jira_sync::sync::exit_code(&outcomes),
+        std::process::ExitCode::SUCCESS
+    );
+    let truth = env.sim.truth();
+    let (issues,): (i64,) = sqlx::query_as("SELECT count(*) FROM jira.issues")
+        .fetch_one(&env.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(issues as usize, truth.issues.len());
+    let skipped: Vec<(String,)> = sqlx::query_as(
+        "SELECT stream FROM jira.sync_runs WHERE status = 'skipped' ORDER BY stream",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .expect("runs");
+    assert_eq!(
+        skipped,
+        vec![("audit_records".to_string(),), ("users".to_string(),)]
+    );
+}
+
+#[tokio::test]
+async fn an_incremental_sync_picks_up_updates_creations_and_moves_without_duplicates() {
+    let env = Env::start(SimConfig::small()).await;
+    assert_all_succeeded(&sync_all(&env, false).await);
+    let before = env.sim.truth();
+    let live: Vec<_> = before.projects.iter().filter(|p| !p.archived).collect();
+    let (from, to) = (live[0], live[1]);
+    let victim = before
+        .issues
+        .iter()
+        .find(|i| i.project_id == from.id)
+        .expect("an issue to move")
+        .clone();
+    let updated = before
+        .issues
+        .iter()
+        .find(|i| i.id != victim.id)
+        .expect("another issue");
+    env.sim.update_issue(updated.id).expect("update");
+    env.sim.create_issue(&to.key).expect("create");
+    let moved = env.sim.move_issue(victim.id, &to.key).expect("move");
+    assert_eq!(moved.id, victim.id);
+    assert_ne!(moved.key, victim.key);
+
+    let outcomes = sync_all(&env, false).await;
+    assert_all_succeeded(&outcomes);
+    let issues = outcomes
+        .iter()
+        .find(|o| o.stream == StreamKind::Issues)
+        .expect("issues ran");
+    assert_eq!(issues.mode, jira_sync::streams::Mode::Incremental);
+    assert!(
+        (issues.rows_seen as usize) < before.issues.len(),
+        "an incremental run re-read the whole site ({} rows)",
+        issues.rows_seen
+    );
+    assert_eq!(
+        issues.rows_written, 3,
+        "update, create and move: three rows change"
+    );
+    assert_database_equals_truth(&env, &env.sim.truth()).await;
+    let (key, project_id): (String, i64) =
+        sqlx::query_as("SELECT key, project_id FROM jira.issues WHERE id = $1")
+            .bind(victim.id)
+            .fetch_one(&env.db.pool)
+            .await
+            .expect("the moved issue is one row");
+    assert_eq!((key, project_id), (moved.key, to.id));
+}
+
+#[tokio::test]
+async fn a_run_that_fails_midway_keeps_its_cursor_behind_and_the_next_run_completes() {
+    let env = Env::start(SimConfig::small()).await;
+    let store = env.store();
+    let projects = sync_once(
+        &env.settings,
+        store.clone(),
+        &[StreamKind::Projects],
+        true,
+        false,
+    )
+    .await
+    .expect("projects");
+    assert_all_succeeded(&projects);
+
+    // Let eight requests through (project listing, counts, the first pages), then answer the
+    // next one with a 400, which is never retried: the run dies in the middle of the scan.
+    let mut script: Vec<FaultKind> =
+        std::iter::repeat_n(FaultKind::Slow { delay_ms: 0 }, 8).collect();
+    script.push(FaultKind::Status(400));
+    env.sim.set_faults(FaultPlan {
+        script,
+        ..FaultPlan::default()
+    });
+    let failed = sync_once(
+        &env.settings,
+        store.clone(),
+        &[StreamKind::Issues],
+        false,
+        false,
+    )
+    .await
+    .expect("issues starts");
+    assert!(failed[0].failed(), "the injected fault should fail the run");
+    let (written,): (i64,) = sqlx::query_as("SELECT count(*) FROM jira.issues")
+        .fetch_one(&env.db.pool)
+        .await
+        .expect("count");
+    let truth = env.sim.truth();
+    assert!(
+        (written as usize) < truth.issues.len(),
+        "the run should have stopped early"
+    );
+    let (status,): (String,) = sqlx::query_as(
+        "SELECT status FROM jira.sync_runs WHERE stream = 'issues' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&env.db.pool)
+    .await
+    .expect("run row");
+    assert_eq!(status, "failed");
+
+    env.sim.set_faults(FaultPlan::default());
+    let again = sync_once(&env.settings, store, &[StreamKind::Issues], false, false)
+        .await
+        .expect("issues again");
+    assert_all_succeeded(&again);
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM jira.issues")
+        .fetch_one(&env.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(n as usize, truth.issues.len());
+}
