@@ -1,0 +1,171 @@
+//! The control API under `/__sim/`: ground truth, request counts, mutations, faults, admin.
+//!
+//! It needs no credentials, is never faulted and is not logged, so tests and the demo can
+//! steer the simulator without disturbing what the client under test observes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::faults::{FaultPlan, FaultState};
+use super::{Shared, now_ms};
+
+pub(crate) fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/__sim/truth", get(truth))
+        .route("/__sim/requests", get(requests))
+        .route("/__sim/issues", post(create_issue))
+        .route("/__sim/issues/{id}", put(update_issue).delete(delete_issue))
+        .route("/__sim/issues/{id}/move", post(move_issue))
+        .route("/__sim/users", post(add_user))
+        .route("/__sim/audit", post(add_audit))
+        .route("/__sim/faults", put(set_faults))
+        .route("/__sim/admin", put(set_admin))
+}
+
+fn failed(error: anyhow::Error) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": format!("{error:#}") })),
+    )
+        .into_response()
+}
+
+async fn truth(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.site().truth()).into_response()
+}
+
+/// The endpoint a request counts towards: issue ids and keys collapse into `{idOrKey}`.
+fn endpoint(method: &str, path: &str) -> String {
+    let mut segments: Vec<&str> = path.split('/').collect();
+    for i in 1..segments.len() {
+        if segments[i - 1] == "issue" && segments[i] != "bulkfetch" {
+            segments[i] = "{idOrKey}";
+        }
+    }
+    format!("{method} {}", segments.join("/"))
+}
+
+async fn requests(State(shared): State<Arc<Shared>>) -> Response {
+    let log = shared.log();
+    let mut endpoints: BTreeMap<String, u64> = BTreeMap::new();
+    for entry in log.iter() {
+        *endpoints
+            .entry(endpoint(&entry.method, &entry.path))
+            .or_default() += 1;
+    }
+    Json(json!({ "total": log.len(), "endpoints": endpoints })).into_response()
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    project_key: String,
+}
+
+async fn create_issue(State(shared): State<Arc<Shared>>, Json(body): Json<CreateBody>) -> Response {
+    match shared
+        .site_mut()
+        .create_issue(&body.project_key, now_ms(), shared.lag_ms())
+    {
+        Ok(issue) => (StatusCode::CREATED, Json(issue)).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+async fn update_issue(State(shared): State<Arc<Shared>>, Path(id): Path<i64>) -> Response {
+    match shared
+        .site_mut()
+        .update_issue(id, now_ms(), shared.lag_ms())
+    {
+        Ok(issue) => Json(issue).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+async fn delete_issue(State(shared): State<Arc<Shared>>, Path(id): Path<i64>) -> Response {
+    match shared
+        .site_mut()
+        .delete_issue(id, now_ms(), shared.lag_ms())
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct MoveBody {
+    to_project_key: String,
+}
+
+async fn move_issue(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<i64>,
+    Json(body): Json<MoveBody>,
+) -> Response {
+    match shared
+        .site_mut()
+        .move_issue(id, &body.to_project_key, now_ms(), shared.lag_ms())
+    {
+        Ok(issue) => Json(issue).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+async fn add_user(State(shared): State<Arc<Shared>>) -> Response {
+    let account_id = shared.site_mut().add_user();
+    (
+        StatusCode::CREATED,
+        Json(json!({ "accountId": account_id })),
+    )
+        .into_response()
+}
+
+async fn add_audit(State(shared): State<Arc<Shared>>) -> Response {
+    let id = shared.site_mut().add_audit_record(now_ms());
+    (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
+}
+
+async fn set_faults(State(shared): State<Arc<Shared>>, Json(plan): Json<FaultPlan>) -> Response {
+    *shared.faults() = FaultState::new(plan);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct AdminBody {
+    admin: bool,
+}
+
+async fn set_admin(State(shared): State<Arc<Shared>>, Json(body): Json<AdminBody>) -> Response {
+    shared
+        .admin
+        .store(body.admin, std::sync::atomic::Ordering::Relaxed);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn issue_ids_and_keys_collapse_into_one_endpoint() {
+        assert_eq!(
+            endpoint("GET", "/rest/api/3/issue/OPS-1"),
+            "GET /rest/api/3/issue/{idOrKey}"
+        );
+        assert_eq!(
+            endpoint("POST", "/rest/api/3/issue/bulkfetch"),
+            "POST /rest/api/3/issue/bulkfetch"
+        );
+        assert_eq!(
+            endpoint("GET", "/rest/api/3/myself"),
+            "GET /rest/api/3/myself"
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! Values derived from an issue's seed at render time: texts, labels, dates and custom fields.
+//!
+//! Each field draws from its own stream (seed, revision, field id), so a value does not depend
+//! on which other fields were requested, and an update (a new revision) changes the texts.
+
+use serde_json::{Value, json};
+
+use super::catalog::{DAY_MS, LABELS, OBJECTS, QUALIFIERS, VERBS};
+use super::data::{Dice, Issue, mix64};
+use super::render::Ctx;
+
+/// The per-field stream of an issue's current revision.
+pub(crate) fn dice(issue: &Issue, field: &str) -> Dice {
+    let salt = field.bytes().fold(0xCBF2_9CE4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+    });
+    Dice::new(mix64(issue.seed ^ (u64::from(issue.revision) << 40) ^ salt))
+}
+
+pub(crate) fn summary(issue: &Issue) -> String {
+    let mut d = dice(issue, "summary");
+    let (verb, object, qualifier) = (d.pick(&VERBS), d.pick(&OBJECTS), d.pick(&QUALIFIERS));
+    if qualifier.is_empty() {
+        format!("{verb} {object}")
+    } else {
+        format!("{verb} {object} {qualifier}")
+    }
+}
+
+/// An Atlassian Document Format document of one or two paragraphs, sometimes with a list.
+fn adf(d: &mut Dice) -> Value {
+    let sentence = |d: &mut Dice| {
+        format!(
+            "{} the {} {}.",
+            d.pick(&VERBS),
+            d.pick(&OBJECTS),
+            d.pick(&QUALIFIERS)
+        )
+    };
+    let mut content =
+        vec![json!({"type": "paragraph", "content": [{"type": "text", "text": sentence(d)}]})];
+    if d.chance(0.4) {
+        let items: Vec<Value> = (0..d.below(3) + 1)
+            .map(|_| json!({"type": "listItem", "content": [{"type": "paragraph", "content": [{"type": "text", "text": sentence(d)}]}]}))
+            .collect();
+        content.push(json!({"type": "bulletList", "content": items}));
+    }
+    json!({"type": "doc", "version": 1, "content": content})
+}
+
+fn option(ctx: &Ctx, id: i64, value: &str) -> Value {
+    json!({"self": format!("{}/rest/api/3/customFieldOption/{id}", ctx.base), "value": value, "id": id.to_string()})
+}
+
+/// A field value that is null with probability `p_null`, otherwise `make`'s result.
+fn maybe(d: &mut Dice, p_null: f64, make: impl FnOnce(&mut Dice) -> Value) -> Value {
+    if d.chance(p_null) {
+        Value::Null
+    } else {
+        make(d)
+    }
+}
+
+/// Values of the fields not rendered by `Ctx::field` itself: description, labels, due date and
+/// the custom fields.
+pub(crate) fn value(ctx: &Ctx, issue: &Issue, id: &str) -> Value {
+    let mut d = dice(issue, id);
+    let users = ctx.site.users.len().max(1);
+    match id {
+        "description" => maybe(&mut d, 0.2, adf),
+        "labels" => {
+            let mut labels: Vec<&str> = (0..d.below(4)).map(|_| d.pick(&LABELS)).collect();
+            labels.sort_unstable();
+            labels.dedup();
+            json!(labels)
+        }
+        "duedate" => maybe(&mut d, 0.6, |d| {
+            json!(ctx.date(issue.created_ms + (d.below(90) as i64 + 1) * DAY_MS))
+        }),
+        "customfield_10010" => maybe(&mut d, 0.3, |d| json!(format!("TEAM-{:03}", d.below(40)))),
+        "customfield_10011" => maybe(&mut d, 0.5, adf),
+        "customfield_10012" => maybe(&mut d, 0.4, |d| json!(d.below(100_000) as f64 / 4.0)),
+        "customfield_10013" => maybe(&mut d, 0.5, |d| {
+            json!(ctx.date(issue.created_ms + d.below(30) as i64 * DAY_MS))
+        }),
+        "customfield_10014" => maybe(&mut d, 0.6, |d| {
+            json!(ctx.timestamp(issue.created_ms + d.below(1_000_000_000) as i64))
+        }),
+        "customfield_10015" => maybe(&mut d, 0.3, |d| {
+            let (oid, name) = d.pick(&[(10_200, "Critical"), (10_201, "Major"), (10_202, "Minor")]);
+            option(ctx, oid, name)
+        }),
+        "customfield_10016" => maybe(&mut d, 0.4, |d| {
+            let all = [
+                (10_210, "iOS"),
+                (10_211, "Android"),
+                (10_212, "Web"),
+                (10_213, "Desktop"),
+            ];
+            let start = d.below(all.len());
+            let count = d.below(all.len() - start) + 1;
+            json!(
+                all[start..start + count]
+                    .iter()
+                    .map(|(i, v)| option(ctx, *i, v))
+                    .collect::<Vec<_>>()
+            )
+        }),
+        "customfield_10017" => maybe(&mut d, 0.5, |d| {
+            let (pid, parent, cid, child) = d.pick(&[
+                (10_220, "EMEA", 10_223, "Germany"),
+                (10_220, "EMEA", 10_224, "France"),
+                (10_221, "Americas", 10_225, "Brazil"),
+                (10_222, "APAC", 10_226, "日本"),
+            ]);
+            let mut value = option(ctx, pid, parent);
+            value["child"] = option(ctx, cid, child);
+            value
+        }),
+        "customfield_10018" => maybe(&mut d, 0.5, |d| ctx.user_details(d.below(users) as u32)),
+        "customfield_10019" => maybe(&mut d, 0.6, |d| {
+            json!(
+                (0..d.below(3) + 1)
+                    .map(|_| ctx.user_details(d.below(users) as u32))
+                    .collect::<Vec<_>>()
+            )
+        }),
+        "customfield_10020" => sprints(ctx, issue, &mut d),
+        "customfield_10021" => maybe(&mut d, 0.6, |d| json!([d.pick(&LABELS), "imported"])),
+        "customfield_10022" => maybe(&mut d, 0.7, |d| {
+            json!(format!("https://runbooks.example.com/{}", d.below(500)))
+        }),
+        "customfield_10023" => maybe(&mut d, 0.5, |d| {
+            json!(d.pick(&[1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 0.5]))
+        }),
+        _ => Value::Null,
+    }
+}
+
+/// Sprints exist on software projects only; an issue may have been carried over several.
+fn sprints(ctx: &Ctx, issue: &Issue, d: &mut Dice) -> Value {
+    let project = &ctx.site.projects[issue.project];
+    if project.type_key != "software" || d.chance(0.4) {
+        return Value::Null;
+    }
+    let board = 1 + issue.project as i64;
+    // Sprints are two-week slots on the calendar, numbered from the epoch.
+    let first = issue.created_ms / (14 * DAY_MS);
+    let values: Vec<Value> = (0..d.below(2) + 1)
+        .map(|n| {
+            let number = first + n as i64;
+            let start = number * 14 * DAY_MS;
+            let state = if n == 0 && issue.resolved_ms.is_none() { "active" } else { "closed" };
+            let mut sprint = json!({
+                "id": board * 100_000 + number % 100_000, "name": format!("{} Sprint {number}", project.key),
+                "state": state, "boardId": board, "goal": "",
+                "startDate": ctx.timestamp(start), "endDate": ctx.timestamp(start + 14 * DAY_MS),
+            });
+            if state == "closed" {
+                sprint["completeDate"] = json!(ctx.timestamp(start + 14 * DAY_MS));
+            }
+            sprint
+        })
+        .collect();
+    json!(values)
+}

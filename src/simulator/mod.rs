@@ -1,0 +1,339 @@
+//! A Jira Cloud simulator: a real HTTP server with deterministic data that every test and
+//! `jira-sync demo` talk to instead of a real site.
+//!
+//! The simulator answers the REST endpoints the daemon uses with the shapes, paging caps, error
+//! bodies and headers of Jira Cloud (see the API notes), injects faults on request, and exposes
+//! the ground truth plus a small control API under `/__sim/` so tests can mutate the site and
+//! compare a sync against what the API shows.
+
+mod catalog;
+mod cli;
+mod control;
+mod custom;
+mod data;
+mod faults;
+mod fields;
+mod gate;
+mod jql;
+mod render;
+mod routes;
+mod search;
+mod site;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::jira::time::parse_zone;
+
+pub use cli::{SimSize, SimulateArgs, serve_cli};
+pub use faults::{FaultKind, FaultPlan, Storm};
+
+/// The shape and behaviour of a simulated site.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Live projects; one archived project holding some issues is always added.
+    pub projects: usize,
+    /// Total issues across projects, one big project holding about 40 %.
+    pub issues: usize,
+    pub users: usize,
+    pub audit_records: usize,
+    /// IANA zone of the API user (`/myself` `timeZone`); JQL date literals are read in it.
+    pub user_time_zone: String,
+    /// IANA zone used to render timestamps in responses (`UTC` renders `+0000`).
+    pub site_time_zone: String,
+    /// E-mail accepted in Basic auth.
+    pub email: String,
+    /// API token accepted in Basic auth, and as a Bearer token.
+    pub api_token: String,
+    /// Without admin rights the users and audit endpoints answer 403.
+    pub admin: bool,
+    /// A mutation becomes visible to `/search/jql` only after this many milliseconds.
+    pub search_lag_ms: u64,
+}
+
+impl SimConfig {
+    fn preset(projects: usize, issues: usize, users: usize, audit_records: usize) -> Self {
+        SimConfig {
+            seed: 42,
+            projects,
+            issues,
+            users,
+            audit_records,
+            user_time_zone: "UTC".to_owned(),
+            site_time_zone: "UTC".to_owned(),
+            email: "demo@example.com".to_owned(),
+            api_token: "demo-token".to_owned(),
+            admin: true,
+            search_lag_ms: 0,
+        }
+    }
+
+    /// Fast for tests: 3 live projects + 1 archived, 260 issues (one project has over 100).
+    pub fn small() -> Self {
+        Self::preset(3, 260, 130, 1100)
+    }
+
+    /// The demo and benchmark site.
+    pub fn medium() -> Self {
+        Self::preset(12, 20_000, 500, 3_000)
+    }
+
+    pub fn large() -> Self {
+        Self::preset(30, 100_000, 2_000, 10_000)
+    }
+}
+
+/// Ground truth: what the API shows the configured (admin) user right now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Truth {
+    /// Live and archived projects, ascending by id.
+    pub projects: Vec<TruthProject>,
+    /// Issues that exist, ascending by id.
+    pub issues: Vec<TruthIssue>,
+    /// Account ids in the order `/users/search` lists them.
+    pub users: Vec<String>,
+    /// Audit record ids, ascending.
+    pub audit_ids: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TruthProject {
+    pub id: i64,
+    pub key: String,
+    pub archived: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TruthIssue {
+    pub id: i64,
+    pub key: String,
+    pub project_id: i64,
+    /// Exactly the instant the API renders, at millisecond precision.
+    pub updated: chrono::DateTime<chrono::Utc>,
+}
+
+/// One request as the simulator saw it (`/__sim/` requests are not logged).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestLogEntry {
+    /// Wall-clock arrival time.
+    pub at: SystemTime,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+}
+
+/// State shared by the server's handlers and the `Simulator` handle.
+pub(crate) struct Shared {
+    pub config: SimConfig,
+    pub user_tz: Tz,
+    pub site_tz: Tz,
+    pub base_url: String,
+    pub admin: AtomicBool,
+    site: RwLock<site::Site>,
+    faults: Mutex<faults::FaultState>,
+    log: Mutex<Vec<RequestLogEntry>>,
+}
+
+impl Shared {
+    // A panic while a lock is held leaves consistent data behind in this simulator (every
+    // mutation is a few field writes), so a poisoned lock is simply taken over.
+    pub fn site(&self) -> RwLockReadGuard<'_, site::Site> {
+        self.site.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn site_mut(&self) -> RwLockWriteGuard<'_, site::Site> {
+        self.site.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn faults(&self) -> MutexGuard<'_, faults::FaultState> {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn log(&self) -> MutexGuard<'_, Vec<RequestLogEntry>> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.admin.load(Ordering::Relaxed)
+    }
+
+    pub fn lag_ms(&self) -> i64 {
+        i64::try_from(self.config.search_lag_ms).unwrap_or(i64::MAX / 2)
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A running simulator. Dropping it stops the server; `shutdown` stops it gracefully.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Starts a simulator on a free port of 127.0.0.1.
+    pub async fn start(config: SimConfig) -> anyhow::Result<Simulator> {
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    pub async fn start_on(config: SimConfig, addr: SocketAddr) -> anyhow::Result<Simulator> {
+        let user_tz = parse_zone(&config.user_time_zone)
+            .with_context(|| format!("unknown user time zone {:?}", config.user_time_zone))?;
+        let site_tz = parse_zone(&config.site_time_zone)
+            .with_context(|| format!("unknown site time zone {:?}", config.site_time_zone))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let addr = listener
+            .local_addr()
+            .context("listener has no local address")?;
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            addr.ip().to_string()
+        };
+        let base_url = format!("http://{host}:{}", addr.port());
+        let generator = config.clone();
+        let site = tokio::task::spawn_blocking(move || data::generate(&generator))
+            .await
+            .context("generating the simulated site failed")?;
+        let shared = Arc::new(Shared {
+            admin: AtomicBool::new(config.admin),
+            config,
+            user_tz,
+            site_tz,
+            base_url,
+            site: RwLock::new(site),
+            faults: Mutex::new(faults::FaultState::new(FaultPlan::default())),
+            log: Mutex::new(Vec::new()),
+        });
+        let app = routes::router(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(error) = server.await {
+                tracing::warn!(%error, "simulator server stopped with an error");
+            }
+        });
+        Ok(Simulator {
+            shared,
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.config
+    }
+
+    pub fn truth(&self) -> Truth {
+        self.shared.site().truth()
+    }
+
+    /// Replaces the fault plan; request numbering for the random faults restarts at zero.
+    pub fn set_faults(&self, plan: FaultPlan) {
+        *self.shared.faults() = faults::FaultState::new(plan);
+    }
+
+    pub fn request_log(&self) -> Vec<RequestLogEntry> {
+        self.shared.log().clone()
+    }
+
+    /// How many logged requests had a path starting with `path_prefix`.
+    pub fn request_count(&self, path_prefix: &str) -> u64 {
+        self.shared
+            .log()
+            .iter()
+            .filter(|e| e.path.starts_with(path_prefix))
+            .count() as u64
+    }
+
+    pub fn set_admin(&self, admin: bool) {
+        self.shared.admin.store(admin, Ordering::Relaxed);
+    }
+
+    pub fn create_issue(&self, project_key: &str) -> anyhow::Result<TruthIssue> {
+        self.shared
+            .site_mut()
+            .create_issue(project_key, now_ms(), self.shared.lag_ms())
+    }
+
+    pub fn update_issue(&self, id: i64) -> anyhow::Result<TruthIssue> {
+        self.shared
+            .site_mut()
+            .update_issue(id, now_ms(), self.shared.lag_ms())
+    }
+
+    pub fn delete_issue(&self, id: i64) -> anyhow::Result<()> {
+        self.shared
+            .site_mut()
+            .delete_issue(id, now_ms(), self.shared.lag_ms())
+    }
+
+    /// Moves an issue to another project: same id, a new key in the target project.
+    pub fn move_issue(&self, id: i64, to_project_key: &str) -> anyhow::Result<TruthIssue> {
+        self.shared
+            .site_mut()
+            .move_issue(id, to_project_key, now_ms(), self.shared.lag_ms())
+    }
+
+    /// Adds a user and returns its account id.
+    pub fn add_user(&self) -> String {
+        self.shared.site_mut().add_user()
+    }
+
+    /// Adds an audit record created now and returns its id.
+    pub fn add_audit_record(&self) -> i64 {
+        self.shared.site_mut().add_audit_record(now_ms())
+    }
+
+    /// Stops accepting connections, lets open requests finish for up to five seconds, then
+    /// stops the server.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
