@@ -1,0 +1,419 @@
+//! `jira-sync check`: can the daemon reach the site, as whom, and which streams may it sync?
+//!
+//! The connection is fatal only when it cannot work at all: bad credentials, no Jira at the
+//! address, no network, no Browse Projects permission. A stream the account cannot read (users
+//! and audit records need admin rights) is reported as skipped with the reason and the fix, and
+//! the check still succeeds, because the daemon then syncs everything else.
+
+use crate::config::Settings;
+use crate::jira::model::{MyPermissions, Myself, ServerInfo};
+use crate::jira::time::{parse_jira_timestamp, parse_zone};
+use crate::jira::{JiraClient, JiraError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+/// Arguments of `jira-sync check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Print the report as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The streams, in the order the report lists them.
+pub const STREAMS: [&str; 4] = ["projects", "issues", "users", "audit_records"];
+
+/// What `check` learned about the site.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// Connected, and the account can browse projects.
+    pub ok: bool,
+    /// The site id rows are stored under.
+    pub site: String,
+    pub base_url: String,
+    pub account: AccountReport,
+    pub server: ServerReport,
+    /// Keyed by stream name (see [`STREAMS`]).
+    pub streams: BTreeMap<String, StreamReport>,
+    /// Things that work but deserve attention (clock skew, unknown time zone, not Cloud).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountReport {
+    pub account_id: String,
+    pub display_name: Option<String>,
+    /// Present when the account's profile lets the API show it.
+    pub email: Option<String>,
+    pub account_type: Option<String>,
+    /// The zone JQL date literals are read in.
+    pub time_zone: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerReport {
+    pub version: Option<String>,
+    pub deployment_type: Option<String>,
+    pub server_time: Option<DateTime<Utc>>,
+    /// Jira's clock minus ours, in seconds.
+    pub skew_secs: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    /// Whether the configuration asks for this stream (`sync.<stream>`).
+    pub enabled: bool,
+    /// Whether the account can read it.
+    pub available: bool,
+    /// Why it is unavailable.
+    pub reason: Option<String>,
+    /// What to do about it.
+    pub fix: Option<String>,
+    /// A note when available, e.g. how many projects are visible.
+    pub detail: Option<String>,
+}
+
+impl CheckReport {
+    /// One line for logs and other commands: who, where, and which streams will sync.
+    pub fn headline(&self) -> String {
+        let who = self
+            .account
+            .display_name
+            .as_deref()
+            .unwrap_or(&self.account.account_id);
+        let readable: Vec<&str> = STREAMS
+            .into_iter()
+            .filter(|s| self.streams.get(*s).is_some_and(|r| r.available))
+            .collect();
+        let readable = if readable.is_empty() {
+            "none".to_owned()
+        } else {
+            readable.join(", ")
+        };
+        format!("{who} on {} (streams available: {readable})", self.site)
+    }
+}
+
+impl StreamReport {
+    fn available(enabled: bool, detail: Option<String>) -> Self {
+        StreamReport {
+            enabled,
+            available: true,
+            reason: None,
+            fix: None,
+            detail,
+        }
+    }
+
+    fn unavailable(enabled: bool, reason: String, fix: &str) -> Self {
+        StreamReport {
+            enabled,
+            available: false,
+            reason: Some(reason),
+            fix: Some(fix.to_owned()),
+            detail: None,
+        }
+    }
+}
+
+const BROWSE_FIX: &str = "grant the account Browse Projects in the projects' permission schemes (e.g. through a project role or group)";
+const USERS_FIX: &str = "grant the account the global permission Browse users and groups (USER_PICKER), or set sync.users = false";
+const AUDIT_FIX: &str = "add the account to a group with the global permission Administer Jira (ADMINISTER), or set sync.audit_records = false";
+
+/// `jira-sync check`: prints the report and exits 0 when the daemon can sync.
+pub async fn command(settings: &Settings, args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let client = JiraClient::new(&settings.jira, &settings.rate_limit)?;
+    let report = run_with(settings, &client).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", render_text(&report));
+    }
+    tracing::debug!(metrics = ?client.metrics(), "check finished");
+    if !report.ok {
+        return Err(JiraError::Forbidden {
+            endpoint: "GET /rest/api/3/mypermissions".to_owned(),
+            message: "the account lacks the BROWSE_PROJECTS permission (Browse Projects) in every project: ".to_owned() + BROWSE_FIX,
+        }
+        .into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the check with a client of its own; see [`run_with`].
+pub async fn run(settings: &Settings) -> Result<CheckReport, JiraError> {
+    let client = JiraClient::new(&settings.jira, &settings.rate_limit)?;
+    run_with(settings, &client).await
+}
+
+/// Asks Jira who we are, what it is, and which streams the account can read.
+///
+/// `/myself` comes first: with bad credentials it is the one request made, and a 401 is
+/// returned at once (never retried).
+#[tracing::instrument(skip_all, fields(site = %settings.site()))]
+pub async fn run_with(settings: &Settings, client: &JiraClient) -> Result<CheckReport, JiraError> {
+    let me: Myself = client
+        .get("/rest/api/3/myself", &[])
+        .await
+        .map_err(|e| site_error(client, e))?;
+    let server: ServerInfo = client
+        .get("/rest/api/3/serverInfo", &[])
+        .await
+        .map_err(|e| site_error(client, e))?;
+    let permissions = permissions(client).await?;
+    let sync = &settings.sync;
+    let mut streams = BTreeMap::new();
+    let mut warnings = Vec::new();
+    if permissions.has("BROWSE_PROJECTS") {
+        let projects = probe(
+            client,
+            "/rest/api/3/project/search",
+            &[("maxResults", "1".to_owned())],
+        )
+        .await?;
+        let (projects, issues) = match projects {
+            Ok(page) => {
+                let total = page.get("total").and_then(serde_json::Value::as_u64);
+                if total == Some(0) {
+                    warnings.push(
+                        "no project is visible to this account: there will be no issues to sync"
+                            .to_owned(),
+                    );
+                }
+                let detail = total.map(|n| format!("{n} visible"));
+                (
+                    StreamReport::available(sync.projects, detail),
+                    StreamReport::available(sync.issues, None),
+                )
+            }
+            Err(reason) => (
+                StreamReport::unavailable(sync.projects, reason.clone(), BROWSE_FIX),
+                StreamReport::unavailable(sync.issues, reason, BROWSE_FIX),
+            ),
+        };
+        streams.insert("projects".to_owned(), projects);
+        streams.insert("issues".to_owned(), issues);
+    } else {
+        let reason =
+            "the account lacks Browse Projects (BROWSE_PROJECTS) in every project".to_owned();
+        streams.insert(
+            "projects".to_owned(),
+            StreamReport::unavailable(sync.projects, reason.clone(), BROWSE_FIX),
+        );
+        streams.insert(
+            "issues".to_owned(),
+            StreamReport::unavailable(sync.issues, reason, BROWSE_FIX),
+        );
+    }
+    let users = probe(
+        client,
+        "/rest/api/3/users/search",
+        &[("maxResults", "1".to_owned())],
+    )
+    .await?;
+    streams.insert(
+        "users".to_owned(),
+        match users {
+            Ok(_) => StreamReport::available(sync.users, None),
+            Err(reason) => StreamReport::unavailable(sync.users, reason, USERS_FIX),
+        },
+    );
+    let audit = probe(
+        client,
+        "/rest/api/3/auditing/record",
+        &[("limit", "1".to_owned())],
+    )
+    .await?;
+    streams.insert(
+        "audit_records".to_owned(),
+        match audit {
+            Ok(_) => StreamReport::available(sync.audit_records, None),
+            Err(reason) => StreamReport::unavailable(sync.audit_records, reason, AUDIT_FIX),
+        },
+    );
+    let server_time = server.server_time.as_deref().and_then(parse_jira_timestamp);
+    let skew_secs = server_time.map(|t| (t - Utc::now()).num_seconds());
+    warnings.extend(server_warnings(&me, &server, skew_secs));
+    Ok(CheckReport {
+        ok: permissions.has("BROWSE_PROJECTS"),
+        site: settings.site(),
+        base_url: base_url_text(client),
+        account: AccountReport {
+            account_id: me.account_id,
+            display_name: me.display_name,
+            email: me.email_address.filter(|e| !e.is_empty()),
+            account_type: me.account_type,
+            time_zone: me.time_zone,
+        },
+        server: ServerReport {
+            version: server.version,
+            deployment_type: server.deployment_type,
+            server_time,
+            skew_secs,
+        },
+        streams,
+        warnings,
+    })
+}
+
+/// `/mypermissions` for the keys the streams need. `USER_PICKER` is the documented key of
+/// "Browse users and groups"; should a site reject it as unknown (400), ask again without it.
+async fn permissions(client: &JiraClient) -> Result<MyPermissions, JiraError> {
+    let path = "/rest/api/3/mypermissions";
+    let all = [(
+        "permissions",
+        "BROWSE_PROJECTS,ADMINISTER,USER_PICKER".to_owned(),
+    )];
+    match client.get(path, &all).await {
+        Err(JiraError::BadRequest { .. }) => {
+            let fewer = [("permissions", "BROWSE_PROJECTS,ADMINISTER".to_owned())];
+            client
+                .get(path, &fewer)
+                .await
+                .map_err(|e| site_error(client, e))
+        }
+        other => other.map_err(|e| site_error(client, e)),
+    }
+}
+
+/// One cheap request to a stream's endpoint. `Ok(Err(reason))` means the stream is not
+/// readable; errors that end the whole check (credentials, network, rate limit) are returned.
+async fn probe(
+    client: &JiraClient,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<Result<serde_json::Value, String>, JiraError> {
+    match client.get::<serde_json::Value>(path, query).await {
+        Ok(body) => Ok(Ok(body)),
+        Err(
+            e @ (JiraError::Unauthorized { .. }
+            | JiraError::RateLimited { .. }
+            | JiraError::Connect { .. }
+            | JiraError::Timeout { .. }
+            | JiraError::Network { .. }
+            | JiraError::Setup { .. }),
+        ) => Err(e),
+        Err(JiraError::Forbidden { endpoint, message }) if message.is_empty() => {
+            Ok(Err(format!("{endpoint} answered 403 (permission denied)")))
+        }
+        Err(JiraError::Forbidden { endpoint, message }) => Ok(Err(format!(
+            "{endpoint} answered 403 (permission denied): {message}"
+        ))),
+        Err(other) => Ok(Err(other.to_string())),
+    }
+}
+
+/// Reads a 404/410 or an unexpected JSON shape from the identity endpoints as "this is not a
+/// Jira Cloud site", and a 403 there as "this account may not use Jira".
+fn site_error(client: &JiraClient, err: JiraError) -> JiraError {
+    let not_jira = |detail: String| JiraError::NotJira {
+        base_url: base_url_text(client),
+        detail,
+    };
+    match err {
+        JiraError::NotFound { endpoint } => not_jira(format!("{endpoint} answered 404")),
+        JiraError::Gone { endpoint, .. } => not_jira(format!("{endpoint} answered 410")),
+        JiraError::Decode { endpoint, .. } => {
+            not_jira(format!("{endpoint} answered JSON that is not Jira's"))
+        }
+        JiraError::Forbidden { endpoint, message } => JiraError::Forbidden {
+            endpoint,
+            message: format!(
+                "{message} (the account may lack access to Jira: give it a Jira product license)"
+            )
+            .trim_start()
+            .to_owned(),
+        },
+        other => other,
+    }
+}
+
+fn server_warnings(me: &Myself, server: &ServerInfo, skew_secs: Option<i64>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    match me.time_zone.as_deref() {
+        None => warnings.push("jira reported no time zone for the account: JQL dates would be read in an unknown zone; set one in the account's profile".to_owned()),
+        Some(zone) if parse_zone(zone).is_none() => warnings.push(format!("the account's time zone {zone:?} is not a known IANA zone: JQL dates may be misread")),
+        Some(_) => {}
+    }
+    if let Some(kind) = server
+        .deployment_type
+        .as_deref()
+        .filter(|k| !k.eq_ignore_ascii_case("cloud"))
+    {
+        warnings.push(format!(
+            "the site reports deployment type {kind:?}: jira-sync is built for Jira Cloud"
+        ));
+    }
+    if let Some(skew) = skew_secs.filter(|s| s.abs() > 60) {
+        warnings.push(format!("this machine's clock differs from Jira's by {skew}s: keep it in sync (NTP) so logs and sync windows line up"));
+    }
+    warnings
+}
+
+fn base_url_text(client: &JiraClient) -> String {
+    client.base_url().as_str().trim_end_matches('/').to_owned()
+}
+
+/// The human-readable report: a few aligned lines, one per stream.
+pub fn render_text(report: &CheckReport) -> String {
+    let mut out = String::new();
+    let status = if report.ok {
+        "connected"
+    } else {
+        "connected, but the account cannot browse projects"
+    };
+    let _ = writeln!(out, "{status}: {} ({})", report.site, report.base_url);
+    let a = &report.account;
+    let name = a.display_name.as_deref().unwrap_or("(no display name)");
+    let _ = match &a.email {
+        Some(email) => writeln!(out, "  account     {name} <{email}>"),
+        None => writeln!(out, "  account     {name} (email hidden)"),
+    };
+    let kind = a.account_type.as_deref().unwrap_or("unknown type");
+    let _ = writeln!(out, "  account id  {} ({kind})", a.account_id);
+    let zone = a.time_zone.as_deref().unwrap_or("unknown");
+    let _ = writeln!(
+        out,
+        "  time zone   {zone} (JQL dates are read in this zone)"
+    );
+    let s = &report.server;
+    let skew = s
+        .skew_secs
+        .map_or_else(|| "unknown".to_owned(), |k| format!("{k:+}s"));
+    let _ = writeln!(
+        out,
+        "  server      Jira {} {}, clock skew {skew}",
+        s.deployment_type
+            .as_deref()
+            .unwrap_or("(unknown deployment)"),
+        s.version.as_deref().unwrap_or("(unknown version)"),
+    );
+    let _ = writeln!(out, "streams");
+    for name in STREAMS {
+        let Some(stream) = report.streams.get(name) else {
+            continue;
+        };
+        let state = match (stream.available, stream.enabled) {
+            (true, true) => "ok",
+            (true, false) => "disabled",
+            (false, _) => "skipped",
+        };
+        let note = stream
+            .reason
+            .as_deref()
+            .or(stream.detail.as_deref())
+            .unwrap_or("");
+        let line = format!("  {name:<14} {state:<8} {note}");
+        let _ = writeln!(out, "{}", line.trim_end());
+        if let Some(fix) = &stream.fix {
+            let _ = writeln!(out, "  {:<14} {:<8} fix: {fix}", "", "");
+        }
+    }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+    out
+}

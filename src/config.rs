@@ -1,0 +1,779 @@
+//! Settings: layered TOML files and environment, validated at start-up, secrets kept redacted.
+//!
+//! Layering, later wins: the defaults built into the binary (`config/default.toml`, embedded) →
+//! `./config/default.toml` if present → the `--config` file → `JIRA_SYNC__SECTION__KEY`
+//! environment variables → `DATABASE_URL`. Every section rejects unknown keys, so a typo fails
+//! with the key's name instead of being silently ignored.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use url::Url;
+
+/// The documented defaults, compiled in so the binary works from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variables that hold comma-separated lists, and the keys they set.
+const LIST_ENV_KEYS: [(&str, &str); 2] = [
+    ("JIRA_SYNC__SYNC__INCLUDE_PROJECTS", "sync.include_projects"),
+    ("JIRA_SYNC__SYNC__EXCLUDE_PROJECTS", "sync.exclude_projects"),
+];
+
+/// A configuration that cannot be used; the binary exits with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be parsed, a key is unknown or a value has the wrong type.
+    #[error("invalid configuration: {0}")]
+    Load(String),
+    /// A value parsed but is not acceptable; `key` is the dotted key to fix.
+    #[error("invalid configuration: {key} {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything the daemon is configured with. Built by [`Settings::load`]; valid once loaded.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub jira: JiraSettings,
+    pub database: DatabaseSettings,
+    pub sync: SyncSettings,
+    pub rate_limit: RateLimitSettings,
+    pub log: LogSettings,
+}
+
+/// How requests authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// `email:api_token` as HTTP Basic auth (Jira Cloud).
+    Basic,
+    /// The token as a Bearer token (a personal access token; no email).
+    Bearer,
+}
+
+/// `[jira]`: which site, and as whom.
+#[derive(Debug, Clone)]
+pub struct JiraSettings {
+    pub email: String,
+    /// The token, from `api_token` or read from `api_token_file` at load.
+    pub api_token: Option<SecretString>,
+    pub api_token_file: Option<PathBuf>,
+    /// Normalised: no trailing slash, no path, no query.
+    pub base_url: Url,
+    pub domain: Option<String>,
+    pub org_id: Option<String>,
+    pub auth: AuthMode,
+}
+
+impl JiraSettings {
+    /// The API token; `None` only for settings that were built by hand and never validated.
+    pub fn token(&self) -> Option<&SecretString> {
+        self.api_token.as_ref()
+    }
+
+    /// `host[:port]` of the base URL, as people and error messages name the site.
+    pub fn host(&self) -> String {
+        let host = self.base_url.host_str().unwrap_or_default();
+        match self.base_url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// May hold a password, hence secret. Empty in a file means unset.
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+impl DatabaseSettings {
+    /// The database URL, or an error telling how to set it, for the commands that need one.
+    pub fn require_url(&self) -> Result<&SecretString, ConfigError> {
+        self.url.as_ref().ok_or_else(|| {
+            ConfigError::invalid(
+                "database.url",
+                "is not set: set it in the config file, JIRA_SYNC__DATABASE__URL or DATABASE_URL",
+            )
+        })
+    }
+}
+
+/// `[sync]`: what to sync and how often.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    pub projects: bool,
+    pub issues: bool,
+    pub users: bool,
+    pub audit_records: bool,
+    /// Project keys, upper-cased at load; empty means all visible projects.
+    pub include_projects: Vec<String>,
+    pub exclude_projects: Vec<String>,
+    pub issues_interval_secs: u64,
+    pub audit_interval_secs: u64,
+    pub users_interval_secs: u64,
+    pub projects_interval_secs: u64,
+    pub census_interval_secs: u64,
+    pub audit_lookback_days: u32,
+    pub issue_overlap_secs: u64,
+}
+
+/// `[rate_limit]`: pacing and retries of requests to Jira.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub requests_per_second: f64,
+    pub burst: u32,
+    pub max_in_flight: usize,
+    pub max_retries: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub request_timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+    pub max_retry_after_secs: u64,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Pretty,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// `[jira]` as written, before the base URL is parsed and the token file is read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJira {
+    email: String,
+    api_token: Option<SecretString>,
+    api_token_file: Option<PathBuf>,
+    base_url: String,
+    domain: Option<String>,
+    org_id: Option<String>,
+    auth: AuthMode,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    jira: RawJira,
+    database: DatabaseSettings,
+    sync: SyncSettings,
+    rate_limit: RateLimitSettings,
+    log: LogSettings,
+}
+
+impl Settings {
+    /// Loads and validates the settings from files and the process environment.
+    pub fn load(config_path: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::load_from(config_path, std::env::vars().collect())
+    }
+
+    /// Like [`Settings::load`], with `env` standing in for the process environment.
+    pub fn load_from(
+        config_path: Option<&Path>,
+        env: HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        use config::{File, FileFormat};
+        let mut builder = config::Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .add_source(File::new("config/default.toml", FileFormat::Toml).required(false));
+        if let Some(path) = config_path {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist or is not a file: check --config / JIRA_SYNC_CONFIG",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(File::new(&path.to_string_lossy(), FileFormat::Toml));
+        }
+        // Values stay strings (no `try_parsing`) so a token that happens to look like a number
+        // or a boolean is kept verbatim; the deserializer converts strings for numeric keys.
+        // Lists are split here because `config` would otherwise split every value.
+        let mut plain = HashMap::new();
+        for (name, value) in env {
+            if let Some((_, key)) = LIST_ENV_KEYS.iter().find(|(var, _)| *var == name) {
+                let items: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                builder = builder.set_override(*key, items).map_err(load_error)?;
+            } else if name == "DATABASE_URL" {
+                if !value.is_empty() {
+                    builder = builder
+                        .set_override("database.url", value)
+                        .map_err(load_error)?;
+                }
+            } else if name.starts_with("JIRA_SYNC__") {
+                plain.insert(name, value);
+            }
+        }
+        builder = builder.add_source(env_source(plain));
+        finish(builder.build().map_err(load_error)?)
+    }
+
+    /// Settings for `base_url` with everything else at the built-in defaults, for commands and
+    /// tests that start their own Jira (the simulator) and need no config file.
+    pub fn for_site(
+        base_url: &Url,
+        email: &str,
+        api_token: SecretString,
+    ) -> Result<Settings, ConfigError> {
+        let env = HashMap::from([
+            ("JIRA_SYNC__JIRA__BASE_URL".to_owned(), base_url.to_string()),
+            ("JIRA_SYNC__JIRA__EMAIL".to_owned(), email.to_owned()),
+            (
+                "JIRA_SYNC__JIRA__API_TOKEN".to_owned(),
+                api_token.expose_secret().to_owned(),
+            ),
+        ]);
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
+            .add_source(env_source(env))
+            .build()
+            .map_err(load_error)?;
+        finish(built)
+    }
+
+    /// The site id stored as the first key column of every table: `jira.domain` if set, else
+    /// the base URL's `host[:port]`.
+    pub fn site(&self) -> String {
+        match &self.jira.domain {
+            Some(domain) => domain.clone(),
+            None => self.jira.host(),
+        }
+    }
+
+    /// Parses what `RawSettings` left as text: the base URL, the token file, empty strings.
+    fn from_raw(raw: RawSettings) -> Result<Settings, ConfigError> {
+        let RawSettings {
+            jira,
+            mut database,
+            mut sync,
+            rate_limit,
+            log,
+        } = raw;
+        let api_token_file = jira.api_token_file.filter(|p| !p.as_os_str().is_empty());
+        let mut api_token = jira
+            .api_token
+            .filter(|t| !t.expose_secret().trim().is_empty());
+        if let Some(path) = &api_token_file {
+            if api_token.is_some() {
+                return Err(ConfigError::invalid(
+                    "jira.api_token_file",
+                    "and jira.api_token are both set: keep only one",
+                ));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::invalid(
+                    "jira.api_token_file",
+                    format!(
+                        "cannot be read ({}): {e}; check the path and permissions",
+                        path.display()
+                    ),
+                )
+            })?;
+            api_token = Some(SecretString::from(text.trim().to_owned()));
+        }
+        let base_url = parse_base_url(&jira.base_url)?;
+        database.url = database
+            .url
+            .filter(|u| !u.expose_secret().trim().is_empty());
+        for list in [&mut sync.include_projects, &mut sync.exclude_projects] {
+            for key in list.iter_mut() {
+                *key = key.trim().to_uppercase();
+            }
+        }
+        let jira = JiraSettings {
+            email: jira.email.trim().to_owned(),
+            api_token,
+            api_token_file,
+            base_url,
+            domain: non_empty(jira.domain).map(|d| d.to_lowercase()),
+            org_id: non_empty(jira.org_id),
+            auth: jira.auth,
+        };
+        Ok(Settings {
+            jira,
+            database,
+            sync,
+            rate_limit,
+            log,
+        })
+    }
+}
+
+/// `JIRA_SYNC__SECTION__KEY` variables as a layer. The prefix needs its own separator, or
+/// `config` would expect `JIRA_SYNC____` after it.
+fn env_source(vars: HashMap<String, String>) -> config::Environment {
+    config::Environment::with_prefix("JIRA_SYNC")
+        .prefix_separator("__")
+        .separator("__")
+        .source(Some(vars))
+}
+
+/// Deserializes the layered values and validates them.
+fn finish(built: config::Config) -> Result<Settings, ConfigError> {
+    // Secrets that reached the layered values are scrubbed from any error text below, in case
+    // a type error quotes one (for example a token pasted into a numeric key).
+    let secrets: Vec<String> = ["jira.api_token", "database.url"]
+        .iter()
+        .filter_map(|key| built.get_string(key).ok())
+        .filter(|s| s.len() >= 4)
+        .collect();
+    let raw: RawSettings = built
+        .try_deserialize()
+        .map_err(|e| ConfigError::Load(scrub(&describe(&e), &secrets)))?;
+    let settings = Settings::from_raw(raw)?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn load_error(err: config::ConfigError) -> ConfigError {
+    ConfigError::Load(describe(&err))
+}
+
+/// Renders a `config` error without the source excerpt that TOML parse errors carry: that
+/// excerpt is the offending line of the file, which may be the line holding a secret.
+fn describe(err: &config::ConfigError) -> String {
+    let text = err.to_string();
+    let kept: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !is_excerpt_line(line))
+        .collect();
+    let text = hide_quoted(&kept.join("; "));
+    // `deny_unknown_fields` reports "unknown field `x`, expected one of ... for key `section`";
+    // name the full key so the user can find the typo.
+    if let (Some(field), Some(section)) = (
+        between(&text, "unknown field `", "`"),
+        between(&text, "for key `", "`"),
+    ) {
+        return format!("unknown key {section}.{field} ({text}): fix or remove it");
+    }
+    text
+}
+
+/// Replaces every double-quoted value in an error message: type errors quote the value they
+/// rejected, and that value may be a secret typed into the wrong key. Key names, which are
+/// what the user needs, are quoted with backticks and stay.
+fn hide_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            out.push(c);
+            continue;
+        }
+        out.push_str("\"…\"");
+        while let Some(inner) = chars.next() {
+            match inner {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => break,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn is_excerpt_line(line: &str) -> bool {
+    let rest = line
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start();
+    rest.starts_with('|')
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(&text[from..from + len])
+}
+
+fn scrub(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_owned(), |acc, s| {
+        acc.replace(s.as_str(), "[REDACTED]")
+    })
+}
+
+/// Parses `jira.base_url`, normalising a trailing slash and rejecting path, query and fragment.
+fn parse_base_url(text: &str) -> Result<Url, ConfigError> {
+    const KEY: &str = "jira.base_url";
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ConfigError::invalid(
+            KEY,
+            "is not set: set it to your site, e.g. https://acme.atlassian.net",
+        ));
+    }
+    let url = Url::parse(text).map_err(|e| {
+        ConfigError::invalid(
+            KEY,
+            format!("is not a URL ({e}): write it like https://acme.atlassian.net"),
+        )
+    })?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err(ConfigError::invalid(KEY, "must start with https://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::invalid(
+            KEY,
+            "has no host: write it like https://acme.atlassian.net",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::invalid(
+            KEY,
+            "must not contain credentials: put them in jira.email and jira.api_token",
+        ));
+    }
+    if url.path() != "/" && !url.path().is_empty() {
+        return Err(ConfigError::invalid(
+            KEY,
+            "must not have a path: use the site's root, e.g. https://acme.atlassian.net",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::invalid(
+            KEY,
+            "must not have a query or fragment: remove everything after the host",
+        ));
+    }
+    Ok(url)
+}
+
+impl Settings {
+    /// Checks every rule that does not need IO; [`Settings::load`] calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_jira()?;
+        if let Some(url) = &self.database.url {
+            // The parse error never quotes the input, so the password cannot leak through it.
+            Url::parse(url.expose_secret()).map_err(|e| {
+                ConfigError::invalid(
+                    "database.url",
+                    format!(
+                        "is not a URL ({e}): write it like postgres://user:password@host:5432/db"
+                    ),
+                )
+            })?;
+        }
+        let db = &self.database;
+        in_range(
+            "database.max_connections",
+            u64::from(db.max_connections),
+            1,
+            100,
+        )?;
+        in_range(
+            "database.connect_timeout_secs",
+            db.connect_timeout_secs,
+            1,
+            300,
+        )?;
+        self.validate_sync()?;
+        self.validate_rate_limit()?;
+        if self.log.level.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "log.level",
+                "is empty: use e.g. \"info\" or \"jira_sync=debug,info\"",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            ConfigError::invalid(
+                "log.level",
+                format!(
+                    "is not a valid filter ({e}): use e.g. \"info\" or \"jira_sync=debug,info\""
+                ),
+            )
+        })?;
+        Ok(())
+    }
+
+    fn validate_jira(&self) -> Result<(), ConfigError> {
+        let jira = &self.jira;
+        if jira.auth == AuthMode::Basic && jira.email.is_empty() {
+            return Err(ConfigError::invalid(
+                "jira.email",
+                "is not set: set it to the Atlassian account that owns the API token (or set jira.auth = \"bearer\" for a personal access token)",
+            ));
+        }
+        if jira.token().is_none() {
+            return Err(ConfigError::invalid(
+                "jira.api_token",
+                "is not set: set jira.api_token, JIRA_SYNC__JIRA__API_TOKEN or jira.api_token_file",
+            ));
+        }
+        let host = jira.base_url.host_str().unwrap_or_default();
+        if jira.base_url.scheme() != "https" && !is_loopback(host) {
+            return Err(ConfigError::invalid(
+                "jira.base_url",
+                format!(
+                    "uses http:// for {host}: use https:// (plain http is allowed only for 127.0.0.1, localhost and [::1])"
+                ),
+            ));
+        }
+        if let Some(domain) = &jira.domain
+            && !domain.eq_ignore_ascii_case(host)
+        {
+            return Err(ConfigError::invalid(
+                "jira.domain",
+                format!(
+                    "({domain}) does not match the host of jira.base_url ({host}): make them the same site, or remove jira.domain"
+                ),
+            ));
+        }
+        if let Some(org_id) = &jira.org_id
+            && !is_org_id(org_id)
+        {
+            return Err(ConfigError::invalid(
+                "jira.org_id",
+                "is malformed: copy the id from admin.atlassian.com/o/<org_id> (five dash-separated groups, 8-4-4-4-12 letters and digits), or remove it",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_sync(&self) -> Result<(), ConfigError> {
+        let sync = &self.sync;
+        for (key, list) in [
+            ("sync.include_projects", &sync.include_projects),
+            ("sync.exclude_projects", &sync.exclude_projects),
+        ] {
+            if let Some(bad) = list.iter().find(|k| !is_project_key(k)) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "holds {bad:?}, which is not a project key: use keys like ABC or ABC_2"
+                    ),
+                ));
+            }
+        }
+        if let Some(both) = sync
+            .include_projects
+            .iter()
+            .find(|k| sync.exclude_projects.contains(k))
+        {
+            return Err(ConfigError::invalid(
+                "sync.exclude_projects",
+                format!("and sync.include_projects both name {both}: remove it from one of them"),
+            ));
+        }
+        const MONTH: u64 = 30 * 24 * 3600;
+        in_range(
+            "sync.issues_interval_secs",
+            sync.issues_interval_secs,
+            1,
+            MONTH,
+        )?;
+        in_range(
+            "sync.audit_interval_secs",
+            sync.audit_interval_secs,
+            1,
+            MONTH,
+        )?;
+        in_range(
+            "sync.users_interval_secs",
+            sync.users_interval_secs,
+            1,
+            MONTH,
+        )?;
+        in_range(
+            "sync.projects_interval_secs",
+            sync.projects_interval_secs,
+            1,
+            MONTH,
+        )?;
+        in_range(
+            "sync.census_interval_secs",
+            sync.census_interval_secs,
+            60,
+            MONTH,
+        )?;
+        in_range(
+            "sync.audit_lookback_days",
+            u64::from(sync.audit_lookback_days),
+            1,
+            36_500,
+        )?;
+        in_range(
+            "sync.issue_overlap_secs",
+            sync.issue_overlap_secs,
+            0,
+            86_400,
+        )?;
+        Ok(())
+    }
+
+    fn validate_rate_limit(&self) -> Result<(), ConfigError> {
+        let rl = &self.rate_limit;
+        let rps = rl.requests_per_second;
+        if !(rps.is_finite() && rps > 0.0 && rps <= 1000.0) {
+            return Err(ConfigError::invalid(
+                "rate_limit.requests_per_second",
+                format!("is {rps}: it must be more than 0 and at most 1000"),
+            ));
+        }
+        in_range("rate_limit.burst", u64::from(rl.burst), 1, 1000)?;
+        in_range("rate_limit.max_in_flight", rl.max_in_flight as u64, 1, 64)?;
+        in_range("rate_limit.max_retries", u64::from(rl.max_retries), 0, 20)?;
+        in_range("rate_limit.backoff_base_ms", rl.backoff_base_ms, 1, 600_000)?;
+        in_range(
+            "rate_limit.backoff_max_ms",
+            rl.backoff_max_ms,
+            rl.backoff_base_ms,
+            3_600_000,
+        )?;
+        in_range(
+            "rate_limit.request_timeout_secs",
+            rl.request_timeout_secs,
+            1,
+            3600,
+        )?;
+        in_range(
+            "rate_limit.connect_timeout_secs",
+            rl.connect_timeout_secs,
+            1,
+            600,
+        )?;
+        in_range(
+            "rate_limit.max_retry_after_secs",
+            rl.max_retry_after_secs,
+            0,
+            86_400,
+        )?;
+        Ok(())
+    }
+}
+
+fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::invalid(
+            key,
+            format!("is {value}: it must be between {min} and {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The hosts plain http is allowed for: the simulator and tests run there.
+fn is_loopback(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1")
+}
+
+/// Atlassian organization ids are UUID-shaped (8-4-4-4-12). Some are not strictly hexadecimal,
+/// so any ASCII letter or digit is accepted in each group; what this catches is a pasted URL,
+/// a truncated id or stray characters.
+fn is_org_id(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    let lengths = [8, 4, 4, 4, 12];
+    groups.len() == lengths.len()
+        && groups
+            .iter()
+            .zip(lengths)
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Jira project keys: an upper-case letter, then upper-case letters, digits or underscores.
+fn is_project_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_uppercase())
+        && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && key.len() <= 255
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_are_a_complete_valid_configuration_once_a_site_is_given() {
+        let url = Url::parse("http://127.0.0.1:8080").expect("url");
+        let s =
+            Settings::for_site(&url, "demo@example.com", SecretString::from("t")).expect("valid");
+        assert_eq!(s.site(), "127.0.0.1:8080");
+        assert_eq!(s.rate_limit.backoff_max_ms, 30_000);
+        assert_eq!(s.sync.census_interval_secs, 86_400);
+    }
+
+    #[test]
+    fn base_urls_keep_only_scheme_host_and_port() {
+        assert!(parse_base_url("https://acme.atlassian.net/").is_ok());
+        assert!(parse_base_url(" https://acme.atlassian.net ").is_ok());
+        assert!(parse_base_url("https://acme.atlassian.net/wiki").is_err());
+        assert!(parse_base_url("https://acme.atlassian.net#x").is_err());
+        assert!(parse_base_url("https://me:pw@acme.atlassian.net").is_err());
+        assert!(parse_base_url("ftp://acme.atlassian.net").is_err());
+        assert!(parse_base_url("").is_err());
+    }
+
+    #[test]
+    fn org_ids_are_five_groups_of_letters_and_digits() {
+        assert!(is_org_id("9a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"));
+        assert!(is_org_id("J9a1b2c3-4e5f-6a7b-8c9d-0e1f2a3b4c5d"));
+        assert!(!is_org_id("9a1b2c3d-4e5f-6a7b-8c9d"));
+        assert!(!is_org_id("9a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d-"));
+        assert!(!is_org_id("9a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5 "));
+    }
+
+    #[test]
+    fn quoted_values_are_hidden_from_error_text_but_key_names_stay() {
+        let text = r#"invalid type: string "tok-\"x\"-secret", expected an integer for key `rate_limit.burst`"#;
+        assert_eq!(
+            hide_quoted(text),
+            "invalid type: string \"…\", expected an integer for key `rate_limit.burst`"
+        );
+    }
+
+    #[test]
+    fn project_keys_are_upper_case_letters_digits_and_underscores() {
+        assert!(is_project_key("ABC"));
+        assert!(is_project_key("AB_2"));
+        assert!(!is_project_key("2AB"));
+        assert!(!is_project_key("AB-1"));
+        assert!(!is_project_key(""));
+    }
+}

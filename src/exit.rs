@@ -1,0 +1,65 @@
+//! Process exit codes, and the mapping from an error chain to one of them.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success (for `check`: connected; streams the account cannot read are reported and skipped) |
+//! | 1 | a sync or runtime failure not covered below |
+//! | 2 | the configuration is invalid (unknown key, missing or malformed value) |
+//! | 3 | Jira rejected the credentials (HTTP 401; never retried) |
+//! | 4 | a permission is missing (HTTP 403, or no Browse Projects permission) |
+//! | 5 | Jira is unreachable or `base_url` is not a Jira Cloud site (DNS, refused, TLS, timeout, 404/410, HTML) |
+//! | 6 | still rate limited after the bounded wait |
+//! | 7 | the database is unreachable or a migration failed |
+
+use crate::config::ConfigError;
+use crate::jira::JiraError;
+
+pub const SUCCESS: u8 = 0;
+pub const FAILURE: u8 = 1;
+pub const INVALID_CONFIG: u8 = 2;
+pub const INVALID_CREDENTIALS: u8 = 3;
+pub const PERMISSION_MISSING: u8 = 4;
+pub const JIRA_UNREACHABLE: u8 = 5;
+pub const RATE_LIMITED: u8 = 6;
+pub const DATABASE_FAILURE: u8 = 7;
+
+/// The exit code for `err`: the first error in its chain that has a specific code wins,
+/// anything else is a plain failure.
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return INVALID_CONFIG;
+        }
+        if let Some(jira) = cause.downcast_ref::<JiraError>() {
+            return jira.exit_code();
+        }
+        if cause.downcast_ref::<sqlx::Error>().is_some()
+            || cause
+                .downcast_ref::<sqlx::migrate::MigrateError>()
+                .is_some()
+        {
+            return DATABASE_FAILURE;
+        }
+    }
+    FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn the_first_classified_error_in_the_chain_decides_the_code() {
+        let jira: anyhow::Error = JiraError::Unauthorized { host: "h".into() }.into();
+        assert_eq!(
+            code_for(&jira.context("checking the connection")),
+            INVALID_CREDENTIALS
+        );
+        let db = Err::<(), _>(sqlx::Error::PoolTimedOut).context("connecting");
+        assert_eq!(db.map_err(|e| code_for(&e)), Err(DATABASE_FAILURE));
+        let config = ConfigError::Load("x".into());
+        assert_eq!(code_for(&anyhow::Error::new(config)), INVALID_CONFIG);
+        assert_eq!(code_for(&anyhow::anyhow!("something else")), FAILURE);
+    }
+}
