@@ -14,7 +14,7 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::faults::{FaultPlan, FaultState};
+use super::faults::{FaultPlan, FaultState, endpoint};
 use super::{Shared, now_ms};
 
 pub(crate) fn router() -> Router<Arc<Shared>> {
@@ -40,17 +40,6 @@ fn failed(error: anyhow::Error) -> Response {
 
 async fn truth(State(shared): State<Arc<Shared>>) -> Response {
     Json(shared.site().truth()).into_response()
-}
-
-/// The endpoint a request counts towards: issue ids and keys collapse into `{idOrKey}`.
-fn endpoint(method: &str, path: &str) -> String {
-    let mut segments: Vec<&str> = path.split('/').collect();
-    for i in 1..segments.len() {
-        if segments[i - 1] == "issue" && segments[i] != "bulkfetch" {
-            segments[i] = "{idOrKey}";
-        }
-    }
-    format!("{method} {}", segments.join("/"))
 }
 
 async fn requests(State(shared): State<Arc<Shared>>) -> Response {
@@ -147,25 +136,4 @@ async fn set_admin(State(shared): State<Arc<Shared>>, Json(body): Json<AdminBody
         .admin
         .store(body.admin, std::sync::atomic::Ordering::Relaxed);
     StatusCode::NO_CONTENT.into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::endpoint;
-
-    #[test]
-    fn issue_ids_and_keys_collapse_into_one_endpoint() {
-        assert_eq!(
-            endpoint("GET", "/rest/api/3/issue/OPS-1"),
-            "GET /rest/api/3/issue/{idOrKey}"
-        );
-        assert_eq!(
-            endpoint("POST", "/rest/api/3/issue/bulkfetch"),
-            "POST /rest/api/3/issue/bulkfetch"
-        );
-        assert_eq!(
-            endpoint("GET", "/rest/api/3/myself"),
-            "GET /rest/api/3/myself"
-        );
-    }
 }

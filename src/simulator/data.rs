@@ -261,12 +261,12 @@ fn gen_projects(rng: &mut ChaCha8Rng, config: &SimConfig, humans: &[u32]) -> Vec
     projects
 }
 
-/// How many issues each project gets: ~3 % for the archived project (the last one), ~40 % for
+/// How many issues each project gets: ~3 % for the archived project (the last one), ~42 % for
 /// the first project, and the rest spread with random weights over the other live projects.
 fn project_counts(rng: &mut ChaCha8Rng, total: usize, projects: usize) -> Vec<usize> {
     let live = projects - 1;
     let archived = (total * 3 / 100).max(total.min(5));
-    let big = (total - archived) * 40 / 100;
+    let big = (total - archived) * 42 / 100;
     let mut counts = vec![0; projects];
     counts[live] = archived;
     counts[0] = big;

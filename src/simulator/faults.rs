@@ -1,10 +1,11 @@
 //! Fault injection: what can go wrong, and the deterministic decision for each `/rest` request.
 //!
-//! The random fault of the n-th `/rest` request (counted from when the plan was set) is a pure
-//! function of (seed, n), so a rerun with the same plan and request sequence replays the same
-//! faults. Storms and the token-bucket rate limit depend on wall-clock time by nature.
+//! The random fault of the n-th `/rest` request to an endpoint (counted per endpoint from when
+//! the plan was set) is a pure function of (seed, endpoint, n), so a rerun with the same plan
+//! and requests replays the same faults, even when requests to different endpoints interleave
+//! differently. Storms and the token-bucket rate limit depend on wall-clock time by nature.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Instant, SystemTime};
 
 use rand::{Rng, SeedableRng};
@@ -86,8 +87,21 @@ struct Bucket {
 pub(crate) struct FaultState {
     plan: FaultPlan,
     script: VecDeque<FaultKind>,
-    served: u64,
+    /// Requests seen per endpoint since the plan was set.
+    served: HashMap<String, u64>,
     bucket: Option<Bucket>,
+}
+
+/// The endpoint a request counts towards: `METHOD path`, with issue ids and keys collapsed
+/// into `{idOrKey}`.
+pub(crate) fn endpoint(method: &str, path: &str) -> String {
+    let mut segments: Vec<&str> = path.split('/').collect();
+    for i in 1..segments.len() {
+        if segments[i - 1] == "issue" && segments[i] != "bulkfetch" {
+            segments[i] = "{idOrKey}";
+        }
+    }
+    format!("{method} {}", segments.join("/"))
 }
 
 impl FaultState {
@@ -101,16 +115,22 @@ impl FaultState {
         FaultState {
             script: plan.script.iter().cloned().collect(),
             plan,
-            served: 0,
+            served: HashMap::new(),
             bucket,
         }
     }
 
     /// Decides the fate of the next `/rest` request. Storms win over the rate limit, which
     /// wins over scripted faults, which win over random ones.
-    pub fn decide(&mut self, now: SystemTime, instant: Instant) -> (Decision, Option<RateInfo>) {
-        let n = self.served;
-        self.served += 1;
+    pub fn decide(
+        &mut self,
+        endpoint: &str,
+        now: SystemTime,
+        instant: Instant,
+    ) -> (Decision, Option<RateInfo>) {
+        let counter = self.served.entry(endpoint.to_owned()).or_default();
+        let n = *counter;
+        *counter += 1;
         let rate = self.take_token(instant);
         if let Some(storm) = &self.plan.storm
             && now < storm.until
@@ -142,7 +162,7 @@ impl FaultState {
             return (Decision::Fault(kind), info);
         }
         (
-            random_fault(&self.plan, n).map_or(Decision::Pass, Decision::Fault),
+            random_fault(&self.plan, endpoint, n).map_or(Decision::Pass, Decision::Fault),
             info,
         )
     }
@@ -179,12 +199,18 @@ impl FaultState {
     }
 }
 
-/// The random fault of request `n`: a pure function of the plan's seed, rate, kinds and `n`.
-fn random_fault(plan: &FaultPlan, n: u64) -> Option<FaultKind> {
+/// The random fault of the `n`-th request to `endpoint`: a pure function of the plan's seed,
+/// rate and kinds, the endpoint and `n`.
+fn random_fault(plan: &FaultPlan, endpoint: &str, n: u64) -> Option<FaultKind> {
     if plan.kinds.is_empty() || plan.rate <= 0.0 {
         return None;
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(mix64(plan.seed ^ mix64(n.wrapping_add(1))));
+    let endpoint_hash = endpoint.bytes().fold(0xCBF2_9CE4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+    });
+    let mut rng = ChaCha8Rng::seed_from_u64(mix64(
+        plan.seed ^ mix64(endpoint_hash ^ mix64(n.wrapping_add(1))),
+    ));
     if rng.random::<f64>() >= plan.rate {
         return None;
     }
@@ -236,7 +262,11 @@ mod tests {
         let run = |plan: FaultPlan| {
             let mut state = FaultState::new(plan);
             (0..200)
-                .map(|_| state.decide(SystemTime::now(), Instant::now()).0)
+                .map(|_| {
+                    state
+                        .decide("GET /rest/api/3/myself", SystemTime::now(), Instant::now())
+                        .0
+                })
                 .collect::<Vec<_>>()
         };
         let first = run(plan());
@@ -250,12 +280,47 @@ mod tests {
     }
 
     #[test]
+    fn each_endpoint_counts_its_own_requests() {
+        let mut mixed = FaultState::new(plan());
+        let mut alone = FaultState::new(plan());
+        let mut interleaved = Vec::new();
+        for _ in 0..50 {
+            interleaved.push(mixed.decide("GET /a", SystemTime::now(), Instant::now()).0);
+            mixed.decide("GET /b", SystemTime::now(), Instant::now());
+        }
+        let by_itself: Vec<Decision> = (0..50)
+            .map(|_| alone.decide("GET /a", SystemTime::now(), Instant::now()).0)
+            .collect();
+        assert_eq!(interleaved, by_itself);
+    }
+
+    #[test]
+    fn issue_ids_and_keys_collapse_into_one_endpoint() {
+        assert_eq!(
+            endpoint("GET", "/rest/api/3/issue/OPS-1"),
+            "GET /rest/api/3/issue/{idOrKey}"
+        );
+        assert_eq!(
+            endpoint("POST", "/rest/api/3/issue/bulkfetch"),
+            "POST /rest/api/3/issue/bulkfetch"
+        );
+        assert_eq!(
+            endpoint("GET", "/rest/api/3/myself"),
+            "GET /rest/api/3/myself"
+        );
+    }
+
+    #[test]
     fn scripted_faults_come_first_and_in_order() {
         let mut state = FaultState::new(FaultPlan {
             script: vec![FaultKind::Unauthorized, FaultKind::Status(500)],
             ..FaultPlan::default()
         });
-        let mut next = || state.decide(SystemTime::now(), Instant::now()).0;
+        let mut next = || {
+            state
+                .decide("GET /rest/api/3/myself", SystemTime::now(), Instant::now())
+                .0
+        };
         assert_eq!(next(), Decision::Fault(FaultKind::Unauthorized));
         assert_eq!(next(), Decision::Fault(FaultKind::Status(500)));
         assert_eq!(next(), Decision::Pass);
@@ -269,9 +334,9 @@ mod tests {
         });
         let start = Instant::now();
         let now = SystemTime::now();
-        assert_eq!(state.decide(now, start).0, Decision::Pass);
-        assert_eq!(state.decide(now, start).0, Decision::Pass);
-        let (limited, info) = state.decide(now, start);
+        assert_eq!(state.decide("GET /x", now, start).0, Decision::Pass);
+        assert_eq!(state.decide("GET /x", now, start).0, Decision::Pass);
+        let (limited, info) = state.decide("GET /x", now, start);
         assert!(
             matches!(
                 limited,
@@ -290,7 +355,9 @@ mod tests {
             })
         );
         assert_eq!(
-            state.decide(now, start + Duration::from_millis(600)).0,
+            state
+                .decide("GET /x", now, start + Duration::from_millis(600))
+                .0,
             Decision::Pass
         );
     }

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::faults::{Decision, FaultKind, RateInfo};
+use super::faults::{Decision, FaultKind, RateInfo, endpoint};
 use super::routes::error_body;
 use super::{RequestLogEntry, Shared};
 
@@ -50,7 +50,10 @@ pub(crate) async fn gate(
 }
 
 async fn rest(shared: &Arc<Shared>, request: Request, next: Next) -> Response {
-    let (decision, rate) = shared.faults().decide(SystemTime::now(), Instant::now());
+    let endpoint = endpoint(request.method().as_str(), request.uri().path());
+    let (decision, rate) = shared
+        .faults()
+        .decide(&endpoint, SystemTime::now(), Instant::now());
     let mut response = match decision {
         Decision::Pass => authorized(shared, request, next).await,
         Decision::Limited {
