@@ -183,7 +183,7 @@ pub async fn run_with(settings: &Settings, client: &JiraClient) -> Result<CheckR
                             .to_owned(),
                     );
                 }
-                let detail = total.map(|n| format!("{n} visible"));
+                let detail = total.map(|n| format!("{n} projects visible"));
                 (
                     StreamReport::available(sync.projects, detail),
                     StreamReport::available(sync.issues, None),

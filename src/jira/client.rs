@@ -495,4 +495,143 @@ mod tests {
         assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after(&HeaderMap::new()), None);
     }
+
+    use crate::config::Settings;
+    use crate::jira::model::Myself;
+    use crate::simulator::{FaultKind, FaultPlan, SimConfig, Simulator};
+    use secrecy::SecretString;
+
+    /// A simulator and a client for it with millisecond backoff, so retries are quick.
+    async fn client_for(max_retries: u32) -> (Simulator, JiraClient) {
+        let config = SimConfig::small();
+        let sim = Simulator::start(config.clone())
+            .await
+            .expect("simulator starts");
+        let url = Url::parse(&sim.base_url()).expect("simulator URL");
+        let token = SecretString::from(config.api_token.clone());
+        let mut settings = Settings::for_site(&url, &config.email, token).expect("settings");
+        settings.rate_limit.backoff_base_ms = 1;
+        settings.rate_limit.backoff_max_ms = 5;
+        settings.rate_limit.max_retries = max_retries;
+        let client = JiraClient::new(&settings.jira, &settings.rate_limit).expect("client");
+        (sim, client)
+    }
+
+    fn script(sim: &Simulator, faults: Vec<FaultKind>) {
+        sim.set_faults(FaultPlan {
+            script: faults,
+            ..Default::default()
+        });
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_until_the_real_answer_arrives() {
+        let (sim, client) = client_for(5).await;
+        script(
+            &sim,
+            vec![
+                FaultKind::Status(503),
+                FaultKind::Reset,
+                FaultKind::Truncated,
+                FaultKind::Status(502),
+            ],
+        );
+        let me: Myself = client
+            .get("/rest/api/3/myself", &[])
+            .await
+            .expect("fifth attempt succeeds");
+        assert!(!me.account_id.is_empty());
+        let m = client.metrics();
+        assert_eq!((m.requests, m.retries), (5, 4), "{m:?}");
+        assert_eq!(
+            m.statuses.get(&200),
+            Some(&2),
+            "the truncated 200 and the real one: {m:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_max_retries_with_the_last_error() {
+        let (sim, client) = client_for(2).await;
+        script(&sim, vec![FaultKind::Status(500); 5]);
+        let err = client
+            .get::<Myself>("/rest/api/3/myself", &[])
+            .await
+            .expect_err("still failing");
+        assert!(
+            matches!(err, JiraError::Server { status: 500, .. }),
+            "{err}"
+        );
+        assert_eq!(client.metrics().requests, 3);
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_are_returned_on_the_first_response() {
+        let (sim, client) = client_for(5).await;
+        script(&sim, vec![FaultKind::Unauthorized]);
+        let err = client
+            .get::<Myself>("/rest/api/3/myself", &[])
+            .await
+            .expect_err("401");
+        assert!(matches!(err, JiraError::Unauthorized { .. }), "{err}");
+        // An array where an object is expected is valid JSON of the wrong shape.
+        let err = client
+            .get::<Myself>("/rest/api/3/users/search", &[])
+            .await
+            .expect_err("shape");
+        assert!(matches!(err, JiraError::Decode { .. }), "{err}");
+        assert_eq!(client.metrics().requests, 2);
+        assert_eq!(sim.request_log().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_pauses_every_clone_of_the_client() {
+        let (sim, client) = client_for(0).await;
+        script(
+            &sim,
+            vec![FaultKind::TooManyRequests {
+                retry_after_secs: Some(1),
+            }],
+        );
+        let err = client
+            .get::<Myself>("/rest/api/3/myself", &[])
+            .await
+            .expect_err("429");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+        let other = client.clone();
+        let started = Instant::now();
+        let _: Myself = other
+            .get("/rest/api/3/myself", &[])
+            .await
+            .expect("after the pause");
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+        let m = client.metrics();
+        assert!(m.retry_after_wait_ms >= 900 && m.throttled == 1, "{m:?}");
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_beyond_the_bound_fails_at_once_as_rate_limited() {
+        let (sim, client) = client_for(5).await;
+        script(
+            &sim,
+            vec![FaultKind::TooManyRequests {
+                retry_after_secs: Some(3600),
+            }],
+        );
+        let started = Instant::now();
+        let err = client
+            .get::<Myself>("/rest/api/3/myself", &[])
+            .await
+            .expect_err("429");
+        assert!(
+            matches!(err, JiraError::RateLimited { .. }) && err.exit_code() == 6,
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(client.metrics().requests, 1);
+    }
 }
