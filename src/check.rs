@@ -126,7 +126,22 @@ const AUDIT_FIX: &str = "add the account to a group with the global permission A
 /// `jira-sync check`: prints the report and exits 0 when the daemon can sync.
 pub async fn command(settings: &Settings, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let client = JiraClient::new(&settings.jira, &settings.rate_limit)?;
-    let report = run_with(settings, &client).await?;
+    let report = match run_with(settings, &client).await {
+        Ok(report) => report,
+        Err(err) => {
+            // Scripts reading `--json` get an object even when the check cannot connect; the
+            // message also goes to stderr and the exit code says the kind.
+            if args.json {
+                let failure = serde_json::json!({
+                    "ok": false,
+                    "error": err.to_string(),
+                    "exit_code": err.exit_code(),
+                });
+                println!("{failure}");
+            }
+            return Err(err.into());
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -317,3 +317,94 @@ async fn the_token_appears_nowhere_in_trace_level_output() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_403_from_myself_exits_4_and_json_still_prints_an_object() {
+    let config = SimConfig::small();
+    let sim = Simulator::start(config.clone())
+        .await
+        .expect("simulator starts");
+    sim.set_faults(FaultPlan {
+        script: vec![FaultKind::Status(403)],
+        ..Default::default()
+    });
+    let output = check(&sim, &config, &config.api_token, &["--json"]).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("permission denied on GET /rest/api/3/myself"),
+        "{stderr}"
+    );
+    let report = report(&output);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["exit_code"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_404_from_myself_exits_5_as_not_a_jira_site() {
+    let config = SimConfig::small();
+    let sim = Simulator::start(config.clone())
+        .await
+        .expect("simulator starts");
+    sim.set_faults(FaultPlan {
+        script: vec![FaultKind::Status(404)],
+        ..Default::default()
+    });
+    let output = check(&sim, &config, &config.api_token, &[]).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(5),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("does not look like a Jira Cloud site"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/rest/api/3/myself answered 404"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line_on_stderr() {
+    let config = SimConfig::small();
+    let sim = Simulator::start(config.clone())
+        .await
+        .expect("simulator starts");
+    let toml = site_toml(&sim.base_url(), &config.email, &config.api_token)
+        + "\n[log]\nformat = \"json\"\nlevel = \"jira_sync=debug\"\n";
+    let file = write_config(&toml);
+    let output = run_with_config(&file, &["check"]).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.len() >= 6,
+        "one debug line per request expected: {stderr}"
+    );
+    for line in &lines {
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["status"] == 200 && l["span"]["path"] == "/rest/api/3/myself"),
+        "{stderr}"
+    );
+}
