@@ -248,10 +248,7 @@ fn gen_projects(rng: &mut ChaCha8Rng, config: &SimConfig, humans: &[u32]) -> Vec
             type_key,
             simplified,
             private: rng.random_bool(0.1),
-            lead: humans
-                .get(rng.random_range(0..humans.len().max(1)))
-                .copied()
-                .unwrap_or(0),
+            lead: pick_human(rng, humans),
             category: rng.random_bool(0.6).then(|| rng.random_range(0..3)),
             archived_ms: (i == live).then_some(ANCHOR_MS - 30 * DAY_MS),
             next_num: 1,
@@ -287,6 +284,58 @@ fn project_counts(rng: &mut ChaCha8Rng, total: usize, projects: usize) -> Vec<us
     counts
 }
 
+/// A random human account (the API user when there is no other).
+fn pick_human(rng: &mut ChaCha8Rng, humans: &[u32]) -> u32 {
+    humans
+        .get(rng.random_range(0..humans.len().max(1)))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// What generation remembers per project to link issues: the recent standard issues that can
+/// parent sub-tasks, and the latest epic.
+struct Lineage {
+    recent: Vec<Vec<i64>>,
+    epics: Vec<Option<i64>>,
+}
+
+impl Lineage {
+    fn new(projects: usize) -> Lineage {
+        Lineage {
+            recent: vec![Vec::new(); projects],
+            epics: vec![None; projects],
+        }
+    }
+
+    /// The parent for a new issue of `kind`; a sub-task without a possible parent becomes a
+    /// task. Returns the (possibly changed) kind and the parent.
+    fn parent(&self, rng: &mut ChaCha8Rng, project: usize, kind: u8) -> (u8, Option<i64>) {
+        if kind == TYPE_SUBTASK {
+            let candidates = &self.recent[project];
+            let parent = candidates
+                .get(rng.random_range(0..candidates.len().max(1)))
+                .copied();
+            return (if parent.is_some() { kind } else { TYPE_TASK }, parent);
+        }
+        if kind != TYPE_EPIC && rng.random_bool(0.2) {
+            return (kind, self.epics[project]);
+        }
+        (kind, None)
+    }
+
+    fn record(&mut self, project: usize, kind: u8, id: i64) {
+        if kind == TYPE_EPIC {
+            self.epics[project] = Some(id);
+        } else if kind != TYPE_SUBTASK {
+            let list = &mut self.recent[project];
+            list.push(id);
+            if list.len() > 50 {
+                list.remove(0);
+            }
+        }
+    }
+}
+
 fn gen_issues(
     rng: &mut ChaCha8Rng,
     total: usize,
@@ -307,33 +356,18 @@ fn gen_issues(
     created.sort_unstable();
     let type_weights: Vec<u32> = ISSUE_TYPES.iter().map(|t| t.weight).collect();
     let status_weights: Vec<u32> = STATUSES.iter().map(|s| s.weight).collect();
-    let mut recent: Vec<Vec<i64>> = vec![Vec::new(); projects.len()];
-    let mut epics: Vec<Option<i64>> = vec![None; projects.len()];
+    let mut lineage = Lineage::new(projects.len());
     let mut issues = Vec::with_capacity(total);
     let mut previous_updated = 0;
     for (i, (&project, &created_ms)) in owners.iter().zip(&created).enumerate() {
         let id = FIRST_ISSUE_ID + i as i64;
-        let mut kind = weighted(rng, &type_weights) as u8;
-        let mut parent = None;
-        if kind == TYPE_SUBTASK {
-            let candidates = &recent[project];
-            parent = candidates
-                .get(rng.random_range(0..candidates.len().max(1)))
-                .copied();
-            if parent.is_none() {
-                kind = TYPE_TASK;
-            }
-        } else if kind != TYPE_EPIC && rng.random_bool(0.2) {
-            parent = epics[project];
-        }
+        let drawn = weighted(rng, &type_weights) as u8;
+        let (kind, parent) = lineage.parent(rng, project, drawn);
         let updated_ms = pick_updated(rng, created_ms, previous_updated);
         previous_updated = updated_ms;
         let status = weighted(rng, &status_weights) as u8;
         let done = STATUSES[status as usize].category == 2;
-        let reporter = humans
-            .get(rng.random_range(0..humans.len().max(1)))
-            .copied()
-            .unwrap_or(0);
+        let reporter = pick_human(rng, humans);
         let num = projects[project].next_num;
         projects[project].next_num += 1;
         issues.push(Issue {
@@ -346,14 +380,7 @@ fn gen_issues(
                 .random_bool(0.9)
                 .then(|| rng.random_range(0..PRIORITIES.len() as u8)),
             resolution: done.then(|| rng.random_range(0..RESOLUTIONS.len() as u8)),
-            assignee: rng
-                .random_bool(0.75)
-                .then(|| {
-                    humans
-                        .get(rng.random_range(0..humans.len().max(1)))
-                        .copied()
-                })
-                .flatten(),
+            assignee: rng.random_bool(0.75).then(|| pick_human(rng, humans)),
             reporter,
             creator: if rng.random_bool(0.9) { reporter } else { 0 },
             created_ms,
@@ -364,15 +391,7 @@ fn gen_issues(
             revision: 0,
             deleted: false,
         });
-        if kind == TYPE_EPIC {
-            epics[project] = Some(id);
-        } else if kind != TYPE_SUBTASK {
-            let list = &mut recent[project];
-            list.push(id);
-            if list.len() > 50 {
-                list.remove(0);
-            }
-        }
+        lineage.record(project, kind, id);
     }
     issues
 }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::catalog::{ANCHOR_MS, PERMISSIONS};
 use super::fields::FIELDS;
 use super::render::Ctx;
+use super::site::Site;
 use super::{Shared, control, gate, now_ms, search};
 use crate::jira::time::parse_jira_timestamp;
 
@@ -208,10 +209,8 @@ async fn my_permissions(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQue
     Ok(Json(json!({ "permissions": permissions })).into_response())
 }
 
-async fn project_search(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
-    let params = Params::parse(raw);
-    let start = params.int("startAt", 0)?.max(0) as usize;
-    let max = params.int("maxResults", 50)?.clamp(1, 100) as usize;
+/// The projects a `/project/search` request selects, in the requested order.
+fn select_projects(site: &Site, params: &Params) -> Result<Vec<usize>, ApiError> {
     let mut statuses = params.list("status");
     if statuses.is_empty() {
         statuses.push("live");
@@ -222,15 +221,9 @@ async fn project_search(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQue
     {
         return Err(bad_request(format!("Invalid project status: {bad}.")));
     }
-    let expand: Vec<String> = params
-        .list("expand")
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
     let keys = params.list("keys");
     let ids = params.list("id");
     let query = params.get("query").map(str::to_lowercase);
-    let site = shared.site();
     let mut chosen: Vec<usize> = (0..site.projects.len())
         .filter(|&i| {
             let p = &site.projects[i];
@@ -260,6 +253,20 @@ async fn project_search(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQue
     if order.starts_with('-') {
         chosen.reverse();
     }
+    Ok(chosen)
+}
+
+async fn project_search(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
+    let params = Params::parse(raw);
+    let start = params.int("startAt", 0)?.max(0) as usize;
+    let max = params.int("maxResults", 50)?.clamp(1, 100) as usize;
+    let expand: Vec<String> = params
+        .list("expand")
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let site = shared.site();
+    let chosen = select_projects(&site, &params)?;
     let insight = insight(&site);
     let ctx = Ctx {
         site: &site,
@@ -280,16 +287,14 @@ async fn project_search(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQue
         "maxResults": max, "startAt": start, "total": total, "isLast": is_last, "values": values,
     });
     if !is_last {
-        page["nextPage"] = json!(format!(
-            "{path}?{}",
-            params.with("startAt", &(start + max).to_string())
-        ));
+        let next = params.with("startAt", &(start + max).to_string());
+        page["nextPage"] = json!(format!("{path}?{next}"));
     }
     Ok(Json(page).into_response())
 }
 
 /// Per project: how many issues it holds and when one was last updated.
-fn insight(site: &super::site::Site) -> Vec<(usize, Option<i64>)> {
+fn insight(site: &Site) -> Vec<(usize, Option<i64>)> {
     let mut out = vec![(0, None); site.projects.len()];
     for issue in site.issues.iter().filter(|i| !i.deleted) {
         let entry: &mut (usize, Option<i64>) = &mut out[issue.project];

@@ -117,61 +117,67 @@ fn clause(
     }
     let negate = matches!(op, Op::Ne | Op::NotIn);
     match field {
-        Field::Project => {
-            if !matches!(op, Op::Eq | Op::Ne | Op::In | Op::NotIn) {
-                return err(format!(
-                    "The operator '{}' is not supported by the 'project' field.",
-                    op_text(op)
-                ));
-            }
-            let projects = values
-                .iter()
-                .map(|v| {
-                    site.project_index(v).ok_or_else(|| {
-                        JqlError(format!(
-                            "The value '{v}' does not exist for the field 'project'."
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            Ok(Pred::Projects { negate, projects })
-        }
+        Field::Project => project_clause(op, values, site, negate),
         Field::Issue => issue_clause(op, values, site, negate),
-        Field::Updated | Field::Created => {
-            let name = if field == Field::Created {
-                "created"
-            } else {
-                "updated"
-            };
-            let instants = values
-                .iter()
-                .map(|v| {
-                    date_literal(v, zone, now_ms).ok_or_else(|| {
-                        JqlError(format!("Date value '{v}' for field '{name}' is invalid. Valid formats include: 'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period format e.g. '-5d', '4w 2d'."))
-                    })
-                })
-                .collect::<Result<Vec<i64>, _>>()?;
-            let created = field == Field::Created;
-            let per_value = match op {
-                Op::In | Op::NotIn => Op::Eq,
-                other => other,
-            };
-            let preds = instants
-                .into_iter()
-                .map(|ms| Pred::Time {
-                    created,
-                    op: per_value,
-                    ms,
-                })
-                .collect();
-            let any = Pred::Any(preds);
-            Ok(if op == Op::NotIn {
-                Pred::Not(Box::new(any))
-            } else {
-                any
-            })
-        }
+        Field::Updated => date_clause(false, op, values, zone, now_ms),
+        Field::Created => date_clause(true, op, values, zone, now_ms),
     }
+}
+
+fn project_clause(op: Op, values: &[String], site: &Site, negate: bool) -> Result<Pred, JqlError> {
+    if !matches!(op, Op::Eq | Op::Ne | Op::In | Op::NotIn) {
+        return err(format!(
+            "The operator '{}' is not supported by the 'project' field.",
+            op_text(op)
+        ));
+    }
+    let projects = values
+        .iter()
+        .map(|v| {
+            site.project_index(v).ok_or_else(|| {
+                JqlError(format!(
+                    "The value '{v}' does not exist for the field 'project'."
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Pred::Projects { negate, projects })
+}
+
+/// `in` and `not in` on a date compare each value for equality.
+fn date_clause(
+    created: bool,
+    op: Op,
+    values: &[String],
+    zone: Tz,
+    now_ms: i64,
+) -> Result<Pred, JqlError> {
+    let name = if created { "created" } else { "updated" };
+    let per_value = match op {
+        Op::In | Op::NotIn => Op::Eq,
+        other => other,
+    };
+    let mut preds = Vec::with_capacity(values.len());
+    for value in values {
+        let Some(ms) = date_literal(value, zone, now_ms) else {
+            return err(format!(
+                "Date value '{value}' for field '{name}' is invalid. Valid formats include: \
+                 'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period \
+                 format e.g. '-5d', '4w 2d'."
+            ));
+        };
+        preds.push(Pred::Time {
+            created,
+            op: per_value,
+            ms,
+        });
+    }
+    let any = Pred::Any(preds);
+    Ok(if op == Op::NotIn {
+        Pred::Not(Box::new(any))
+    } else {
+        any
+    })
 }
 
 fn issue_clause(op: Op, values: &[String], site: &Site, negate: bool) -> Result<Pred, JqlError> {
