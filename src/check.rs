@@ -5,7 +5,7 @@
 //! and audit records need admin rights) is reported as skipped with the reason and the fix, and
 //! the check still succeeds, because the daemon then syncs everything else.
 
-use crate::config::Settings;
+use crate::config::{Settings, SyncSettings};
 use crate::jira::model::{MyPermissions, Myself, ServerInfo};
 use crate::jira::time::{parse_jira_timestamp, parse_zone};
 use crate::jira::{JiraClient, JiraError};
@@ -179,81 +179,13 @@ pub async fn run_with(settings: &Settings, client: &JiraClient) -> Result<CheckR
         .await
         .map_err(|e| site_error(client, e))?;
     let permissions = permissions(client).await?;
-    let sync = &settings.sync;
-    let mut streams = BTreeMap::new();
-    let mut warnings = Vec::new();
-    if permissions.has("BROWSE_PROJECTS") {
-        let projects = probe(
-            client,
-            "/rest/api/3/project/search",
-            &[("maxResults", "1".to_owned())],
-        )
-        .await?;
-        let (projects, issues) = match projects {
-            Ok(page) => {
-                let total = page.get("total").and_then(serde_json::Value::as_u64);
-                if total == Some(0) {
-                    warnings.push(
-                        "no project is visible to this account: there will be no issues to sync"
-                            .to_owned(),
-                    );
-                }
-                let detail = total.map(|n| format!("{n} projects visible"));
-                (
-                    StreamReport::available(sync.projects, detail),
-                    StreamReport::available(sync.issues, None),
-                )
-            }
-            Err(reason) => (
-                StreamReport::unavailable(sync.projects, reason.clone(), BROWSE_FIX),
-                StreamReport::unavailable(sync.issues, reason, BROWSE_FIX),
-            ),
-        };
-        streams.insert("projects".to_owned(), projects);
-        streams.insert("issues".to_owned(), issues);
-    } else {
-        let reason =
-            "the account lacks Browse Projects (BROWSE_PROJECTS) in every project".to_owned();
-        streams.insert(
-            "projects".to_owned(),
-            StreamReport::unavailable(sync.projects, reason.clone(), BROWSE_FIX),
-        );
-        streams.insert(
-            "issues".to_owned(),
-            StreamReport::unavailable(sync.issues, reason, BROWSE_FIX),
-        );
-    }
-    let users = probe(
-        client,
-        "/rest/api/3/users/search",
-        &[("maxResults", "1".to_owned())],
-    )
-    .await?;
-    streams.insert(
-        "users".to_owned(),
-        match users {
-            Ok(_) => StreamReport::available(sync.users, None),
-            Err(reason) => StreamReport::unavailable(sync.users, reason, USERS_FIX),
-        },
-    );
-    let audit = probe(
-        client,
-        "/rest/api/3/auditing/record",
-        &[("limit", "1".to_owned())],
-    )
-    .await?;
-    streams.insert(
-        "audit_records".to_owned(),
-        match audit {
-            Ok(_) => StreamReport::available(sync.audit_records, None),
-            Err(reason) => StreamReport::unavailable(sync.audit_records, reason, AUDIT_FIX),
-        },
-    );
+    let can_browse = permissions.has("BROWSE_PROJECTS");
+    let (streams, mut warnings) = stream_reports(client, &settings.sync, can_browse).await?;
     let server_time = server.server_time.as_deref().and_then(parse_jira_timestamp);
     let skew_secs = server_time.map(|t| (t - Utc::now()).num_seconds());
     warnings.extend(server_warnings(&me, &server, skew_secs));
     Ok(CheckReport {
-        ok: permissions.has("BROWSE_PROJECTS"),
+        ok: can_browse,
         site: settings.site(),
         base_url: base_url_text(client),
         account: AccountReport {
@@ -272,6 +204,62 @@ pub async fn run_with(settings: &Settings, client: &JiraClient) -> Result<CheckR
         streams,
         warnings,
     })
+}
+
+/// Which streams the account can read, each found out with one cheap request, plus warnings.
+async fn stream_reports(
+    client: &JiraClient,
+    sync: &SyncSettings,
+    can_browse: bool,
+) -> Result<(BTreeMap<String, StreamReport>, Vec<String>), JiraError> {
+    let one = |key: &'static str| [(key, "1".to_owned())];
+    let mut warnings = Vec::new();
+    let (projects, issues) = if !can_browse {
+        let reason = "the account lacks Browse Projects (BROWSE_PROJECTS) in every project";
+        (
+            StreamReport::unavailable(sync.projects, reason.to_owned(), BROWSE_FIX),
+            StreamReport::unavailable(sync.issues, reason.to_owned(), BROWSE_FIX),
+        )
+    } else {
+        match probe(client, "/rest/api/3/project/search", &one("maxResults")).await? {
+            Ok(page) => {
+                let total = page.get("total").and_then(serde_json::Value::as_u64);
+                if total == Some(0) {
+                    warnings.push(
+                        "no project is visible to this account: there will be no issues to sync"
+                            .to_owned(),
+                    );
+                }
+                let detail = total.map(|n| format!("{n} projects visible"));
+                (
+                    StreamReport::available(sync.projects, detail),
+                    StreamReport::available(sync.issues, None),
+                )
+            }
+            Err(reason) => (
+                StreamReport::unavailable(sync.projects, reason.clone(), BROWSE_FIX),
+                StreamReport::unavailable(sync.issues, reason, BROWSE_FIX),
+            ),
+        }
+    };
+    let users = match probe(client, "/rest/api/3/users/search", &one("maxResults")).await? {
+        Ok(_) => StreamReport::available(sync.users, None),
+        Err(reason) => StreamReport::unavailable(sync.users, reason, USERS_FIX),
+    };
+    let audit = match probe(client, "/rest/api/3/auditing/record", &one("limit")).await? {
+        Ok(_) => StreamReport::available(sync.audit_records, None),
+        Err(reason) => StreamReport::unavailable(sync.audit_records, reason, AUDIT_FIX),
+    };
+    let streams = [
+        ("projects", projects),
+        ("issues", issues),
+        ("users", users),
+        ("audit_records", audit),
+    ]
+    .into_iter()
+    .map(|(name, report)| (name.to_owned(), report))
+    .collect();
+    Ok((streams, warnings))
 }
 
 /// `/mypermissions` for the keys the streams need. `USER_PICKER` is the documented key of

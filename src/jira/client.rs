@@ -199,24 +199,32 @@ impl JiraClient {
             attempt += 1;
             self.attempt(call, attempt)
         };
+        // A Retry-After longer than the configured bound fails now, as rate limited, rather
+        // than holding the whole sync for up to an hour.
+        let retryable = |e: &JiraError| {
+            e.is_retryable()
+                && e.retry_after()
+                    .is_none_or(|ra| ra <= policy.max_retry_after)
+        };
+        // Full jitter spreads the retries of many tasks; Retry-After is the floor.
+        let delay = |e: &JiraError, backoff: Option<Duration>| {
+            backoff.map(|d| {
+                let jittered = d.mul_f64(rand::random::<f64>());
+                e.retry_after().map_or(jittered, |ra| ra.max(jittered))
+            })
+        };
+        let notify = |e: &JiraError, delay: Duration| {
+            let delay_ms = delay.as_millis() as u64;
+            tracing::warn!(endpoint = %call.endpoint, delay_ms, "retrying after {e}");
+            let mut m = self.metrics_lock();
+            m.retries += 1;
+            m.backoff_wait_ms += delay_ms;
+        };
         once.retry(backoff)
             .sleep(tokio::time::sleep)
-            // A Retry-After longer than the configured bound fails now, as rate limited, rather
-            // than holding the whole sync for up to an hour.
-            .when(|e| e.is_retryable() && e.retry_after().is_none_or(|ra| ra <= policy.max_retry_after))
-            // Full jitter spreads the retries of many tasks; Retry-After is the floor.
-            .adjust(|e, delay| {
-                delay.map(|d| {
-                    let jittered = d.mul_f64(rand::random::<f64>());
-                    e.retry_after().map_or(jittered, |ra| ra.max(jittered))
-                })
-            })
-            .notify(|e, delay| {
-                tracing::warn!(endpoint = %call.endpoint, delay_ms = delay.as_millis() as u64, "retrying after {e}");
-                let mut m = self.metrics_lock();
-                m.retries += 1;
-                m.backoff_wait_ms += delay.as_millis() as u64;
-            })
+            .when(retryable)
+            .adjust(delay)
+            .notify(notify)
             .await
     }
 

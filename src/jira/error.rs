@@ -89,15 +89,12 @@ pub enum JiraError {
 }
 
 fn rate_limited_message(endpoint: &str, retry_after: Option<Duration>) -> String {
-    match retry_after {
-        Some(wait) => format!(
-            "still rate limited on {endpoint}: jira asks to wait {}s; try again later or raise rate_limit.max_retry_after_secs",
-            wait.as_secs()
-        ),
-        None => format!(
-            "still rate limited on {endpoint} after the retries: try again later, or lower rate_limit.requests_per_second"
-        ),
-    }
+    let asked = retry_after.map_or_else(String::new, |wait| {
+        format!(" (jira asks to wait {}s)", wait.as_secs())
+    });
+    format!(
+        "still rate limited on {endpoint}{asked}: try again later; rate_limit.max_retries and rate_limit.max_retry_after_secs bound how long jira-sync waits"
+    )
 }
 
 impl JiraError {
