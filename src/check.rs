@@ -420,3 +420,64 @@ pub fn render_text(report: &CheckReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_report_puts_each_stream_on_a_line_with_the_fix_below() {
+        let stream = |available: bool| match available {
+            true => StreamReport::available(true, Some("3 projects visible".to_owned())),
+            false => StreamReport::unavailable(false, "no access".to_owned(), BROWSE_FIX),
+        };
+        let report = CheckReport {
+            ok: false,
+            site: "acme.atlassian.net".to_owned(),
+            base_url: "https://acme.atlassian.net".to_owned(),
+            account: AccountReport {
+                account_id: "5b10".to_owned(),
+                display_name: Some("Ada".to_owned()),
+                email: None,
+                account_type: Some("atlassian".to_owned()),
+                time_zone: Some("Europe/Berlin".to_owned()),
+            },
+            server: ServerReport {
+                version: None,
+                deployment_type: Some("Cloud".to_owned()),
+                server_time: None,
+                skew_secs: Some(-3),
+            },
+            streams: STREAMS
+                .iter()
+                .map(|s| (s.to_string(), stream(*s == "projects")))
+                .collect(),
+            warnings: vec!["mind the clock".to_owned()],
+        };
+        let text = render_text(&report);
+        assert!(text.starts_with("connected, but the account cannot browse projects: acme"));
+        assert!(
+            text.contains("  account     Ada (email hidden)\n"),
+            "{text}"
+        );
+        assert!(text.contains("clock skew -3s"), "{text}");
+        assert!(
+            text.contains("  projects       ok       3 projects visible\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  users          skipped  no access\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("                          fix: grant the account"),
+            "{text}"
+        );
+        assert!(text.ends_with("warning: mind the clock\n"), "{text}");
+        assert!(
+            report.headline().contains("streams available: projects"),
+            "{}",
+            report.headline()
+        );
+    }
+}

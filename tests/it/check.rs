@@ -408,3 +408,16 @@ async fn json_logs_are_one_object_per_line_on_stderr() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bearer_token_needs_no_email() {
+    let config = SimConfig::small();
+    let sim = Simulator::start(config.clone())
+        .await
+        .expect("simulator starts");
+    let toml = site_toml(&sim.base_url(), "", &config.api_token)
+        .replace("[jira]", "[jira]\nauth = \"bearer\"");
+    let output = run_with_config(&write_config(&toml), &["check", "--json"]).await;
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+    assert_eq!(report(&output)["ok"], true);
+}
