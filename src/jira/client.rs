@@ -7,7 +7,7 @@
 //! exponential backoff and full jitter, never less than the server's `Retry-After`.
 
 use crate::config::{AuthMode, JiraSettings, RateLimitSettings};
-use crate::jira::error::{JiraError, error_messages, looks_like_html};
+use crate::jira::error::{JiraError, Origin, parse_retry_after};
 use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -262,7 +262,7 @@ impl JiraClient {
                     m.requests += 1;
                     m.transport_errors += 1;
                 }
-                let err = self.transport_error(&e, &call.endpoint);
+                let err = self.origin().transport_error(&e, &call.endpoint);
                 tracing::debug!(
                     attempt,
                     ms = started.elapsed().as_millis() as u64,
@@ -293,9 +293,11 @@ impl JiraClient {
             "response"
         );
         if status.is_success() {
-            return self.decode(status, &bytes, &call.endpoint);
+            return self.origin().decode(status, &bytes, &call.endpoint);
         }
-        Err(self.status_error(status, &bytes, retry_after, &call.endpoint))
+        Err(self
+            .origin()
+            .status_error(status, &bytes, retry_after, &call.endpoint))
     }
 
     /// Waits out a shared `Retry-After` pause, then for the steady-rate limiter.
@@ -337,124 +339,11 @@ impl JiraClient {
         }
     }
 
-    fn decode<T: DeserializeOwned>(
-        &self,
-        status: StatusCode,
-        bytes: &[u8],
-        endpoint: &str,
-    ) -> Result<T, JiraError> {
-        // 204 has no body; `null` decodes into `()`, `Option` and `serde_json::Value`.
-        let bytes = if status == StatusCode::NO_CONTENT {
-            &b"null"[..]
-        } else {
-            bytes
-        };
-        let err = match serde_json::from_slice::<T>(bytes) {
-            Ok(value) => return Ok(value),
-            Err(err) => err,
-        };
-        let endpoint = endpoint.to_owned();
-        let starts_like_json = bytes
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| matches!(b, b'{' | b'['));
-        match err.classify() {
-            serde_json::error::Category::Data => Err(JiraError::Decode {
-                endpoint,
-                detail: err.to_string(),
-            }),
-            serde_json::error::Category::Eof => Err(JiraError::Truncated { endpoint }),
-            _ if starts_like_json => Err(JiraError::Truncated { endpoint }),
-            _ => Err(self.not_jira(format!(
-                "{endpoint} answered with {} instead of JSON",
-                if looks_like_html(bytes) {
-                    "an HTML page"
-                } else {
-                    "text"
-                }
-            ))),
-        }
-    }
-
-    fn status_error(
-        &self,
-        status: StatusCode,
-        bytes: &[u8],
-        retry_after: Option<Duration>,
-        endpoint: &str,
-    ) -> JiraError {
-        let endpoint = endpoint.to_owned();
-        let code = status.as_u16();
-        match code {
-            401 => JiraError::Unauthorized {
-                host: self.inner.host.clone(),
-            },
-            403 => JiraError::Forbidden {
-                endpoint,
-                message: error_messages(bytes).join("; "),
-            },
-            404 if looks_like_html(bytes) => {
-                self.not_jira(format!("{endpoint} answered 404 with an HTML page"))
-            }
-            404 => JiraError::NotFound { endpoint },
-            410 => JiraError::Gone {
-                endpoint,
-                message: error_messages(bytes).join("; "),
-            },
-            400 => JiraError::BadRequest {
-                endpoint,
-                messages: error_messages(bytes),
-            },
-            429 => JiraError::RateLimited {
-                endpoint,
-                retry_after,
-            },
-            500..=599 => JiraError::Server {
-                endpoint,
-                status: code,
-                retry_after,
-            },
-            _ => JiraError::Status {
-                endpoint,
-                status: code,
-                message: error_messages(bytes).join("; "),
-            },
-        }
-    }
-
-    fn transport_error(&self, err: &reqwest::Error, endpoint: &str) -> JiraError {
-        let detail = root_cause(err);
-        if err.is_connect() {
-            let detail = if err.is_timeout() {
-                "the connection timed out (rate_limit.connect_timeout_secs)".to_owned()
-            } else {
-                detail
-            };
-            return JiraError::Connect {
-                host: self.inner.host.clone(),
-                detail,
-            };
-        }
-        if err.is_timeout() {
-            return JiraError::Timeout {
-                endpoint: endpoint.to_owned(),
-            };
-        }
-        JiraError::Network {
-            endpoint: endpoint.to_owned(),
-            detail,
-        }
-    }
-
-    fn not_jira(&self, detail: String) -> JiraError {
-        JiraError::NotJira {
-            base_url: self
-                .inner
-                .base_url
-                .as_str()
-                .trim_end_matches('/')
-                .to_owned(),
-            detail,
+    /// The site, as error messages name it.
+    fn origin(&self) -> Origin<'_> {
+        Origin {
+            host: &self.inner.host,
+            base_url: self.inner.base_url.as_str().trim_end_matches('/'),
         }
     }
 
@@ -470,39 +359,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The innermost cause of a transport error: "Connection refused (os error 111)", a DNS or
-/// TLS failure. reqwest's own message only names the URL.
-fn root_cause(err: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = err;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
-/// `Retry-After` in delta-seconds, the form Jira sends. The HTTP-date form is ignored, and the
-/// backoff delay applies instead.
-fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    text.parse::<u64>().ok().map(Duration::from_secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_is_read_in_seconds_and_other_forms_are_ignored() {
-        let with = |value: &'static str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(value));
-            parse_retry_after(&headers)
-        };
-        assert_eq!(with("7"), Some(Duration::from_secs(7)));
-        assert_eq!(with(" 0 "), Some(Duration::ZERO));
-        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after(&HeaderMap::new()), None);
-    }
 
     use crate::config::Settings;
     use crate::jira::model::Myself;

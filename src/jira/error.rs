@@ -1,6 +1,10 @@
 //! What can go wrong talking to Jira, classified so callers can branch: retry, fail the run,
-//! or tell the user what to fix. Messages never contain credentials.
+//! or tell the user what to fix; and the classification of raw responses (status, body,
+//! transport failure) into those kinds. Messages never contain credentials.
 
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap};
+use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 /// A failed request to Jira, after the client's retries (if the kind is retryable).
@@ -208,6 +212,152 @@ fn truncate(text: &str, max_chars: usize) -> String {
     format!("{cut}…")
 }
 
+/// The site a response came from, so errors can name it.
+pub(crate) struct Origin<'a> {
+    /// `host[:port]`.
+    pub host: &'a str,
+    /// Without a trailing slash.
+    pub base_url: &'a str,
+}
+
+impl Origin<'_> {
+    /// Decodes a successful body; bodies that are not the expected JSON are classified.
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        status: StatusCode,
+        bytes: &[u8],
+        endpoint: &str,
+    ) -> Result<T, JiraError> {
+        // 204 has no body; `null` decodes into `()`, `Option` and `serde_json::Value`.
+        let bytes = if status == StatusCode::NO_CONTENT {
+            &b"null"[..]
+        } else {
+            bytes
+        };
+        let err = match serde_json::from_slice::<T>(bytes) {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        let endpoint = endpoint.to_owned();
+        let starts_like_json = bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| matches!(b, b'{' | b'['));
+        match err.classify() {
+            serde_json::error::Category::Data => Err(JiraError::Decode {
+                endpoint,
+                detail: err.to_string(),
+            }),
+            serde_json::error::Category::Eof => Err(JiraError::Truncated { endpoint }),
+            _ if starts_like_json => Err(JiraError::Truncated { endpoint }),
+            _ => Err(self.not_jira(format!(
+                "{endpoint} answered with {} instead of JSON",
+                if looks_like_html(bytes) {
+                    "an HTML page"
+                } else {
+                    "text"
+                }
+            ))),
+        }
+    }
+
+    /// Classifies an error status; the body is read for Jira's messages.
+    pub(crate) fn status_error(
+        &self,
+        status: StatusCode,
+        bytes: &[u8],
+        retry_after: Option<Duration>,
+        endpoint: &str,
+    ) -> JiraError {
+        let endpoint = endpoint.to_owned();
+        let code = status.as_u16();
+        match code {
+            401 => JiraError::Unauthorized {
+                host: self.host.to_owned(),
+            },
+            403 => JiraError::Forbidden {
+                endpoint,
+                message: error_messages(bytes).join("; "),
+            },
+            404 if looks_like_html(bytes) => {
+                self.not_jira(format!("{endpoint} answered 404 with an HTML page"))
+            }
+            404 => JiraError::NotFound { endpoint },
+            410 => JiraError::Gone {
+                endpoint,
+                message: error_messages(bytes).join("; "),
+            },
+            400 => JiraError::BadRequest {
+                endpoint,
+                messages: error_messages(bytes),
+            },
+            429 => JiraError::RateLimited {
+                endpoint,
+                retry_after,
+            },
+            500..=599 => JiraError::Server {
+                endpoint,
+                status: code,
+                retry_after,
+            },
+            _ => JiraError::Status {
+                endpoint,
+                status: code,
+                message: error_messages(bytes).join("; "),
+            },
+        }
+    }
+
+    /// Classifies a request that got no response.
+    pub(crate) fn transport_error(&self, err: &reqwest::Error, endpoint: &str) -> JiraError {
+        let detail = root_cause(err);
+        if err.is_connect() {
+            let detail = if err.is_timeout() {
+                "the connection timed out (rate_limit.connect_timeout_secs)".to_owned()
+            } else {
+                detail
+            };
+            return JiraError::Connect {
+                host: self.host.to_owned(),
+                detail,
+            };
+        }
+        if err.is_timeout() {
+            return JiraError::Timeout {
+                endpoint: endpoint.to_owned(),
+            };
+        }
+        JiraError::Network {
+            endpoint: endpoint.to_owned(),
+            detail,
+        }
+    }
+
+    fn not_jira(&self, detail: String) -> JiraError {
+        JiraError::NotJira {
+            base_url: self.base_url.to_owned(),
+            detail,
+        }
+    }
+}
+
+/// The innermost cause of a transport error: "Connection refused (os error 111)", a DNS or
+/// TLS failure. reqwest's own message only names the URL.
+fn root_cause(err: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// `Retry-After` in delta-seconds, the form Jira sends. The HTTP-date form is ignored, and the
+/// backoff delay applies instead.
+pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    text.parse::<u64>().ok().map(Duration::from_secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +437,19 @@ mod tests {
             }
             .is_retryable()
         );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_other_forms_are_ignored() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            let value = reqwest::header::HeaderValue::from_static(value);
+            headers.insert(header::RETRY_AFTER, value);
+            parse_retry_after(&headers)
+        };
+        assert_eq!(with("7"), Some(Duration::from_secs(7)));
+        assert_eq!(with(" 0 "), Some(Duration::ZERO));
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after(&HeaderMap::new()), None);
     }
 }
