@@ -28,6 +28,8 @@ const PAGE_SIZE: u32 = 100;
 /// Search is eventually consistent: the mark never passes `scan start - LAG`.
 const LAG: Duration = Duration::minutes(5);
 const CHECKPOINT_VERSION: u32 = 1;
+/// Projects per approximate-count query (keeps the JQL short).
+const COUNT_CHUNK: usize = 100;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IssuesCheckpoint {
@@ -113,28 +115,47 @@ async fn load_checkpoint(ctx: &StreamContext) -> anyhow::Result<Option<IssuesChe
 
 /// The JQL for one project: bounded by the project, and by the cursor when there is one.
 pub fn project_jql(ctx: &StreamContext, project_id: i64, cursor: &ProjectCursor) -> String {
+    jql_for(ctx, &format!("project = {project_id}"), cursor)
+}
+
+fn jql_for(ctx: &StreamContext, scope: &str, cursor: &ProjectCursor) -> String {
     let overlap = Duration::seconds(i64::try_from(ctx.sync.issue_overlap_secs).unwrap_or(120));
     match cursor.mark {
         Some(mark) => format!(
-            "project = {project_id} AND updated >= \"{}\" ORDER BY updated ASC, key ASC",
+            "{scope} AND updated >= \"{}\" ORDER BY updated ASC, key ASC",
             jql_lower_bound_literal(mark - overlap, ctx.user_zone)
         ),
-        None => format!("project = {project_id} ORDER BY updated ASC, key ASC"),
+        None => format!("{scope} ORDER BY updated ASC, key ASC"),
     }
 }
 
-/// Sums Jira's approximate counts so progress can show done/total; failures only cost the total.
+/// Sums Jira's approximate counts so progress can show done/total: one count per chunk of
+/// projects, bounded by the oldest cursor among them. Failures only cost the total.
 async fn count_total(
     ctx: &StreamContext,
     work: &[(ProjectRow, ProjectCursor)],
     counters: &RunCounters,
     progress: &Progress,
 ) {
-    let counts = futures::stream::iter(work.iter().map(|(project, cursor)| async move {
+    let queries: Vec<String> = work
+        .chunks(COUNT_CHUNK)
+        .map(|chunk| {
+            let ids: Vec<String> = chunk.iter().map(|(p, _)| p.id.to_string()).collect();
+            let oldest = chunk.iter().map(|(_, c)| c.mark).min().flatten();
+            let bound = ProjectCursor {
+                mark: oldest,
+                ..ProjectCursor::default()
+            };
+            jql_for(ctx, &format!("project in ({})", ids.join(", ")), &bound)
+        })
+        .collect();
+    let counts = futures::stream::iter(queries.into_iter().map(|jql| async move {
         counters.request();
-        let body = json!({ "jql": project_jql(ctx, project.id, cursor) });
         ctx.client
-            .post::<ApproximateCount>("/rest/api/3/search/approximate-count", &body)
+            .post::<ApproximateCount>(
+                "/rest/api/3/search/approximate-count",
+                &json!({ "jql": jql }),
+            )
             .await
             .map(|c| c.count.max(0) as u64)
             .unwrap_or(0)

@@ -1,6 +1,7 @@
 //! The one integration-test binary: real PostgreSQL, real HTTP to the built-in Jira simulator.
 
 mod check;
+mod commands;
 mod config;
 mod simulator;
 mod support;

@@ -99,6 +99,11 @@ impl Env {
         )
         .expect("settings for the simulator");
         settings.database.url = Some(SecretString::from(db.url.clone()));
+        // The simulator has no rate limit unless a test sets one: pace fast, retry fast.
+        settings.rate_limit.requests_per_second = 500.0;
+        settings.rate_limit.burst = 100;
+        settings.rate_limit.backoff_base_ms = 10;
+        settings.rate_limit.backoff_max_ms = 100;
         db.store().migrate().await.expect("migrations apply");
         Env { sim, db, settings }
     }
