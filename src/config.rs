@@ -132,6 +132,11 @@ pub struct SyncSettings {
     pub census_interval_secs: u64,
     pub audit_lookback_days: u32,
     pub issue_overlap_secs: u64,
+    /// Share of a project's issues that may vanish in one census before it is treated as lost
+    /// permission (nothing marked deleted).
+    pub census_max_delete_share: f64,
+    /// How long `run` waits for in-flight work after SIGTERM/SIGINT before exiting.
+    pub shutdown_timeout_secs: u64,
 }
 
 /// `[rate_limit]`: pacing and retries of requests to Jira.

@@ -209,6 +209,19 @@ impl Settings {
             0,
             86_400,
         )?;
+        let share = sync.census_max_delete_share;
+        if !(share.is_finite() && share > 0.0 && share <= 1.0) {
+            return Err(ConfigError::invalid(
+                "sync.census_max_delete_share",
+                format!("is {share}: it must be more than 0 and at most 1 (0.5 = half a project)"),
+            ));
+        }
+        in_range(
+            "sync.shutdown_timeout_secs",
+            sync.shutdown_timeout_secs,
+            1,
+            600,
+        )?;
         Ok(())
     }
 

@@ -177,6 +177,50 @@ impl Store {
         Ok(written)
     }
 
+    /// Ids of the issues stored for a project and not marked deleted.
+    pub async fn live_issue_ids(&self, site: &str, project_id: i64) -> anyhow::Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT id FROM jira.issues WHERE site = $1 AND project_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(site)
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// The ids among `ids` that the table lacks or holds as deleted.
+    pub async fn ids_not_live(
+        &self,
+        site: &str,
+        ids: &std::collections::BTreeSet<i64>,
+    ) -> anyhow::Result<Vec<i64>> {
+        let ids: Vec<i64> = ids.iter().copied().collect();
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT u.id FROM UNNEST($2::int8[]) AS u(id) \
+             WHERE NOT EXISTS (SELECT 1 FROM jira.issues i \
+                               WHERE i.site = $1 AND i.id = u.id AND i.deleted_at IS NULL)",
+        )
+        .bind(site)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Soft-deletes issues (never `DELETE`): sets `deleted_at` where it is not set yet.
+    pub async fn mark_issues_deleted(&self, site: &str, ids: &[i64]) -> anyhow::Result<u64> {
+        let result = sqlx::query(
+            "UPDATE jira.issues SET deleted_at = now() \
+             WHERE site = $1 AND id = ANY($2::int8[]) AND deleted_at IS NULL",
+        )
+        .bind(site)
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
     /// Upserts a page of users in one transaction.
     pub async fn write_users(&self, site: &str, rows: &[rows::UserRow]) -> anyhow::Result<u64> {
         let mut tx = self.begin().await?;

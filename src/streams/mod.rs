@@ -2,6 +2,7 @@
 //! a record into a row and what its checkpoint is; it writes only through [`Store`].
 
 pub mod audit;
+pub mod census;
 pub mod issues;
 pub mod parse;
 pub mod projects;
@@ -22,9 +23,12 @@ pub enum StreamKind {
     Issues,
     Users,
     AuditRecords,
+    /// The delete census of issues; runs after the issues stream when it is due.
+    Census,
 }
 
 impl StreamKind {
+    /// The data streams, in the order a sync runs them (the census is scheduled on its own).
     pub const ALL: [StreamKind; 4] = [
         StreamKind::Projects,
         StreamKind::Issues,
@@ -39,6 +43,7 @@ impl StreamKind {
             StreamKind::Issues => "issues",
             StreamKind::Users => "users",
             StreamKind::AuditRecords => "audit_records",
+            StreamKind::Census => "census",
         }
     }
 
@@ -49,6 +54,7 @@ impl StreamKind {
             "issues" => Some(StreamKind::Issues),
             "users" => Some(StreamKind::Users),
             "audit" | "audit_records" => Some(StreamKind::AuditRecords),
+            "census" => Some(StreamKind::Census),
             _ => None,
         }
     }
@@ -59,6 +65,7 @@ impl StreamKind {
             StreamKind::Issues => sync.issues,
             StreamKind::Users => sync.users,
             StreamKind::AuditRecords => sync.audit_records,
+            StreamKind::Census => sync.issues,
         }
     }
 }

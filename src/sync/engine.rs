@@ -127,6 +127,7 @@ impl Engine {
             StreamKind::AuditRecords => {
                 streams::audit::run(&self.ctx, mode, &counters, &progress).await
             }
+            StreamKind::Census => streams::census::run(&self.ctx, &counters, &progress).await,
         };
         progress.finish();
         let outcome = self.outcome(stream, mode, result, &counters, started);
@@ -152,7 +153,7 @@ impl Engine {
     async fn mode(&self, stream: StreamKind, force_full: bool) -> anyhow::Result<Mode> {
         match stream {
             // Full refreshes every run: they have no cursor.
-            StreamKind::Projects | StreamKind::Users => Ok(Mode::Full),
+            StreamKind::Projects | StreamKind::Users | StreamKind::Census => Ok(Mode::Full),
             StreamKind::Issues => streams::issues::mode(&self.ctx, force_full).await,
             StreamKind::AuditRecords => streams::audit::mode(&self.ctx, force_full).await,
         }

@@ -21,6 +21,9 @@ pub struct SyncArgs {
     /// Comma-separated streams: projects,issues,users,audit (default: those enabled in [sync]).
     #[arg(long, value_delimiter = ',')]
     pub stream: Vec<String>,
+    /// Run the delete census of issues now, even if it is not due (`sync.census_interval_secs`).
+    #[arg(long)]
+    pub census: bool,
     /// No progress bars, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -34,10 +37,19 @@ pub async fn command(settings: Settings, args: SyncArgs) -> anyhow::Result<ExitC
              keeps syncing on a schedule is `jira-sync run`"
         );
     }
-    let streams = select_streams(&settings, &args.stream)?;
+    let mut streams = select_streams(&settings, &args.stream)?;
     let store = crate::store::connect_from_settings(&settings).await?;
     store.migrate().await?;
-    let outcomes = sync_once(&settings, store, &streams, args.full, !args.no_progress).await?;
+    let engine = Engine::new(&settings, store).await?;
+    let census_wanted = args.census || crate::streams::census::due(engine.context()).await?;
+    if streams.contains(&StreamKind::Issues) && census_wanted {
+        streams.push(StreamKind::Census);
+        streams.dedup();
+    }
+    let mut outcomes = Vec::new();
+    for stream in &streams {
+        outcomes.push(engine.run_once(*stream, args.full, !args.no_progress).await);
+    }
     for outcome in &outcomes {
         println!("{}", outcome.summary());
     }

@@ -172,6 +172,7 @@ async fn a_non_admin_account_syncs_projects_and_issues_and_skips_users_and_audit
                 OutcomeStatus::Skipped(why) => assert!(why.contains("Administer Jira"), "{why}"),
                 other => panic!("audit should be skipped, got {other:?}"),
             },
+            StreamKind::Census => panic!("the census was not asked for"),
         }
     }
     assert_eq!(
