@@ -132,6 +132,9 @@ pub struct SyncSettings {
     pub census_interval_secs: u64,
     pub audit_lookback_days: u32,
     pub issue_overlap_secs: u64,
+    /// Audit windows end this long before the scan starts, so no record can still arrive in a
+    /// window already read.
+    pub audit_lag_secs: u64,
     /// Share of a project's issues that may vanish in one census before it is treated as lost
     /// permission (nothing marked deleted).
     pub census_max_delete_share: f64,

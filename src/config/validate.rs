@@ -209,6 +209,7 @@ impl Settings {
             0,
             86_400,
         )?;
+        in_range("sync.audit_lag_secs", sync.audit_lag_secs, 0, 3600)?;
         let share = sync.census_max_delete_share;
         if !(share.is_finite() && share > 0.0 && share <= 1.0) {
             return Err(ConfigError::invalid(

@@ -3,7 +3,7 @@
 //! whole log), deduplicated by id. Needs Administer Jira: without it the stream is skipped.
 //!
 //! Checkpoint (stream `audit_records`): `{"version":1,"high_water":..,"window":..}`. A window
-//! ends `LAG` before its start, so no record can still arrive inside it, and its offsets are
+//! ends `sync.audit_lag_secs` before its start, so no record can still arrive inside it, and its offsets are
 //! stable; the window and the next offset are saved with every page, so a crash resumes where
 //! it stopped. When the window is done, `high_water` moves to its end.
 
@@ -21,7 +21,6 @@ use std::collections::HashSet;
 
 pub const STREAM: &str = "audit_records";
 const PAGE_SIZE: usize = 1000;
-const LAG: Duration = Duration::seconds(60);
 /// Re-read this much before the high-water mark: records may be indexed late.
 const OVERLAP: Duration = Duration::minutes(10);
 const CHECKPOINT_VERSION: u32 = 1;
@@ -64,11 +63,12 @@ pub async fn run(
     };
     let now = Utc::now();
     let lookback = Duration::days(i64::from(ctx.sync.audit_lookback_days));
+    let lag = Duration::seconds(i64::try_from(ctx.sync.audit_lag_secs).unwrap_or(60));
     let mut window = checkpoint.window.clone().unwrap_or_else(|| Window {
         from: checkpoint
             .high_water
             .map_or(now - lookback, |hw| hw - OVERLAP),
-        to: now - LAG,
+        to: now - lag,
         next_offset: 0,
     });
     let mut seen: HashSet<i64> = HashSet::new();

@@ -3,6 +3,7 @@
 mod check;
 mod commands;
 mod config;
+mod incremental;
 mod simulator;
 mod support;
 mod sync;

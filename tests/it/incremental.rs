@@ -1,0 +1,262 @@
+//! Integration tests of the incremental rules: time zones, eventual consistency, moves,
+//! deletes (the census), audit windows and request counts proportional to change.
+
+use crate::support::Env;
+use jira_sync::simulator::{SimConfig, TruthIssue};
+use jira_sync::streams::StreamKind;
+use jira_sync::sync::engine::{OutcomeStatus, StreamOutcome};
+use jira_sync::sync::sync_once;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+async fn run(env: &Env, streams: &[StreamKind]) -> Vec<StreamOutcome> {
+    let outcomes = sync_once(&env.settings, env.store(), streams, false, false)
+        .await
+        .expect("the sync starts");
+    for o in &outcomes {
+        assert!(
+            matches!(o.status, OutcomeStatus::Succeeded),
+            "{}",
+            o.summary()
+        );
+    }
+    outcomes
+}
+
+async fn live_issues(env: &Env) -> Vec<(i64, String, i64, chrono::DateTime<chrono::Utc>)> {
+    sqlx::query_as(
+        "SELECT id, key, project_id, updated FROM jira.issues WHERE deleted_at IS NULL ORDER BY id",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .expect("read issues")
+}
+
+fn truth_issues(env: &Env) -> Vec<(i64, String, i64, chrono::DateTime<chrono::Utc>)> {
+    let mut want: Vec<_> = env
+        .sim
+        .truth()
+        .issues
+        .iter()
+        .map(|i| (i.id, i.key.clone(), i.project_id, i.updated))
+        .collect();
+    want.sort();
+    want
+}
+
+async fn deleted_ids(env: &Env) -> BTreeSet<i64> {
+    let rows: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM jira.issues WHERE deleted_at IS NOT NULL")
+            .fetch_all(&env.db.pool)
+            .await
+            .expect("read deleted");
+    rows.into_iter().map(|(id,)| id).collect()
+}
+
+/// Issues of the project holding the most issues.
+fn biggest_project(env: &Env) -> (i64, Vec<TruthIssue>) {
+    let truth = env.sim.truth();
+    let id = truth
+        .projects
+        .iter()
+        .filter(|p| !p.archived)
+        .max_by_key(|p| truth.issues.iter().filter(|i| i.project_id == p.id).count())
+        .expect("a project")
+        .id;
+    (
+        id,
+        truth
+            .issues
+            .into_iter()
+            .filter(|i| i.project_id == id)
+            .collect(),
+    )
+}
+
+/// Two incremental cycles in the user's zone: the first sets a recent mark, the second must
+/// still see a change made right after it. A JQL date written in UTC instead of the user's zone
+/// is read hours late in a zone west of UTC and the change would be missed.
+async fn changes_are_caught_when_the_user_lives_in(zone: &str) {
+    let env = Env::start(SimConfig {
+        user_time_zone: zone.to_string(),
+        site_time_zone: zone.to_string(),
+        ..SimConfig::small()
+    })
+    .await;
+    run(&env, &StreamKind::ALL).await;
+    let ids: Vec<i64> = env
+        .sim
+        .truth()
+        .issues
+        .iter()
+        .map(|i| i.id)
+        .take(3)
+        .collect();
+    env.sim.update_issue(ids[0]).expect("update");
+    run(&env, &[StreamKind::Issues]).await;
+    env.sim.update_issue(ids[1]).expect("update");
+    env.sim.update_issue(ids[2]).expect("update");
+    let outcomes = run(&env, &[StreamKind::Issues]).await;
+    assert_eq!(outcomes[0].mode, jira_sync::streams::Mode::Incremental);
+    assert_eq!(live_issues(&env).await, truth_issues(&env), "zone {zone}");
+}
+
+#[tokio::test]
+async fn changes_are_caught_for_a_user_in_pacific_kiritimati() {
+    changes_are_caught_when_the_user_lives_in("Pacific/Kiritimati").await;
+}
+
+#[tokio::test]
+async fn changes_are_caught_for_a_user_in_america_los_angeles() {
+    changes_are_caught_when_the_user_lives_in("America/Los_Angeles").await;
+}
+
+#[tokio::test]
+async fn a_change_not_yet_visible_to_search_is_caught_by_the_next_run() {
+    let env = Env::start(SimConfig {
+        search_lag_ms: 1_500,
+        ..SimConfig::small()
+    })
+    .await;
+    run(&env, &StreamKind::ALL).await;
+    let id = env.sim.truth().issues[5].id;
+    let changed = env.sim.update_issue(id).expect("update");
+    // Search does not show the change yet: this run cannot see it.
+    run(&env, &[StreamKind::Issues]).await;
+    // Once search catches up, the next run must, although its predecessor already ran after
+    // the change was made.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        run(&env, &[StreamKind::Issues]).await;
+        let (updated,): (chrono::DateTime<chrono::Utc>,) =
+            sqlx::query_as("SELECT updated FROM jira.issues WHERE id = $1")
+                .bind(id)
+                .fetch_one(&env.db.pool)
+                .await
+                .expect("row");
+        if updated == changed.updated {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lagging change never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(live_issues(&env).await, truth_issues(&env));
+}
+
+#[tokio::test]
+async fn the_census_marks_deleted_issues_and_keeps_moved_ones() {
+    let env = Env::start(SimConfig::small()).await;
+    run(&env, &StreamKind::ALL).await;
+    let (project_id, issues) = biggest_project(&env);
+    let truth = env.sim.truth();
+    let other = truth
+        .projects
+        .iter()
+        .find(|p| !p.archived && p.id != project_id)
+        .expect("another project");
+    env.sim.delete_issue(issues[0].id).expect("delete");
+    env.sim.delete_issue(issues[1].id).expect("delete");
+    let moved = env.sim.move_issue(issues[2].id, &other.key).expect("move");
+
+    // The census alone, without an incremental run in between, sorts it out.
+    let outcomes = run(&env, &[StreamKind::Census]).await;
+    assert!(outcomes[0].requests > 0);
+    assert_eq!(
+        deleted_ids(&env).await,
+        BTreeSet::from([issues[0].id, issues[1].id])
+    );
+    let (key, project): (String, i64) =
+        sqlx::query_as("SELECT key, project_id FROM jira.issues WHERE id = $1")
+            .bind(moved.id)
+            .fetch_one(&env.db.pool)
+            .await
+            .expect("moved row");
+    assert_eq!((key, project), (moved.key.clone(), other.id));
+    assert_eq!(live_issues(&env).await, truth_issues(&env));
+}
+
+#[tokio::test]
+async fn the_census_marks_nothing_when_most_of_a_project_vanishes_at_once() {
+    let env = Env::start(SimConfig::small()).await;
+    run(&env, &StreamKind::ALL).await;
+    let (_, issues) = biggest_project(&env);
+    let vanish = issues.len() * 3 / 4;
+    for issue in &issues[..vanish] {
+        env.sim.delete_issue(issue.id).expect("delete");
+    }
+    run(&env, &[StreamKind::Census]).await;
+    assert!(
+        deleted_ids(&env).await.is_empty(),
+        "a mass vanish must look like lost permission, not deletion"
+    );
+}
+
+#[tokio::test]
+async fn an_issue_marked_deleted_that_reappears_is_restored_by_the_census() {
+    let env = Env::start(SimConfig::small()).await;
+    run(&env, &StreamKind::ALL).await;
+    let id = env.sim.truth().issues[7].id;
+    // As if an earlier census had seen it vanish (a permission blip).
+    sqlx::query("UPDATE jira.issues SET deleted_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&env.db.pool)
+        .await
+        .expect("mark");
+    run(&env, &[StreamKind::Census]).await;
+    assert!(deleted_ids(&env).await.is_empty());
+    assert_eq!(live_issues(&env).await, truth_issues(&env));
+}
+
+#[tokio::test]
+async fn new_audit_records_arrive_once_each() {
+    let mut env = Env::start(SimConfig::small()).await;
+    env.settings.sync.audit_lag_secs = 0;
+    run(&env, &StreamKind::ALL).await;
+    let added: Vec<i64> = (0..5).map(|_| env.sim.add_audit_record()).collect();
+    // Records newer than `now - lag` wait for a later window; poll until they are in.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        run(&env, &[StreamKind::AuditRecords]).await;
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM jira.audit_records WHERE id = ANY($1)")
+                .bind(&added)
+                .fetch_one(&env.db.pool)
+                .await
+                .expect("count");
+        if n == added.len() as i64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new audit records never arrived");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ids: Vec<(i64,)> = sqlx::query_as("SELECT id FROM jira.audit_records ORDER BY id")
+        .fetch_all(&env.db.pool)
+        .await
+        .expect("ids");
+    let mut want = env.sim.truth().audit_ids;
+    want.sort();
+    assert_eq!(ids.into_iter().map(|(i,)| i).collect::<Vec<_>>(), want);
+}
+
+#[tokio::test]
+async fn an_incremental_run_costs_requests_in_proportion_to_what_changed() {
+    let env = Env::start(SimConfig::small()).await;
+    run(&env, &StreamKind::ALL).await;
+    let truth = env.sim.truth();
+    for issue in truth.issues.iter().step_by(25).take(10) {
+        env.sim.update_issue(issue.id).expect("update");
+    }
+    let projects = truth.projects.len() as u64;
+    let outcomes = run(&env, &[StreamKind::Issues]).await;
+    // Two project listings (live, archived), one count, one search page per project.
+    assert!(
+        outcomes[0].requests <= 3 + projects,
+        "{} requests for 10 changes over {projects} projects",
+        outcomes[0].requests
+    );
+    assert!(outcomes[0].rows_seen < truth.issues.len() as u64 / 4);
+    assert_eq!(live_issues(&env).await, truth_issues(&env));
+}
