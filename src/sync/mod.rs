@@ -22,8 +22,11 @@ pub struct SyncArgs {
     #[arg(long, value_delimiter = ',')]
     pub stream: Vec<String>,
     /// Run the delete census of issues now, even if it is not due (`sync.census_interval_secs`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_census")]
     pub census: bool,
+    /// Skip the delete census even if it is due.
+    #[arg(long)]
+    pub no_census: bool,
     /// No progress bars, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -41,7 +44,8 @@ pub async fn command(settings: Settings, args: SyncArgs) -> anyhow::Result<ExitC
     let store = crate::store::connect_from_settings(&settings).await?;
     store.migrate().await?;
     let engine = Engine::new(&settings, store).await?;
-    let census_wanted = args.census || crate::streams::census::due(engine.context()).await?;
+    let census_wanted =
+        args.census || (!args.no_census && crate::streams::census::due(engine.context()).await?);
     if streams.contains(&StreamKind::Issues) && census_wanted {
         streams.push(StreamKind::Census);
         streams.dedup();
