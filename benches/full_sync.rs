@@ -1,6 +1,6 @@
 //! Benchmark: a full sync of the simulator's medium site (20,000 issues) by the real binary
-//! into a real PostgreSQL. Prints wall time, issues per second, HTTP requests and the sync
-//! process's peak RSS.
+//! into a real PostgreSQL, then an incremental cycle after 100 changes. Prints wall time,
+//! issues per second, HTTP requests and the sync process's peak RSS.
 //!
 //! `cargo bench --bench full_sync` (set `BENCH_SIZE=small|medium|large`; `DATABASE_URL` to use
 //! an existing server). The simulator runs in this process at zero latency and shares the
@@ -30,16 +30,69 @@ async fn bench() -> anyhow::Result<()> {
     let (url, _cluster) = database().await?;
     let issues = sim.truth().issues.len();
 
+    let base = [
+        ("JIRA_SYNC__JIRA__BASE_URL", sim.base_url()),
+        ("JIRA_SYNC__JIRA__EMAIL", config.email.clone()),
+        ("JIRA_SYNC__JIRA__API_TOKEN", config.api_token.clone()),
+        (
+            "JIRA_SYNC__RATE_LIMIT__REQUESTS_PER_SECOND",
+            "1000".to_string(),
+        ),
+        ("JIRA_SYNC__RATE_LIMIT__BURST", "100".to_string()),
+        ("JIRA_SYNC__LOG__LEVEL", "warn".to_string()),
+        ("DATABASE_URL", url.clone()),
+    ];
+
+    let before = sim.request_count("/rest/");
+    let full = run_sync(&base, &["sync", "--once", "--full", "--no-progress"]).await?;
+    let requests = sim.request_count("/rest/") - before;
+    println!("full_sync/{size}: {issues} issues (the census runs too: it is due on a first sync)");
+    println!("  wall time        {:.2} s", full.elapsed.as_secs_f64());
+    println!(
+        "  issues/second    {:.0}",
+        issues as f64 / full.elapsed.as_secs_f64()
+    );
+    println!("  HTTP requests    {requests}");
+    println!(
+        "  peak RSS (sync)  {:.1} MiB",
+        full.peak_kib as f64 / 1024.0
+    );
+
+    // An incremental cycle after k = 100 changes spread over the site.
+    let truth = sim.truth();
+    let step = (truth.issues.len() / 100).max(1);
+    for issue in truth.issues.iter().step_by(step).take(100) {
+        sim.update_issue(issue.id)?;
+    }
+    let before = sim.request_count("/rest/");
+    let incremental = run_sync(&base, &["sync", "--once", "--no-census", "--no-progress"]).await?;
+    let requests = sim.request_count("/rest/") - before;
+    println!("incremental_sync/{size}: 100 changed issues");
+    println!(
+        "  wall time        {:.2} s",
+        incremental.elapsed.as_secs_f64()
+    );
+    println!("  HTTP requests    {requests}");
+    println!(
+        "  peak RSS (sync)  {:.1} MiB",
+        incremental.peak_kib as f64 / 1024.0
+    );
+    sim.shutdown().await;
+    Ok(())
+}
+
+struct Run {
+    elapsed: Duration,
+    peak_kib: u64,
+}
+
+/// Runs the real binary with `env` and `args`, printing its summary lines, and measures its
+/// wall time and peak RSS.
+async fn run_sync(env: &[(&str, String)], args: &[&str]) -> anyhow::Result<Run> {
     let started = Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jira-sync"))
-        .args(["sync", "--once", "--full", "--no-progress"])
-        .env("JIRA_SYNC__JIRA__BASE_URL", sim.base_url())
-        .env("JIRA_SYNC__JIRA__EMAIL", &config.email)
-        .env("JIRA_SYNC__JIRA__API_TOKEN", &config.api_token)
-        .env("JIRA_SYNC__RATE_LIMIT__REQUESTS_PER_SECOND", "1000")
-        .env("JIRA_SYNC__RATE_LIMIT__BURST", "100")
-        .env("JIRA_SYNC__LOG__LEVEL", "warn")
-        .env("DATABASE_URL", &url)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(std::process::Stdio::piped())
         .spawn()?;
     let pid = child.id();
@@ -57,18 +110,7 @@ async fn bench() -> anyhow::Result<()> {
     let output = child.wait_with_output()?;
     print!("{}", String::from_utf8_lossy(&output.stdout));
     anyhow::ensure!(status.success(), "the sync failed: {status}");
-
-    let requests = sim.request_count("/rest/");
-    println!("full_sync/{size}: {issues} issues");
-    println!("  wall time        {:.2} s", elapsed.as_secs_f64());
-    println!(
-        "  issues/second    {:.0}",
-        issues as f64 / elapsed.as_secs_f64()
-    );
-    println!("  HTTP requests    {requests}");
-    println!("  peak RSS (sync)  {:.1} MiB", peak_kib as f64 / 1024.0);
-    sim.shutdown().await;
-    Ok(())
+    Ok(Run { elapsed, peak_kib })
 }
 
 async fn database() -> anyhow::Result<(String, Option<TempCluster>)> {
