@@ -2,8 +2,9 @@
 //! into a real PostgreSQL, then an incremental cycle after 100 changes. Prints wall time,
 //! issues per second, HTTP requests and the sync process's peak RSS.
 //!
-//! `cargo bench --bench full_sync` (set `BENCH_SIZE=small|medium|large`; `DATABASE_URL` to use
-//! an existing server). The simulator runs in this process at zero latency and shares the
+//! `cargo bench --bench full_sync` (set `BENCH_SIZE=small|medium|large`; `BENCH_RPS` and
+//! `BENCH_BURST` to pace requests, default 1000 and 100; `DATABASE_URL` to use an existing
+//! server). The simulator runs in this process at zero latency and shares the
 //! machine's cores with the sync and PostgreSQL; the sync process alone is measured for memory.
 //! Rate limits are lifted (`requests_per_second = 1000`) because the simulator has none: the
 //! figure measures jira-sync, not a pacing policy.
@@ -29,16 +30,15 @@ async fn bench() -> anyhow::Result<()> {
     let sim = Simulator::start(config.clone()).await?;
     let (url, _cluster) = database().await?;
     let issues = sim.truth().issues.len();
+    let rps = std::env::var("BENCH_RPS").unwrap_or_else(|_| "1000".to_string());
+    let burst = std::env::var("BENCH_BURST").unwrap_or_else(|_| "100".to_string());
 
     let base = [
         ("JIRA_SYNC__JIRA__BASE_URL", sim.base_url()),
         ("JIRA_SYNC__JIRA__EMAIL", config.email.clone()),
         ("JIRA_SYNC__JIRA__API_TOKEN", config.api_token.clone()),
-        (
-            "JIRA_SYNC__RATE_LIMIT__REQUESTS_PER_SECOND",
-            "1000".to_string(),
-        ),
-        ("JIRA_SYNC__RATE_LIMIT__BURST", "100".to_string()),
+        ("JIRA_SYNC__RATE_LIMIT__REQUESTS_PER_SECOND", rps.clone()),
+        ("JIRA_SYNC__RATE_LIMIT__BURST", burst),
         ("JIRA_SYNC__LOG__LEVEL", "warn".to_string()),
         ("DATABASE_URL", url.clone()),
     ];
@@ -46,7 +46,9 @@ async fn bench() -> anyhow::Result<()> {
     let before = sim.request_count("/rest/");
     let full = run_sync(&base, &["sync", "--once", "--full", "--no-progress"]).await?;
     let requests = sim.request_count("/rest/") - before;
-    println!("full_sync/{size}: {issues} issues (the census runs too: it is due on a first sync)");
+    println!(
+        "full_sync/{size}: {issues} issues at up to {rps} requests/s (the census runs too: it is due on a first sync)"
+    );
     println!("  wall time        {:.2} s", full.elapsed.as_secs_f64());
     println!(
         "  issues/second    {:.0}",
