@@ -2,8 +2,8 @@
 //! incremental sync, restarted, and finally let finish, ends with the database equal to the
 //! simulator's ground truth, and re-fetches at most the pages that were in flight.
 
-use crate::support::Env;
 use crate::support::cli::{site_toml, write_config};
+use crate::support::{Env, audit_ids, stored_issues, truth_issues};
 use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig};
 use rand::{Rng, SeedableRng};
 use std::process::{Command, Stdio};
@@ -61,29 +61,9 @@ async fn finish(env: &Env, config_path: &std::path::Path) {
 }
 
 async fn assert_equals_truth(env: &Env) {
-    let rows: Vec<(i64, String, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT id, key, project_id, updated FROM jira.issues WHERE deleted_at IS NULL ORDER BY id",
-    )
-    .fetch_all(&env.db.pool)
-    .await
-    .expect("read issues");
-    let mut want: Vec<_> = env
-        .sim
-        .truth()
-        .issues
-        .iter()
-        .map(|i| (i.id, i.key.clone(), i.project_id, i.updated))
-        .collect();
-    want.sort();
-    assert_eq!(rows.len(), want.len());
-    assert_eq!(rows, want);
-    let audit: Vec<(i64,)> = sqlx::query_as("SELECT id FROM jira.audit_records ORDER BY id")
-        .fetch_all(&env.db.pool)
-        .await
-        .expect("audit");
-    let mut want = env.sim.truth().audit_ids;
-    want.sort();
-    assert_eq!(audit.into_iter().map(|(i,)| i).collect::<Vec<_>>(), want);
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+    let (stored, want) = audit_ids(&env.db.pool, &env.sim).await;
+    assert_eq!(stored, want);
 }
 
 fn search_pages(env: &Env) -> u64 {

@@ -1,7 +1,7 @@
 //! Integration tests of the incremental rules: time zones, eventual consistency, moves,
 //! deletes (the census), audit windows and request counts proportional to change.
 
-use crate::support::Env;
+use crate::support::{Env, IssueFacts, audit_ids, stored_issues, truth_issues};
 use jira_sync::simulator::{SimConfig, TruthIssue};
 use jira_sync::streams::StreamKind;
 use jira_sync::sync::engine::{OutcomeStatus, StreamOutcome};
@@ -23,25 +23,12 @@ async fn run(env: &Env, streams: &[StreamKind]) -> Vec<StreamOutcome> {
     outcomes
 }
 
-async fn live_issues(env: &Env) -> Vec<(i64, String, i64, chrono::DateTime<chrono::Utc>)> {
-    sqlx::query_as(
-        "SELECT id, key, project_id, updated FROM jira.issues WHERE deleted_at IS NULL ORDER BY id",
-    )
-    .fetch_all(&env.db.pool)
-    .await
-    .expect("read issues")
+async fn live_issues(env: &Env) -> Vec<IssueFacts> {
+    stored_issues(&env.db.pool).await
 }
 
-fn truth_issues(env: &Env) -> Vec<(i64, String, i64, chrono::DateTime<chrono::Utc>)> {
-    let mut want: Vec<_> = env
-        .sim
-        .truth()
-        .issues
-        .iter()
-        .map(|i| (i.id, i.key.clone(), i.project_id, i.updated))
-        .collect();
-    want.sort();
-    want
+fn expected(env: &Env) -> Vec<IssueFacts> {
+    truth_issues(&env.sim)
 }
 
 async fn deleted_ids(env: &Env) -> BTreeSet<i64> {
@@ -98,7 +85,7 @@ async fn changes_are_caught_when_the_user_lives_in(zone: &str) {
     env.sim.update_issue(ids[2]).expect("update");
     let outcomes = run(&env, &[StreamKind::Issues]).await;
     assert_eq!(outcomes[0].mode, jira_sync::streams::Mode::Incremental);
-    assert_eq!(live_issues(&env).await, truth_issues(&env), "zone {zone}");
+    assert_eq!(live_issues(&env).await, expected(&env), "zone {zone}");
 }
 
 #[tokio::test]
@@ -143,7 +130,7 @@ async fn a_change_not_yet_visible_to_search_is_caught_by_the_next_run() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(live_issues(&env).await, truth_issues(&env));
+    assert_eq!(live_issues(&env).await, expected(&env));
 }
 
 #[tokio::test]
@@ -175,7 +162,7 @@ async fn the_census_marks_deleted_issues_and_keeps_moved_ones() {
             .await
             .expect("moved row");
     assert_eq!((key, project), (moved.key.clone(), other.id));
-    assert_eq!(live_issues(&env).await, truth_issues(&env));
+    assert_eq!(live_issues(&env).await, expected(&env));
 }
 
 #[tokio::test]
@@ -207,7 +194,7 @@ async fn an_issue_marked_deleted_that_reappears_is_restored_by_the_census() {
         .expect("mark");
     run(&env, &[StreamKind::Census]).await;
     assert!(deleted_ids(&env).await.is_empty());
-    assert_eq!(live_issues(&env).await, truth_issues(&env));
+    assert_eq!(live_issues(&env).await, expected(&env));
 }
 
 #[tokio::test]
@@ -232,13 +219,8 @@ async fn new_audit_records_arrive_once_each() {
         assert!(Instant::now() < deadline, "new audit records never arrived");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let ids: Vec<(i64,)> = sqlx::query_as("SELECT id FROM jira.audit_records ORDER BY id")
-        .fetch_all(&env.db.pool)
-        .await
-        .expect("ids");
-    let mut want = env.sim.truth().audit_ids;
-    want.sort();
-    assert_eq!(ids.into_iter().map(|(i,)| i).collect::<Vec<_>>(), want);
+    let (stored, want) = audit_ids(&env.db.pool, &env.sim).await;
+    assert_eq!(stored, want);
 }
 
 #[tokio::test]
@@ -258,5 +240,5 @@ async fn an_incremental_run_costs_requests_in_proportion_to_what_changed() {
         outcomes[0].requests
     );
     assert!(outcomes[0].rows_seen < truth.issues.len() as u64 / 4);
-    assert_eq!(live_issues(&env).await, truth_issues(&env));
+    assert_eq!(live_issues(&env).await, expected(&env));
 }

@@ -1,7 +1,7 @@
 //! Integration tests: bulk and incremental sync against the simulator and a real PostgreSQL,
 //! compared with the simulator's ground truth row by row.
 
-use crate::support::Env;
+use crate::support::{Env, audit_ids, stored_issues, truth_issues};
 use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Truth};
 use jira_sync::streams::StreamKind;
 use jira_sync::sync::engine::{OutcomeStatus, StreamOutcome};
@@ -45,19 +45,8 @@ async fn assert_database_equals_truth(env: &Env, truth: &Truth) {
     want.sort();
     assert_eq!(projects, want, "projects differ from the API");
 
-    let issues: Vec<(i64, String, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT id, key, project_id, updated FROM jira.issues WHERE site = $1 AND deleted_at IS NULL ORDER BY id",
-    )
-    .bind(&site)
-    .fetch_all(pool)
-    .await
-    .expect("read issues");
-    let mut want: Vec<_> = truth
-        .issues
-        .iter()
-        .map(|i| (i.id, i.key.clone(), i.project_id, i.updated))
-        .collect();
-    want.sort();
+    let issues = stored_issues(pool).await;
+    let want = truth_issues(&env.sim);
     assert_eq!(issues.len(), want.len(), "issue count differs from the API");
     assert_eq!(issues, want, "issues differ from the API");
 
@@ -71,15 +60,7 @@ async fn assert_database_equals_truth(env: &Env, truth: &Truth) {
     let want: BTreeSet<String> = truth.users.iter().cloned().collect();
     assert_eq!(users, want, "users differ from the API");
 
-    let audit: Vec<(i64,)> =
-        sqlx::query_as("SELECT id FROM jira.audit_records WHERE site = $1 ORDER BY id")
-            .bind(&site)
-            .fetch_all(pool)
-            .await
-            .expect("read audit records");
-    let audit: Vec<i64> = audit.into_iter().map(|(a,)| a).collect();
-    let mut want = truth.audit_ids.clone();
-    want.sort();
+    let (audit, want) = audit_ids(pool, &env.sim).await;
     assert_eq!(audit, want, "audit records differ from the API");
 }
 

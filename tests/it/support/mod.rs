@@ -116,3 +116,39 @@ impl Env {
         self.settings.site()
     }
 }
+
+/// An issue as compared with the ground truth: id, key, project id, `updated`.
+pub type IssueFacts = (i64, String, i64, chrono::DateTime<chrono::Utc>);
+
+/// The issues stored and not marked deleted, ordered by id.
+pub async fn stored_issues(pool: &PgPool) -> Vec<IssueFacts> {
+    sqlx::query_as(
+        "SELECT id, key, project_id, updated FROM jira.issues WHERE deleted_at IS NULL ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("read issues")
+}
+
+/// The issues the simulator's API shows, ordered by id.
+pub fn truth_issues(sim: &Simulator) -> Vec<IssueFacts> {
+    let mut want: Vec<IssueFacts> = sim
+        .truth()
+        .issues
+        .iter()
+        .map(|i| (i.id, i.key.clone(), i.project_id, i.updated))
+        .collect();
+    want.sort();
+    want
+}
+
+/// The audit record ids stored, and those the simulator shows, both sorted.
+pub async fn audit_ids(pool: &PgPool, sim: &Simulator) -> (Vec<i64>, Vec<i64>) {
+    let stored: Vec<(i64,)> = sqlx::query_as("SELECT id FROM jira.audit_records ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .expect("read audit records");
+    let mut want = sim.truth().audit_ids;
+    want.sort();
+    (stored.into_iter().map(|(i,)| i).collect(), want)
+}
