@@ -18,16 +18,33 @@ use std::time::{Duration, Instant};
 /// How long a fresh cluster may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The supervisor: starts the server, waits for its stdin to close, then stops and cleans up.
+/// The supervisor: starts the server, then reads commands from its stdin (`stop` shuts the
+/// server down keeping its data, `start` starts it again on the same port) until stdin closes,
+/// when it stops the server and cleans up.
 /// Arguments: data dir, port, socket dir, directory to remove, log file.
 const SUPERVISOR: &str = r#"
-"$PG_BIN/postgres" -D "$1" -p "$2" -k "$3" -c listen_addresses=127.0.0.1 \
-  -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-  -c max_connections=200 -c shared_buffers=128MB >>"$5" 2>&1 &
-pid=$!
-cat >/dev/null
-kill -INT "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
+pid=
+start() {
+  "$PG_BIN/postgres" -D "$1" -p "$2" -k "$3" -c listen_addresses=127.0.0.1 \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+    -c max_connections=200 -c shared_buffers=128MB >>"$5" 2>&1 &
+  pid=$!
+}
+stop() {
+  if [ -n "$pid" ]; then
+    kill -INT "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    pid=
+  fi
+}
+start "$@"
+while read -r command; do
+  case "$command" in
+    stop) stop ;;
+    start) [ -n "$pid" ] || start "$@" ;;
+  esac
+done
+stop
 rm -rf "$4"
 "#;
 
@@ -105,6 +122,46 @@ impl TempCluster {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Shuts the server down (fast: open sessions are terminated, as in a restart) and keeps
+    /// its data; returns once it refuses connections. [`TempCluster::start_server`] brings it
+    /// back on the same port.
+    pub async fn stop_server(&mut self) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        self.send("stop")?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        while let Ok(conn) = sqlx::PgConnection::connect(&self.url).await {
+            let _ = conn.close().await;
+            if Instant::now() > deadline {
+                bail!(
+                    "PostgreSQL still accepts connections {}s after being told to stop",
+                    START_TIMEOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Starts a server stopped by [`TempCluster::stop_server`] on the same port and data, and
+    /// waits until it accepts connections.
+    pub async fn start_server(&mut self) -> anyhow::Result<()> {
+        self.send("start")?;
+        self.wait_until_ready().await
+    }
+
+    /// Writes one command line to the supervisor.
+    fn send(&mut self, command: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let pipe = self
+            .stop_pipe
+            .as_mut()
+            .context("the PostgreSQL supervisor is already stopped")?;
+        writeln!(pipe, "{command}").context("cannot talk to the PostgreSQL supervisor")?;
+        pipe.flush()
+            .context("cannot talk to the PostgreSQL supervisor")?;
+        Ok(())
     }
 
     async fn wait_until_ready(&self) -> anyhow::Result<()> {
