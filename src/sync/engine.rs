@@ -1,5 +1,5 @@
 //! `Engine::run_once`: one stream, one run, one row in `jira.sync_runs`, and an outcome that
-//! says what happened. Loops around it (the `sync` command, later the scheduler) stay trivial.
+//! says what happened. Loops around it (the `sync` command, the scheduler) stay trivial.
 
 use crate::config::Settings;
 use crate::jira::JiraClient;
@@ -11,6 +11,19 @@ use crate::streams::{self, Mode, RunCounters, StreamContext, StreamKind, StreamS
 use crate::sync::progress::Progress;
 use anyhow::Context;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The error of a run stopped by [`Engine::run_once_with`]'s token; recorded in
+/// `jira.sync_runs` with this message.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted by shutdown or by the loss of the writer lease; the cursor stays at the last \
+     committed page"
+)]
+pub struct Interrupted;
+
+/// How long a run may still take to record its end once the daemon stops.
+const RECORD_GRACE: Duration = Duration::from_secs(5);
 
 /// The result of one stream run.
 #[derive(Debug)]
@@ -96,41 +109,109 @@ impl Engine {
     }
 
     /// Runs `stream` once: full when asked or when it has no checkpoint, else incremental.
-    #[tracing::instrument(skip_all, fields(site = %self.ctx.site, stream = %stream))]
     pub async fn run_once(
         &self,
         stream: StreamKind,
         force_full: bool,
         interactive: bool,
     ) -> StreamOutcome {
+        self.run(stream, force_full, interactive, None).await
+    }
+
+    /// [`Engine::run_once`] for the daemon: when `cancel` fires, the stream's work is dropped
+    /// where it stands, so an open page transaction rolls back and the checkpoint stays with
+    /// the last committed page; the run is recorded as failed ([`Interrupted`]). Failures are
+    /// logged as warnings, since the scheduler retries them, unless only the operator can fix
+    /// them (credentials, permissions, configuration).
+    pub async fn run_once_with(
+        &self,
+        stream: StreamKind,
+        force_full: bool,
+        interactive: bool,
+        cancel: &CancellationToken,
+    ) -> StreamOutcome {
+        self.run(stream, force_full, interactive, Some(cancel))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(site = %self.ctx.site, stream = %stream))]
+    async fn run(
+        &self,
+        stream: StreamKind,
+        force_full: bool,
+        interactive: bool,
+        cancel: Option<&CancellationToken>,
+    ) -> StreamOutcome {
         let started = Instant::now();
         let counters = RunCounters::default();
         let progress = Progress::new(stream.name(), interactive);
-        let mode = match self.mode(stream, force_full).await {
-            Ok(mode) => mode,
-            Err(err) => return self.outcome(stream, Mode::Full, Err(err), &counters, started),
+        let (mode, run_id, result) = match until(cancel, self.open_run(stream, force_full)).await {
+            None => (Mode::Full, None, Err(Interrupted.into())),
+            Some(Err((mode, err))) => (mode, None, Err(err)),
+            Some(Ok((mode, run_id))) => {
+                tracing::info!(mode = mode.name(), "stream run started");
+                let work = self.dispatch(stream, mode, &counters, &progress);
+                let result = until(cancel, work)
+                    .await
+                    .unwrap_or_else(|| Err(Interrupted.into()));
+                (mode, Some(run_id), result)
+            }
         };
-        let run_id = match self
+        progress.finish();
+        let outcome = self.outcome(stream, mode, result, &counters, started);
+        if let Some(run_id) = run_id {
+            self.record(run_id, &outcome, cancel).await;
+        }
+        log_outcome(&outcome, cancel.is_some());
+        outcome
+    }
+
+    /// Chooses the mode and opens the run's row in `jira.sync_runs`.
+    async fn open_run(
+        &self,
+        stream: StreamKind,
+        force_full: bool,
+    ) -> Result<(Mode, i64), (Mode, anyhow::Error)> {
+        let mode = self
+            .mode(stream, force_full)
+            .await
+            .map_err(|err| (Mode::Full, err))?;
+        let run_id = self
             .ctx
             .store
             .start_run(&self.ctx.site, stream.name(), mode.name())
             .await
-        {
-            Ok(id) => id,
-            Err(err) => return self.outcome(stream, mode, Err(err), &counters, started),
-        };
-        tracing::info!(mode = mode.name(), "stream run started");
-        let result = match stream {
-            StreamKind::Projects => streams::projects::run(&self.ctx, &counters, &progress).await,
-            StreamKind::Issues => streams::issues::run(&self.ctx, mode, &counters, &progress).await,
-            StreamKind::Users => streams::users::run(&self.ctx, &counters, &progress).await,
-            StreamKind::AuditRecords => {
-                streams::audit::run(&self.ctx, mode, &counters, &progress).await
-            }
-            StreamKind::Census => streams::census::run(&self.ctx, &counters, &progress).await,
-        };
-        progress.finish();
-        let outcome = self.outcome(stream, mode, result, &counters, started);
+            .map_err(|err| (mode, err))?;
+        Ok((mode, run_id))
+    }
+
+    async fn dispatch(
+        &self,
+        stream: StreamKind,
+        mode: Mode,
+        counters: &RunCounters,
+        progress: &Progress,
+    ) -> anyhow::Result<StreamStatus> {
+        let ctx = &self.ctx;
+        match stream {
+            StreamKind::Projects => streams::projects::run(ctx, counters, progress).await,
+            StreamKind::Issues => streams::issues::run(ctx, mode, counters, progress).await,
+            StreamKind::Users => streams::users::run(ctx, counters, progress).await,
+            StreamKind::AuditRecords => streams::audit::run(ctx, mode, counters, progress).await,
+            StreamKind::Census => streams::census::run(ctx, counters, progress).await,
+        }
+    }
+
+    /// Closes the run's row; a failure to do so is logged, never fatal. Under a `cancel` token
+    /// (the daemon), recording gives up [`RECORD_GRACE`] after the token fires: the process is
+    /// stopping and must not wait out the pool's acquire timeout for a database that is gone.
+    /// The daemon closes such rows as abandoned when it next takes the lease, so it only warns.
+    async fn record(
+        &self,
+        run_id: i64,
+        outcome: &StreamOutcome,
+        cancel: Option<&CancellationToken>,
+    ) {
         let (status, error) = match &outcome.status {
             OutcomeStatus::Succeeded => ("succeeded", None),
             OutcomeStatus::Skipped(why) => ("skipped", Some(why.clone())),
@@ -143,11 +224,32 @@ impl Engine {
             requests: outcome.requests,
             error: error.as_deref(),
         };
-        if let Err(err) = self.ctx.store.finish_run(run_id, &record).await {
-            tracing::error!(error = %format!("{err:#}"), "cannot record the end of the run in jira.sync_runs");
+        let finish = self.ctx.store.finish_run(run_id, &record);
+        let result = match cancel {
+            None => finish.await,
+            Some(token) => {
+                let give_up = async {
+                    token.cancelled().await;
+                    tokio::time::sleep(RECORD_GRACE).await;
+                };
+                tokio::select! {
+                    result = finish => result,
+                    () = give_up => Err(anyhow::anyhow!("the database did not answer in time")),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(err) if cancel.is_some() => tracing::warn!(
+                error = %format!("{err:#}"),
+                "cannot record the end of the run in jira.sync_runs; it is closed as abandoned \
+                 when the writer lease is next taken"
+            ),
+            Err(err) => tracing::error!(
+                error = %format!("{err:#}"),
+                "cannot record the end of the run in jira.sync_runs"
+            ),
         }
-        log_outcome(&outcome);
-        outcome
     }
 
     async fn mode(&self, stream: StreamKind, force_full: bool) -> anyhow::Result<Mode> {
@@ -185,7 +287,27 @@ impl Engine {
     }
 }
 
-fn log_outcome(outcome: &StreamOutcome) {
+/// Runs `work` to its end, or until `cancel` fires (then `None`, and `work` is dropped).
+async fn until<F: Future>(cancel: Option<&CancellationToken>, work: F) -> Option<F::Output> {
+    match cancel {
+        Some(token) => token.run_until_cancelled(work).await,
+        None => Some(work.await),
+    }
+}
+
+/// Whether only the operator can cure `err` (retrying will not).
+fn needs_operator(err: &anyhow::Error) -> bool {
+    matches!(
+        crate::exit::code_for(err),
+        crate::exit::INVALID_CONFIG
+            | crate::exit::INVALID_CREDENTIALS
+            | crate::exit::PERMISSION_MISSING
+    )
+}
+
+/// Logs the end of a run. `retried`: the caller runs the stream again later, so a failure
+/// that a retry may cure is a warning, not an error.
+fn log_outcome(outcome: &StreamOutcome, retried: bool) {
     let fields = (
         outcome.mode.name(),
         outcome.rows_seen,
@@ -204,6 +326,17 @@ fn log_outcome(outcome: &StreamOutcome) {
         ),
         OutcomeStatus::Skipped(why) => tracing::warn!(
             mode = fields.0, reason = %why, "stream skipped"
+        ),
+        OutcomeStatus::Failed(err) if err.is::<Interrupted>() => tracing::info!(
+            mode = fields.0,
+            rows_seen = fields.1,
+            rows_written = fields.2,
+            requests = fields.3,
+            "stream run interrupted; its cursor stays at the last committed page"
+        ),
+        OutcomeStatus::Failed(err) if retried && !needs_operator(err) => tracing::warn!(
+            mode = fields.0, rows_seen = fields.1, rows_written = fields.2, requests = fields.3,
+            error = %format!("{err:#}"), "stream run failed; its cursor stays at the last committed page"
         ),
         OutcomeStatus::Failed(err) => tracing::error!(
             mode = fields.0, rows_seen = fields.1, rows_written = fields.2, requests = fields.3,
