@@ -31,6 +31,11 @@ pub enum Command {
     Migrate,
     /// Syncs Jira into PostgreSQL.
     Sync(crate::sync::SyncArgs),
+    /// Runs the daemon: checks the connection, migrates, then keeps every enabled stream in
+    /// sync on its `[sync]` schedule until SIGTERM or SIGINT.
+    Run,
+    /// Shows each stream's last run, cursor, rows and lag, read from the database.
+    Status(crate::status::StatusArgs),
     /// Runs the simulator, a throwaway PostgreSQL and a full sync, with no configuration.
     Demo(crate::demo::DemoArgs),
 }
@@ -99,6 +104,8 @@ async fn dispatch(command: Command, settings: Option<Settings>) -> anyhow::Resul
             Ok(ExitCode::SUCCESS)
         }
         Command::Sync(args) => crate::sync::command(settings()?, args).await,
+        Command::Run => crate::sync::scheduler::command(settings()?).await,
+        Command::Status(args) => crate::status::command(&settings()?, &args).await,
         Command::Demo(args) => crate::demo::command(args).await,
     }
 }

@@ -11,6 +11,7 @@ pub mod exit;
 pub mod jira;
 pub mod pg;
 pub mod simulator;
+pub mod status;
 pub mod store;
 pub mod streams;
 pub mod sync;

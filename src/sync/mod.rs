@@ -1,7 +1,9 @@
 //! The sync engine ([`engine::Engine::run_once`]) and the `jira-sync sync` command around it.
 
 pub mod engine;
+pub mod lease;
 pub mod progress;
+pub mod scheduler;
 
 use crate::config::Settings;
 use crate::store::Store;

@@ -3,6 +3,7 @@
 mod check;
 mod commands;
 mod config;
+mod daemon;
 mod crash;
 mod incremental;
 mod simulator;

@@ -1,0 +1,338 @@
+//! `jira-sync run`: the daemon. It checks the connection, migrates, takes the site's writer
+//! lease, then runs each enabled stream on its own schedule until SIGTERM or SIGINT.
+//!
+//! Every stream has one task that sleeps, runs [`Engine::run_once_with`], and sleeps again,
+//! so a stream never runs twice at once and a run that overruns its interval is not stacked:
+//! the next one is due an interval after the previous one ended. The first run of a stream is
+//! due an interval after its last success (at once if it never succeeded), so the initial bulk
+//! sync, or the resumption of a half-done one from its checkpoints, is simply that first run.
+//! A failed run is retried after 5 s, 10 s, 20 s, … capped at the stream's interval.
+//!
+//! The census of deleted issues never overlaps an issues run (both write the issues table)
+//! and waits for the issues stream's first success, since a census of a table that is still
+//! empty would fetch every issue a second time.
+//!
+//! Lifecycle: the schedule runs in "epochs", each under one holding of the lease. When the
+//! lease's connection breaks (a database restart), the epoch's runs are cancelled, since
+//! another replica may now own the site, and the lease is taken again before anything else
+//! runs. The first signal cancels everything and leaves `sync.shutdown_timeout_secs` for runs
+//! to record their end and the lease to be released; a second signal exits at once.
+
+use super::engine::{Engine, OutcomeStatus};
+use super::lease::Lease;
+use crate::config::{Settings, SyncSettings};
+use crate::jira::JiraError;
+use crate::streams::StreamKind;
+use crate::streams::census::CensusCheckpoint;
+use anyhow::Context;
+use chrono::Utc;
+use rand::Rng;
+use secrecy::SecretString;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The first retry delay after a failed run; it doubles up to the stream's interval.
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+/// Jitter adds up to a tenth of the interval, and never more than this.
+const MAX_JITTER: Duration = Duration::from_secs(60);
+/// The exit code after a second signal, as a shell reports an interrupted command.
+const EXIT_AT_ONCE: i32 = 130;
+
+/// What every stream task shares for the daemon's whole life.
+struct Daemon {
+    engine: Engine,
+    url: SecretString,
+    site: String,
+}
+
+/// One stream's schedule within an epoch.
+struct StreamTask {
+    daemon: Arc<Daemon>,
+    stream: StreamKind,
+    interval: Duration,
+    first_delay: Duration,
+    epoch: CancellationToken,
+    /// Held by an issues or census run, so the two never overlap.
+    issues_turn: Arc<Mutex<()>>,
+    /// `true` once the issues stream has succeeded; the census waits for it.
+    issues_done: Arc<watch::Sender<bool>>,
+}
+
+/// `jira-sync run`.
+pub async fn command(settings: Settings) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    let grace = Duration::from_secs(settings.sync.shutdown_timeout_secs);
+    handle_signals(shutdown.clone(), grace)?;
+    let Some(daemon) = shutdown.run_until_cancelled(start(&settings)).await else {
+        tracing::info!("stopped during start-up");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let daemon = Arc::new(daemon?);
+    let mut supervisor = std::pin::pin!(supervise(daemon, settings.sync.clone(), shutdown.clone()));
+    let finished = tokio::select! {
+        () = &mut supervisor => true,
+        () = shutdown.cancelled() => false,
+    };
+    if !finished && tokio::time::timeout(grace, &mut supervisor).await.is_err() {
+        tracing::error!(
+            timeout_secs = grace.as_secs(),
+            "runs did not stop within sync.shutdown_timeout_secs; exiting anyway (open \
+             transactions roll back when their connections close)"
+        );
+        return Ok(ExitCode::from(crate::exit::FAILURE));
+    }
+    tracing::info!("jira-sync stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Start-up: the connection check (its failures end the process with `check`'s exit codes),
+/// then the database and its migrations, then the engine.
+async fn start(settings: &Settings) -> anyhow::Result<Daemon> {
+    let report = crate::check::run(settings).await?;
+    if !report.ok {
+        return Err(JiraError::Forbidden {
+            endpoint: "GET /rest/api/3/mypermissions".to_owned(),
+            message: "the account lacks Browse Projects (BROWSE_PROJECTS) in every project: \
+                      grant it through the projects' permission schemes"
+                .to_owned(),
+        }
+        .into());
+    }
+    tracing::info!(connection = %report.headline(), "connected to Jira");
+    for warning in &report.warnings {
+        tracing::warn!(%warning, "connection check");
+    }
+    let store = crate::store::connect_from_settings(settings).await?;
+    store.migrate().await?;
+    let engine = Engine::new(settings, store).await?;
+    Ok(Daemon {
+        engine,
+        url: settings.database.require_url()?.clone(),
+        site: settings.site(),
+    })
+}
+
+/// Installs the one place that handles signals: the first SIGTERM/SIGINT cancels `shutdown`,
+/// the second exits the process at once.
+fn handle_signals(shutdown: CancellationToken, grace: Duration) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::spawn(async move {
+        let name = next_signal(&mut term, &mut int).await;
+        tracing::info!(
+            signal = name,
+            timeout_secs = grace.as_secs(),
+            "shutting down: no new runs; runs in progress stop at their last committed page"
+        );
+        shutdown.cancel();
+        let name = next_signal(&mut term, &mut int).await;
+        tracing::warn!(signal = name, "second signal: exiting at once");
+        std::process::exit(EXIT_AT_ONCE);
+    });
+    Ok(())
+}
+
+async fn next_signal(term: &mut Signal, int: &mut Signal) -> &'static str {
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Takes the lease, runs the schedule while it is held, and takes it again when it is lost,
+/// until `shutdown`.
+async fn supervise(daemon: Arc<Daemon>, sync: SyncSettings, shutdown: CancellationToken) {
+    loop {
+        let Some(lease) = Lease::acquire(&daemon.url, &daemon.site, &shutdown).await else {
+            return;
+        };
+        let epoch = shutdown.child_token();
+        let holder = {
+            let epoch = epoch.clone();
+            tokio::spawn(async move {
+                let kept = lease.hold(&epoch).await;
+                // A lost lease ends the epoch: another replica may be writing already.
+                epoch.cancel();
+                kept
+            })
+        };
+        run_epoch(&daemon, &sync, &epoch).await;
+        epoch.cancel();
+        if let Ok(Some(lease)) = holder.await {
+            lease.release().await;
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        tracing::warn!(
+            site = %daemon.site,
+            "runs stopped after the writer lease was lost; taking it again before syncing on"
+        );
+    }
+}
+
+/// Runs every enabled stream on its schedule until `epoch` is cancelled.
+async fn run_epoch(daemon: &Arc<Daemon>, sync: &SyncSettings, epoch: &CancellationToken) {
+    let ctx = daemon.engine.context();
+    let successes = crate::status::last_successes(ctx.store.pool(), &daemon.site)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::warn!(error = %format!("{err:#}"), "cannot read past runs; every stream runs now");
+            Default::default()
+        });
+    let issues_done = Arc::new(watch::Sender::new(successes.contains_key("issues")));
+    let issues_turn = Arc::new(Mutex::new(()));
+    let mut tasks = JoinSet::new();
+    for stream in StreamKind::ALL.into_iter().chain([StreamKind::Census]) {
+        if !stream.enabled_in(sync) {
+            continue;
+        }
+        let interval = interval_of(stream, sync);
+        let last = match stream {
+            StreamKind::Census => census_completed(daemon).await,
+            _ => successes.get(stream.name()).copied(),
+        };
+        let first_delay = last.map_or(Duration::ZERO, |at| {
+            let since = (Utc::now() - at).to_std().unwrap_or_default();
+            interval.saturating_sub(since)
+        });
+        tracing::info!(stream = %stream, interval_secs = interval.as_secs(), first_run_in_secs = first_delay.as_secs(), "stream scheduled");
+        tasks.spawn(run_stream(StreamTask {
+            daemon: daemon.clone(),
+            stream,
+            interval,
+            first_delay,
+            epoch: epoch.clone(),
+            issues_turn: issues_turn.clone(),
+            issues_done: issues_done.clone(),
+        }));
+    }
+    while let Some(ended) = tasks.join_next().await {
+        if let Err(err) = ended {
+            // Only a panic ends a stream task early; stop the epoch so the schedule restarts.
+            tracing::error!(error = %err, "a stream task stopped unexpectedly; restarting the schedule");
+            epoch.cancel();
+        }
+    }
+}
+
+/// One stream's loop: wait, run, and schedule the next run after this one ends.
+async fn run_stream(task: StreamTask) {
+    if task.stream == StreamKind::Census {
+        let mut done = task.issues_done.subscribe();
+        let wait = done.wait_for(|done| *done);
+        if !matches!(task.epoch.run_until_cancelled(wait).await, Some(Ok(_))) {
+            return;
+        }
+    }
+    let mut delay = task.first_delay;
+    let mut failures = 0u32;
+    loop {
+        if task
+            .epoch
+            .run_until_cancelled(tokio::time::sleep(delay))
+            .await
+            .is_none()
+        {
+            return;
+        }
+        let outcome = {
+            let _turn = match task.stream {
+                StreamKind::Issues | StreamKind::Census => Some(task.issues_turn.lock().await),
+                _ => None,
+            };
+            if task.epoch.is_cancelled() {
+                return;
+            }
+            let engine = &task.daemon.engine;
+            engine
+                .run_once_with(task.stream, false, false, &task.epoch)
+                .await
+        };
+        if task.epoch.is_cancelled() {
+            return;
+        }
+        if outcome.failed() {
+            failures += 1;
+            delay = retry_delay(failures, task.interval);
+            tracing::info!(stream = %task.stream, attempt = failures, retry_in_secs = delay.as_secs_f64(), "run failed; retrying with backoff");
+        } else {
+            failures = 0;
+            delay = jittered(task.interval);
+            if task.stream == StreamKind::Issues
+                && matches!(outcome.status, OutcomeStatus::Succeeded)
+            {
+                task.issues_done.send_replace(true);
+            }
+            tracing::debug!(stream = %task.stream, next_run_in_secs = delay.as_secs(), "next run scheduled");
+        }
+    }
+}
+
+/// When the census last completed, from its checkpoint.
+async fn census_completed(daemon: &Daemon) -> Option<chrono::DateTime<Utc>> {
+    let ctx = daemon.engine.context();
+    let value = ctx
+        .store
+        .load_checkpoint(&daemon.site, crate::streams::census::STREAM)
+        .await;
+    let checkpoint: CensusCheckpoint = serde_json::from_value(value.ok()??).ok()?;
+    checkpoint.last_completed
+}
+
+/// The `[sync]` interval of a stream (at least a second).
+pub fn interval_of(stream: StreamKind, sync: &SyncSettings) -> Duration {
+    let secs = match stream {
+        StreamKind::Projects => sync.projects_interval_secs,
+        StreamKind::Issues => sync.issues_interval_secs,
+        StreamKind::Users => sync.users_interval_secs,
+        StreamKind::AuditRecords => sync.audit_interval_secs,
+        StreamKind::Census => sync.census_interval_secs,
+    };
+    Duration::from_secs(secs.max(1))
+}
+
+/// `interval` plus up to a tenth of it (at most [`MAX_JITTER`]), so replicas of many sites
+/// started together do not hit Jira in step.
+fn jittered(interval: Duration) -> Duration {
+    let most = (interval / 10).min(MAX_JITTER);
+    let extra = rand::rng().random_range(0..=most.as_millis() as u64);
+    interval + Duration::from_millis(extra)
+}
+
+/// The wait before retry number `failures`: 5 s doubling, capped at the stream's interval.
+fn retry_delay(failures: u32, interval: Duration) -> Duration {
+    let doubled = FIRST_RETRY.saturating_mul(1 << failures.saturating_sub(1).min(20));
+    jittered(doubled.min(interval))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_adds_at_most_a_tenth_of_the_interval_and_at_most_a_minute() {
+        for _ in 0..100 {
+            let short = jittered(Duration::from_secs(10));
+            assert!(short >= Duration::from_secs(10) && short <= Duration::from_secs(11));
+            let long = jittered(Duration::from_secs(86_400));
+            assert!(long <= Duration::from_secs(86_400) + MAX_JITTER);
+        }
+    }
+
+    #[test]
+    fn retries_back_off_from_five_seconds_up_to_the_interval() {
+        let hour = Duration::from_secs(3600);
+        let first = retry_delay(1, hour);
+        assert!(first >= FIRST_RETRY && first <= FIRST_RETRY + Duration::from_millis(500));
+        assert!(retry_delay(2, hour) >= Duration::from_secs(10));
+        assert!(retry_delay(30, hour) <= hour + MAX_JITTER);
+        assert!(retry_delay(30, hour) >= hour);
+        assert!(retry_delay(3, Duration::from_secs(1)) <= Duration::from_millis(1100));
+    }
+}
