@@ -163,16 +163,26 @@ async fn supervise(daemon: Arc<Daemon>, sync: SyncSettings, shutdown: Cancellati
         };
         run_epoch(&daemon, &sync, &epoch).await;
         epoch.cancel();
-        if let Ok(Some(lease)) = holder.await {
+        let kept = holder.await.ok().flatten();
+        let lost = kept.is_none();
+        if let Some(lease) = kept {
             lease.release().await;
         }
         if shutdown.is_cancelled() {
             return;
         }
-        tracing::warn!(
-            site = %daemon.site,
-            "runs stopped after the writer lease was lost; taking it again before syncing on"
-        );
+        if lost {
+            tracing::warn!(
+                site = %daemon.site,
+                "runs stopped after the writer lease was lost; taking it again before syncing on"
+            );
+        } else {
+            // A stream task panicked: pause so that a repeating failure cannot spin.
+            let pause = tokio::time::sleep(FIRST_RETRY);
+            if shutdown.run_until_cancelled(pause).await.is_none() {
+                return;
+            }
+        }
     }
 }
 
