@@ -24,7 +24,7 @@ pub struct CheckArgs {
 }
 
 /// The streams, in the order the report lists them.
-pub const STREAMS: [&str; 4] = ["projects", "issues", "users", "audit_records"];
+pub const STREAMS: [&str; 5] = ["projects", "issues", "users", "audit_records", "org_events"];
 
 /// What `check` learned about the site.
 #[derive(Debug, Clone, Serialize)]
@@ -180,7 +180,8 @@ pub async fn run_with(settings: &Settings, client: &JiraClient) -> Result<CheckR
         .map_err(|e| site_error(client, e))?;
     let permissions = permissions(client).await?;
     let can_browse = permissions.has("BROWSE_PROJECTS");
-    let (streams, mut warnings) = stream_reports(client, &settings.sync, can_browse).await?;
+    let (mut streams, mut warnings) = stream_reports(client, &settings.sync, can_browse).await?;
+    streams.insert("org_events".to_owned(), org_report(settings).await);
     let server_time = server.server_time.as_deref().and_then(parse_jira_timestamp);
     let skew_secs = server_time.map(|t| (t - Utc::now()).num_seconds());
     warnings.extend(server_warnings(&me, &server, skew_secs));
@@ -260,6 +261,28 @@ async fn stream_reports(
     .map(|(name, report)| (name.to_owned(), report))
     .collect();
     Ok((streams, warnings))
+}
+
+/// The organization stream, probed through the Admin API with the organization API key. Its
+/// problems are reported, never fatal: the site's streams sync regardless.
+async fn org_report(settings: &Settings) -> StreamReport {
+    use crate::streams::org_events::{self, Probe};
+    let enabled = settings.sync.org_events;
+    match org_events::probe(settings).await {
+        Probe::NotConfigured => StreamReport {
+            enabled: false,
+            available: false,
+            reason: Some(org_events::NOT_CONFIGURED.to_owned()),
+            fix: None,
+            detail: None,
+        },
+        Probe::Readable => {
+            let org = settings.jira.org_id.as_deref().unwrap_or_default();
+            let detail = format!("organization {org}: key valid, events readable");
+            StreamReport::available(enabled, Some(detail))
+        }
+        Probe::Unreadable { reason, fix } => StreamReport::unavailable(enabled, reason, &fix),
+    }
 }
 
 /// `/mypermissions` for the keys the streams need. `USER_PICKER` is the documented key of

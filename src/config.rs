@@ -74,12 +74,22 @@ pub struct JiraSettings {
     pub domain: Option<String>,
     pub org_id: Option<String>,
     pub auth: AuthMode,
+    /// The organization API key (Admin API, Bearer), from `org_api_key` or `org_api_key_file`.
+    pub org_api_key: Option<SecretString>,
+    pub org_api_key_file: Option<PathBuf>,
+    /// The Admin API's base URL; normalised like `base_url`.
+    pub admin_base_url: Url,
 }
 
 impl JiraSettings {
     /// The API token; `None` only for settings that were built by hand and never validated.
     pub fn token(&self) -> Option<&SecretString> {
         self.api_token.as_ref()
+    }
+
+    /// Whether the organization audit stream can run: an org id and an org API key are set.
+    pub fn org_events_configured(&self) -> bool {
+        self.org_id.is_some() && self.org_api_key.is_some()
     }
 
     /// `host[:port]` of the base URL, as people and error messages name the site.
@@ -140,6 +150,10 @@ pub struct SyncSettings {
     pub census_max_delete_share: f64,
     /// How long `run` waits for in-flight work after SIGTERM/SIGINT before exiting.
     pub shutdown_timeout_secs: u64,
+    /// Organization audit events: as configured, and resolved to `false` at load when
+    /// `jira.org_id` or an org API key is missing ("sync when configured").
+    pub org_events: bool,
+    pub org_events_interval_secs: u64,
 }
 
 /// `[rate_limit]`: pacing and retries of requests to Jira.
@@ -155,6 +169,10 @@ pub struct RateLimitSettings {
     pub request_timeout_secs: u64,
     pub connect_timeout_secs: u64,
     pub max_retry_after_secs: u64,
+    /// Pacing of the Admin API (organization events), which has limits of its own, far
+    /// lower than a site's.
+    pub admin_requests_per_second: f64,
+    pub admin_burst: u32,
 }
 
 /// How log lines are written.
@@ -194,6 +212,9 @@ struct RawJira {
     domain: Option<String>,
     org_id: Option<String>,
     auth: AuthMode,
+    org_api_key: Option<SecretString>,
+    org_api_key_file: Option<PathBuf>,
+    admin_base_url: String,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +345,9 @@ impl Settings {
             api_token = Some(SecretString::from(text.trim().to_owned()));
         }
         let base_url = validate::parse_base_url(&jira.base_url)?;
+        let admin_base_url = validate::parse_admin_base_url(&jira.admin_base_url)?;
+        let (org_api_key, org_api_key_file) =
+            read_secret("jira.org_api_key", jira.org_api_key, jira.org_api_key_file)?;
         database.url = database
             .url
             .filter(|u| !u.expose_secret().trim().is_empty());
@@ -340,7 +364,11 @@ impl Settings {
             domain: non_empty(jira.domain).map(|d| d.to_lowercase()),
             org_id: non_empty(jira.org_id),
             auth: jira.auth,
+            org_api_key,
+            org_api_key_file,
+            admin_base_url,
         };
+        sync.org_events &= jira.org_events_configured();
         Ok(Settings {
             jira,
             database,
@@ -364,7 +392,7 @@ fn env_source(vars: HashMap<String, String>) -> config::Environment {
 fn finish(built: config::Config) -> Result<Settings, ConfigError> {
     // Secrets that reached the layered values are scrubbed from any error text below, in case
     // a type error quotes one (for example a token pasted into a numeric key).
-    let secrets: Vec<String> = ["jira.api_token", "database.url"]
+    let secrets: Vec<String> = ["jira.api_token", "jira.org_api_key", "database.url"]
         .iter()
         .filter_map(|key| built.get_string(key).ok())
         .filter(|s| s.len() >= 4)
@@ -375,6 +403,36 @@ fn finish(built: config::Config) -> Result<Settings, ConfigError> {
     let settings = Settings::from_raw(raw)?;
     settings.validate()?;
     Ok(settings)
+}
+
+/// A secret given inline (`key`) or in a file (`key_file`), never both; blank means unset.
+fn read_secret(
+    key: &str,
+    inline: Option<SecretString>,
+    file: Option<PathBuf>,
+) -> Result<(Option<SecretString>, Option<PathBuf>), ConfigError> {
+    let file = file.filter(|p| !p.as_os_str().is_empty());
+    let inline = inline.filter(|t| !t.expose_secret().trim().is_empty());
+    let Some(path) = &file else {
+        return Ok((inline, None));
+    };
+    let file_key = format!("{key}_file");
+    if inline.is_some() {
+        return Err(ConfigError::invalid(
+            &file_key,
+            format!("and {key} are both set: keep only one"),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::invalid(
+            &file_key,
+            format!(
+                "cannot be read ({}): {e}; check the path and permissions",
+                path.display()
+            ),
+        )
+    })?;
+    Ok((Some(SecretString::from(text.trim().to_owned())), file))
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {

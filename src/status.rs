@@ -275,6 +275,17 @@ fn cursor_of(
                 Err(_) => unreadable(),
             }
         }
+        (StreamKind::OrgEvents, Some(value)) => {
+            match serde_json::from_value::<crate::streams::org_events::OrgEventsCheckpoint>(
+                value.clone(),
+            ) {
+                Ok(cp) => (
+                    cp.high_water,
+                    Some("processing time of the last organization event read".to_owned()),
+                ),
+                Err(_) => unreadable(),
+            }
+        }
         (StreamKind::Census, Some(value)) => {
             match serde_json::from_value::<CensusCheckpoint>(value.clone()) {
                 Ok(cp) => (

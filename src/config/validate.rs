@@ -6,44 +6,56 @@ use url::Url;
 
 /// Parses `jira.base_url`, normalising a trailing slash and rejecting path, query and fragment.
 pub(super) fn parse_base_url(text: &str) -> Result<Url, ConfigError> {
-    const KEY: &str = "jira.base_url";
-    let text = text.trim();
-    if text.is_empty() {
+    if text.trim().is_empty() {
         return Err(ConfigError::invalid(
-            KEY,
+            "jira.base_url",
             "is not set: set it to your site, e.g. https://acme.atlassian.net",
         ));
     }
+    parse_root_url("jira.base_url", "https://acme.atlassian.net", text)
+}
+
+/// Parses `jira.admin_base_url` by the same rules as `jira.base_url`.
+pub(super) fn parse_admin_base_url(text: &str) -> Result<Url, ConfigError> {
+    if text.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "jira.admin_base_url",
+            "is empty: remove it to use https://api.atlassian.com",
+        ));
+    }
+    parse_root_url("jira.admin_base_url", "https://api.atlassian.com", text)
+}
+
+/// A scheme, host and optional port, nothing else; `example` shows the expected form.
+fn parse_root_url(key: &str, example: &str, text: &str) -> Result<Url, ConfigError> {
+    let text = text.trim();
     let url = Url::parse(text).map_err(|e| {
-        ConfigError::invalid(
-            KEY,
-            format!("is not a URL ({e}): write it like https://acme.atlassian.net"),
-        )
+        ConfigError::invalid(key, format!("is not a URL ({e}): write it like {example}"))
     })?;
     if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(ConfigError::invalid(KEY, "must start with https://"));
+        return Err(ConfigError::invalid(key, "must start with https://"));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::invalid(
-            KEY,
-            "has no host: write it like https://acme.atlassian.net",
+            key,
+            format!("has no host: write it like {example}"),
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(ConfigError::invalid(
-            KEY,
-            "must not contain credentials: put them in jira.email and jira.api_token",
+            key,
+            "must not contain credentials: put them in jira.email and jira.api_token (or jira.org_api_key)",
         ));
     }
     if url.path() != "/" && !url.path().is_empty() {
         return Err(ConfigError::invalid(
-            KEY,
-            "must not have a path: use the site's root, e.g. https://acme.atlassian.net",
+            key,
+            format!("must not have a path: use the root, e.g. {example}"),
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ConfigError::invalid(
-            KEY,
+            key,
             "must not have a query or fragment: remove everything after the host",
         ));
     }
@@ -138,6 +150,27 @@ impl Settings {
                 "is malformed: copy the id from admin.atlassian.com/o/<org_id> (five dash-separated groups, 8-4-4-4-12 letters and digits), or remove it",
             ));
         }
+        self.validate_org()
+    }
+
+    /// The Admin API settings of the organization audit stream.
+    fn validate_org(&self) -> Result<(), ConfigError> {
+        let jira = &self.jira;
+        let host = jira.admin_base_url.host_str().unwrap_or_default();
+        if jira.admin_base_url.scheme() != "https" && !is_loopback(host) {
+            return Err(ConfigError::invalid(
+                "jira.admin_base_url",
+                format!(
+                    "uses http:// for {host}: use https:// (plain http is allowed only for 127.0.0.1, localhost and [::1])"
+                ),
+            ));
+        }
+        if jira.org_api_key.is_some() && jira.org_id.is_none() {
+            return Err(ConfigError::invalid(
+                "jira.org_id",
+                "is not set but jira.org_api_key is: set the organization id (admin.atlassian.com/o/<org_id>), or remove the key",
+            ));
+        }
         Ok(())
     }
 
@@ -223,6 +256,12 @@ impl Settings {
             1,
             600,
         )?;
+        in_range(
+            "sync.org_events_interval_secs",
+            sync.org_events_interval_secs,
+            1,
+            MONTH,
+        )?;
         Ok(())
     }
 
@@ -263,6 +302,14 @@ impl Settings {
             0,
             86_400,
         )?;
+        let admin_rps = rl.admin_requests_per_second;
+        if !(admin_rps.is_finite() && admin_rps > 0.0 && admin_rps <= 1000.0) {
+            return Err(ConfigError::invalid(
+                "rate_limit.admin_requests_per_second",
+                format!("is {admin_rps}: it must be more than 0 and at most 1000"),
+            ));
+        }
+        in_range("rate_limit.admin_burst", u64::from(rl.admin_burst), 1, 1000)?;
         Ok(())
     }
 }

@@ -229,6 +229,23 @@ impl Store {
         Ok(written)
     }
 
+    /// Writes a page of organization events and the checkpoint change in the same transaction.
+    /// Events are keyed by organization; the checkpoint, like every other, by site.
+    pub async fn write_org_events_page(
+        &self,
+        site: &str,
+        org_id: &str,
+        mut rows: Vec<rows::OrgEventRow>,
+        checkpoint: &CheckpointWrite,
+    ) -> anyhow::Result<u64> {
+        upserts::dedupe_org_events(&mut rows);
+        let mut tx = self.begin().await?;
+        let written = upserts::upsert_org_events(&mut tx, org_id, &rows).await?;
+        checkpoints::apply(&mut tx, site, checkpoint).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
     /// Writes a page of audit records and the checkpoint change in the same transaction.
     pub async fn write_audit_page(
         &self,

@@ -78,3 +78,21 @@ pub struct AuditRow {
     pub associated_items: Option<Value>,
     pub raw: Value,
 }
+
+/// An organization audit event (Admin API); keyed by organization, not site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgEventRow {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub action: Option<String>,
+    pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
+    pub actor_email: Option<String>,
+    pub ip: Option<String>,
+    pub product: Option<String>,
+    pub message: Option<String>,
+    pub context: Option<Value>,
+    pub container: Option<Value>,
+    pub raw: Value,
+}

@@ -4,7 +4,7 @@
 //! `updated`), and an unchanged row is not rewritten (`raw IS DISTINCT FROM`), so the number of
 //! affected rows is exactly the number of rows that changed.
 
-use super::rows::{AuditRow, IssueRow, ProjectRow, UserRow};
+use super::rows::{AuditRow, IssueRow, OrgEventRow, ProjectRow, UserRow};
 use sqlx::PgConnection;
 
 const UPSERT_PROJECTS: &str = r#"
@@ -275,4 +275,71 @@ pub async fn upsert_audit(
         .execute(conn)
         .await?;
     Ok(result.rows_affected())
+}
+
+const UPSERT_ORG_EVENTS: &str = r#"
+INSERT INTO jira.org_events AS t (org_id, id, time, processed_at, action, actor_id, actor_name,
+    actor_email, ip, product, message, context, container, raw, synced_at)
+SELECT $1, u.id, u.time, u.processed_at, u.action, u.actor_id, u.actor_name, u.actor_email,
+    u.ip, u.product, u.message, u.context, u.container, u.raw, now()
+FROM UNNEST($2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[],
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::jsonb[],
+    $14::jsonb[])
+    AS u(id, time, processed_at, action, actor_id, actor_name, actor_email, ip, product,
+         message, context, container, raw)
+ON CONFLICT (org_id, id) DO UPDATE SET
+    time = excluded.time, processed_at = excluded.processed_at, action = excluded.action,
+    actor_id = excluded.actor_id, actor_name = excluded.actor_name,
+    actor_email = excluded.actor_email, ip = excluded.ip, product = excluded.product,
+    message = excluded.message, context = excluded.context, container = excluded.container,
+    raw = excluded.raw, synced_at = excluded.synced_at
+WHERE t.raw IS DISTINCT FROM excluded.raw
+"#;
+
+/// Upserts a page of organization events; an event already stored unchanged is not rewritten.
+/// Rows must have distinct ids ([`dedupe_org_events`]).
+pub async fn upsert_org_events(
+    conn: &mut PgConnection,
+    org_id: &str,
+    rows: &[OrgEventRow],
+) -> sqlx::Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let text = |f: fn(&OrgEventRow) -> &Option<String>| {
+        rows.iter().map(|r| f(r).clone()).collect::<Vec<_>>()
+    };
+    let json = |f: fn(&OrgEventRow) -> &Option<serde_json::Value>| {
+        rows.iter().map(|r| f(r).clone()).collect::<Vec<_>>()
+    };
+    let result = sqlx::query(UPSERT_ORG_EVENTS)
+        .bind(org_id)
+        .bind(rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.time).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.processed_at).collect::<Vec<_>>())
+        .bind(text(|r| &r.action))
+        .bind(text(|r| &r.actor_id))
+        .bind(text(|r| &r.actor_name))
+        .bind(text(|r| &r.actor_email))
+        .bind(text(|r| &r.ip))
+        .bind(text(|r| &r.product))
+        .bind(text(|r| &r.message))
+        .bind(json(|r| &r.context))
+        .bind(json(|r| &r.container))
+        .bind(rows.iter().map(|r| r.raw.clone()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// Keeps one row per event id, the last one read (a feed may repeat an event within a page).
+pub fn dedupe_org_events(rows: &mut Vec<OrgEventRow>) {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<OrgEventRow> = rows
+        .drain(..)
+        .rev()
+        .filter(|r| seen.insert(r.id.clone()))
+        .collect();
+    kept.reverse();
+    *rows = kept;
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod census;
 pub mod issues;
+pub mod org_events;
 pub mod parse;
 pub mod projects;
 pub mod users;
@@ -23,12 +24,16 @@ pub enum StreamKind {
     Issues,
     Users,
     AuditRecords,
+    /// The organization's audit events (Admin API); runs only where an organization API key
+    /// is configured, so it is not in [`StreamKind::ALL`].
+    OrgEvents,
     /// The delete census of issues; runs after the issues stream when it is due.
     Census,
 }
 
 impl StreamKind {
-    /// The data streams, in the order a sync runs them (the census is scheduled on its own).
+    /// The site's data streams, in the order a sync runs them (the census is scheduled on its
+    /// own; [`StreamKind::OrgEvents`] is added where configured).
     pub const ALL: [StreamKind; 4] = [
         StreamKind::Projects,
         StreamKind::Issues,
@@ -43,6 +48,7 @@ impl StreamKind {
             StreamKind::Issues => "issues",
             StreamKind::Users => "users",
             StreamKind::AuditRecords => "audit_records",
+            StreamKind::OrgEvents => "org_events",
             StreamKind::Census => "census",
         }
     }
@@ -54,6 +60,7 @@ impl StreamKind {
             "issues" => Some(StreamKind::Issues),
             "users" => Some(StreamKind::Users),
             "audit" | "audit_records" => Some(StreamKind::AuditRecords),
+            "org_events" => Some(StreamKind::OrgEvents),
             "census" => Some(StreamKind::Census),
             _ => None,
         }
@@ -65,6 +72,8 @@ impl StreamKind {
             StreamKind::Issues => sync.issues,
             StreamKind::Users => sync.users,
             StreamKind::AuditRecords => sync.audit_records,
+            // Resolved at load: false unless an org id and an org API key are configured.
+            StreamKind::OrgEvents => sync.org_events,
             StreamKind::Census => sync.issues,
         }
     }
@@ -102,6 +111,8 @@ pub struct StreamContext {
     pub user_zone: Tz,
     pub sync: SyncSettings,
     pub max_in_flight: usize,
+    /// The organization of the `org_events` stream, when configured.
+    pub org: Option<org_events::OrgSource>,
 }
 
 /// Counts kept while a stream runs (shared by its parallel tasks).

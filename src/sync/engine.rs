@@ -100,6 +100,8 @@ impl Engine {
                 user_zone,
                 sync: settings.sync.clone(),
                 max_in_flight: settings.rate_limit.max_in_flight,
+                // Only the settings: the Admin API client is built on the stream's first run.
+                org: streams::org_events::OrgSource::from_settings(settings),
             },
         })
     }
@@ -198,6 +200,7 @@ impl Engine {
             StreamKind::Issues => streams::issues::run(ctx, mode, counters, progress).await,
             StreamKind::Users => streams::users::run(ctx, counters, progress).await,
             StreamKind::AuditRecords => streams::audit::run(ctx, mode, counters, progress).await,
+            StreamKind::OrgEvents => streams::org_events::run(ctx, mode, counters, progress).await,
             StreamKind::Census => streams::census::run(ctx, counters, progress).await,
         }
     }
@@ -258,6 +261,7 @@ impl Engine {
             StreamKind::Projects | StreamKind::Users | StreamKind::Census => Ok(Mode::Full),
             StreamKind::Issues => streams::issues::mode(&self.ctx, force_full).await,
             StreamKind::AuditRecords => streams::audit::mode(&self.ctx, force_full).await,
+            StreamKind::OrgEvents => streams::org_events::mode(&self.ctx, force_full).await,
         }
     }
 

@@ -20,7 +20,8 @@ pub struct SyncArgs {
     /// Full sync even where a stream has a checkpoint.
     #[arg(long)]
     pub full: bool,
-    /// Comma-separated streams: projects,issues,users,audit (default: those enabled in [sync]).
+    /// Comma-separated streams: projects,issues,users,audit,org_events (default: those enabled
+    /// in [sync]).
     #[arg(long, value_delimiter = ',')]
     pub stream: Vec<String>,
     /// Run the delete census of issues now, even if it is not due (`sync.census_interval_secs`).
@@ -85,6 +86,7 @@ pub fn select_streams(settings: &Settings, names: &[String]) -> anyhow::Result<V
     let mut streams = if names.is_empty() {
         StreamKind::ALL
             .into_iter()
+            .chain([StreamKind::OrgEvents])
             .filter(|s| s.enabled_in(&settings.sync))
             .collect::<Vec<_>>()
     } else {
@@ -94,7 +96,8 @@ pub fn select_streams(settings: &Settings, names: &[String]) -> anyhow::Result<V
             .map(|n| {
                 StreamKind::parse(n).ok_or_else(|| {
                     anyhow::anyhow!(
-                        "unknown stream `{n}` in --stream: use projects, issues, users or audit"
+                        "unknown stream `{n}` in --stream: use projects, issues, users, audit \
+                         or org_events"
                     )
                 })
             })
@@ -102,6 +105,15 @@ pub fn select_streams(settings: &Settings, names: &[String]) -> anyhow::Result<V
     };
     streams.sort();
     streams.dedup();
+    if streams.contains(&StreamKind::OrgEvents) && !settings.jira.org_events_configured() {
+        return Err(crate::config::ConfigError::Invalid {
+            key: "jira.org_api_key".to_owned(),
+            message: "is not set: the org_events stream needs jira.org_id and an organization \
+                      API key (jira.org_api_key or jira.org_api_key_file)"
+                .to_owned(),
+        }
+        .into());
+    }
     if streams.is_empty() {
         anyhow::bail!("no stream is enabled: enable one in [sync] or name it with --stream");
     }

@@ -48,6 +48,8 @@ struct Daemon {
     engine: Engine,
     url: SecretString,
     site: String,
+    /// The enabled streams, as `sync --once` would run them, then the census if it is on.
+    streams: Vec<StreamKind>,
 }
 
 /// One stream's schedule within an epoch.
@@ -107,6 +109,10 @@ async fn start(settings: &Settings) -> anyhow::Result<Daemon> {
     for warning in &report.warnings {
         tracing::warn!(%warning, "connection check");
     }
+    let mut streams = super::select_streams(settings, &[])?;
+    if StreamKind::Census.enabled_in(&settings.sync) {
+        streams.push(StreamKind::Census);
+    }
     let store = crate::store::connect_from_settings(settings).await?;
     store.migrate().await?;
     let engine = Engine::new(settings, store).await?;
@@ -114,6 +120,7 @@ async fn start(settings: &Settings) -> anyhow::Result<Daemon> {
         engine,
         url: settings.database.require_url()?.clone(),
         site: settings.site(),
+        streams,
     })
 }
 
@@ -198,10 +205,7 @@ async fn run_epoch(daemon: &Arc<Daemon>, sync: &SyncSettings, epoch: &Cancellati
     let issues_done = Arc::new(watch::Sender::new(successes.contains_key("issues")));
     let issues_turn = Arc::new(Mutex::new(()));
     let mut tasks = JoinSet::new();
-    for stream in StreamKind::ALL.into_iter().chain([StreamKind::Census]) {
-        if !stream.enabled_in(sync) {
-            continue;
-        }
+    for &stream in &daemon.streams {
         let interval = interval_of(stream, sync);
         let last = match stream {
             StreamKind::Census => census_completed(daemon).await,
@@ -302,6 +306,7 @@ pub fn interval_of(stream: StreamKind, sync: &SyncSettings) -> Duration {
         StreamKind::Issues => sync.issues_interval_secs,
         StreamKind::Users => sync.users_interval_secs,
         StreamKind::AuditRecords => sync.audit_interval_secs,
+        StreamKind::OrgEvents => sync.org_events_interval_secs,
         StreamKind::Census => sync.census_interval_secs,
     };
     Duration::from_secs(secs.max(1))

@@ -154,6 +154,7 @@ async fn a_non_admin_account_syncs_projects_and_issues_and_skips_users_and_audit
                 other => panic!("audit should be skipped, got {other:?}"),
             },
             StreamKind::Census => panic!("the census was not asked for"),
+            StreamKind::OrgEvents => panic!("org_events was not asked for"),
         }
     }
     assert_eq!(
