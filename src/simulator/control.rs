@@ -1,4 +1,5 @@
-//! The control API under `/__sim/`: ground truth, request counts, mutations, faults, admin.
+//! The control API under `/__sim/`: ground truth, request counts, mutations, organization
+//! events, faults, admin.
 //!
 //! It needs no credentials, is never faulted and is not logged, so tests and the demo can
 //! steer the simulator without disturbing what the client under test observes.
@@ -26,6 +27,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/__sim/issues/{id}/move", post(move_issue))
         .route("/__sim/users", post(add_user))
         .route("/__sim/audit", post(add_audit))
+        .route("/__sim/org-events", post(add_org_events))
         .route("/__sim/faults", put(set_faults))
         .route("/__sim/admin", put(set_admin))
 }
@@ -39,7 +41,7 @@ fn failed(error: anyhow::Error) -> Response {
 }
 
 async fn truth(State(shared): State<Arc<Shared>>) -> Response {
-    Json(shared.site().truth()).into_response()
+    Json(shared.truth()).into_response()
 }
 
 async fn requests(State(shared): State<Arc<Shared>>) -> Response {
@@ -119,6 +121,28 @@ async fn add_user(State(shared): State<Arc<Shared>>) -> Response {
 async fn add_audit(State(shared): State<Arc<Shared>>) -> Response {
     let id = shared.site_mut().add_audit_record(now_ms());
     (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
+}
+
+#[derive(Deserialize)]
+struct OrgEventsBody {
+    #[serde(default = "one")]
+    count: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Appends `count` organization events (default one), processed now, in order.
+async fn add_org_events(
+    State(shared): State<Arc<Shared>>,
+    body: Option<Json<OrgEventsBody>>,
+) -> Response {
+    let count = body.map_or(1, |Json(b)| b.count).min(10_000);
+    let ids: Vec<String> = (0..count)
+        .map(|_| super::admin::append_event(&shared))
+        .collect();
+    (StatusCode::CREATED, Json(json!({ "ids": ids }))).into_response()
 }
 
 async fn set_faults(State(shared): State<Arc<Shared>>, Json(plan): Json<FaultPlan>) -> Response {

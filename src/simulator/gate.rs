@@ -1,4 +1,6 @@
 //! The layer every request passes: request log, fault injection, rate-limit headers and auth.
+//! The Admin API (`/admin/`) shares the faults and the rate limit with `/rest`, but
+//! authenticates with the organization API key.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,7 +22,8 @@ use super::{RequestLogEntry, Shared};
 
 const LOGIN_FAILED: &str = "Client must be authenticated to access this resource.";
 
-/// Logs every request outside `/__sim/`, and sends `/rest` requests through faults and auth.
+/// Logs every request outside `/__sim/`, and sends `/rest` and `/admin` requests through
+/// faults and auth.
 pub(crate) async fn gate(
     State(shared): State<Arc<Shared>>,
     request: Request,
@@ -33,7 +36,7 @@ pub(crate) async fn gate(
     let at = SystemTime::now();
     let method = request.method().to_string();
     let query = request.uri().query().unwrap_or_default().to_owned();
-    let response = if path == "/rest" || path.starts_with("/rest/") {
+    let response = if path == "/rest" || path.starts_with("/rest/") || is_admin_api(&path) {
         rest(&shared, request, next).await
     } else {
         next.run(request).await
@@ -80,8 +83,18 @@ async fn rest(shared: &Arc<Shared>, request: Request, next: Next) -> Response {
     response
 }
 
+fn is_admin_api(path: &str) -> bool {
+    path.starts_with("/admin/")
+}
+
 /// Answers the request if it carries valid credentials (`serverInfo` is open to anyone).
 async fn authorized(shared: &Shared, request: Request, next: Next) -> Response {
+    if is_admin_api(request.uri().path()) {
+        if !super::admin::authenticates(shared, request.headers()) {
+            return super::admin::unauthorized();
+        }
+        return next.run(request).await;
+    }
     let open = request.uri().path().ends_with("/serverInfo");
     if !open && !authenticates(shared, request.headers()) {
         return unauthorized();
@@ -173,6 +186,9 @@ async fn fault(shared: &Arc<Shared>, kind: FaultKind, request: Request, next: Ne
         FaultKind::Slow { delay_ms } => {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
             authorized(shared, request, next).await
+        }
+        FaultKind::Unauthorized if is_admin_api(request.uri().path()) => {
+            super::admin::unauthorized()
         }
         FaultKind::Unauthorized => unauthorized(),
     }

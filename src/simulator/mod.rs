@@ -6,6 +6,7 @@
 //! the ground truth plus a small control API under `/__sim/` so tests can mutate the site and
 //! compare a sync against what the API shows.
 
+mod admin;
 mod catalog;
 mod cli;
 mod control;
@@ -15,6 +16,7 @@ mod faults;
 mod fields;
 mod gate;
 mod jql;
+mod org;
 mod render;
 mod routes;
 mod search;
@@ -58,10 +60,22 @@ pub struct SimConfig {
     pub admin: bool,
     /// A mutation becomes visible to `/search/jql` only after this many milliseconds.
     pub search_lag_ms: u64,
+    /// The organization whose audit events the Admin API serves (`/admin/v1/orgs/{org_id}`).
+    pub org_id: String,
+    /// The organization API key the Admin API accepts as a Bearer token.
+    pub org_api_key: String,
+    /// Organization audit events generated at start.
+    pub org_events: usize,
 }
 
 impl SimConfig {
-    fn preset(projects: usize, issues: usize, users: usize, audit_records: usize) -> Self {
+    fn preset(
+        projects: usize,
+        issues: usize,
+        users: usize,
+        audit_records: usize,
+        org_events: usize,
+    ) -> Self {
         SimConfig {
             seed: 42,
             projects,
@@ -74,21 +88,24 @@ impl SimConfig {
             api_token: "demo-token".to_owned(),
             admin: true,
             search_lag_ms: 0,
+            org_id: "5d1e9c2a-7b3f-4e8d-a6c1-0f2e4b8d9a37".to_owned(),
+            org_api_key: "demo-org-key".to_owned(),
+            org_events,
         }
     }
 
     /// Fast for tests: 3 live projects + 1 archived, 260 issues (one project has over 100).
     pub fn small() -> Self {
-        Self::preset(3, 260, 130, 1100)
+        Self::preset(3, 260, 130, 1100, 240)
     }
 
     /// The demo and benchmark site.
     pub fn medium() -> Self {
-        Self::preset(12, 20_000, 500, 3_000)
+        Self::preset(12, 20_000, 500, 3_000, 1_500)
     }
 
     pub fn large() -> Self {
-        Self::preset(30, 100_000, 2_000, 10_000)
+        Self::preset(30, 100_000, 2_000, 10_000, 5_000)
     }
 }
 
@@ -103,6 +120,9 @@ pub struct Truth {
     pub users: Vec<String>,
     /// Audit record ids, ascending.
     pub audit_ids: Vec<i64>,
+    /// Organization event ids, in processing order (the feed's ascending order).
+    #[serde(default)]
+    pub org_event_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -142,6 +162,8 @@ pub(crate) struct Shared {
     site: RwLock<site::Site>,
     faults: Mutex<faults::FaultState>,
     log: Mutex<Vec<RequestLogEntry>>,
+    /// Locked before `site` where a handler needs both.
+    org: Mutex<org::Org>,
 }
 
 impl Shared {
@@ -161,6 +183,17 @@ impl Shared {
 
     pub fn log(&self) -> MutexGuard<'_, Vec<RequestLogEntry>> {
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn org(&self) -> MutexGuard<'_, org::Org> {
+        self.org.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The site's truth and the organization's event ids.
+    pub fn truth(&self) -> Truth {
+        let mut truth = self.site().truth();
+        truth.org_event_ids = self.org().ids();
+        truth
     }
 
     pub fn is_admin(&self) -> bool {
@@ -209,9 +242,13 @@ impl Simulator {
         };
         let base_url = format!("http://{host}:{}", addr.port());
         let generator = config.clone();
-        let site = tokio::task::spawn_blocking(move || data::generate(&generator))
-            .await
-            .context("generating the simulated site failed")?;
+        let (site, org) = tokio::task::spawn_blocking(move || {
+            let site = data::generate(&generator);
+            let org = org::Org::generate(&generator, site.users.len());
+            (site, org)
+        })
+        .await
+        .context("generating the simulated site failed")?;
         let shared = Arc::new(Shared {
             admin: AtomicBool::new(config.admin),
             config,
@@ -221,6 +258,7 @@ impl Simulator {
             site: RwLock::new(site),
             faults: Mutex::new(faults::FaultState::new(FaultPlan::default())),
             log: Mutex::new(Vec::new()),
+            org: Mutex::new(org),
         });
         let app = routes::router(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -254,7 +292,7 @@ impl Simulator {
     }
 
     pub fn truth(&self) -> Truth {
-        self.shared.site().truth()
+        self.shared.truth()
     }
 
     /// Replaces the fault plan; request numbering for the random faults restarts at zero.
@@ -312,6 +350,16 @@ impl Simulator {
     /// Adds an audit record created now and returns its id.
     pub fn add_audit_record(&self) -> i64 {
         self.shared.site_mut().add_audit_record(now_ms())
+    }
+
+    /// Appends an organization audit event processed now and returns its id.
+    pub fn add_org_event(&self) -> String {
+        admin::append_event(&self.shared)
+    }
+
+    /// Whether the organization API key has the `read:events:admin` scope (else 403).
+    pub fn set_org_key_scope(&self, granted: bool) {
+        self.shared.org().scope_granted = granted;
     }
 
     /// Stops accepting connections, lets open requests finish for up to five seconds, then

@@ -15,7 +15,7 @@ use super::catalog::{ANCHOR_MS, PERMISSIONS};
 use super::fields::FIELDS;
 use super::render::Ctx;
 use super::site::Site;
-use super::{Shared, control, gate, now_ms, search};
+use super::{Shared, admin, control, gate, now_ms, search};
 use crate::jira::time::parse_jira_timestamp;
 
 pub(crate) type Reply = Result<Response, ApiError>;
@@ -68,6 +68,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(legacy_search).post(legacy_search),
         )
         .merge(control::router())
+        .merge(admin::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),

@@ -154,6 +154,7 @@ impl Site {
                 .collect(),
             users: self.users.iter().map(|u| u.account_id.clone()).collect(),
             audit_ids: self.audit.iter().map(|a| a.id).collect(),
+            org_event_ids: Vec::new(),
         }
     }
 
