@@ -6,6 +6,7 @@ mod config;
 mod daemon;
 mod crash;
 mod incremental;
+mod org_events;
 mod simulator;
 mod support;
 mod sync;
