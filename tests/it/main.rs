@@ -3,8 +3,8 @@
 mod check;
 mod commands;
 mod config;
-mod daemon;
 mod crash;
+mod daemon;
 mod incremental;
 mod org_events;
 mod simulator;
