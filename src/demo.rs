@@ -7,7 +7,6 @@ use crate::config::Settings;
 use crate::pg::TempCluster;
 use crate::simulator::{SimConfig, Simulator};
 use crate::store::Store;
-use crate::streams::StreamKind;
 use anyhow::Context;
 use secrecy::SecretString;
 use std::process::ExitCode;
@@ -49,6 +48,12 @@ pub async fn command(args: DemoArgs) -> anyhow::Result<ExitCode> {
         SecretString::from(sim_config.api_token.clone()),
     )?;
     settings.database.url = Some(SecretString::from(database_url.clone()));
+    // The simulator also plays the Atlassian Admin API, so the organization's audit events sync
+    // too.
+    settings.jira.org_id = Some(sim_config.org_id.clone());
+    settings.jira.org_api_key = Some(SecretString::from(sim_config.org_api_key.clone()));
+    settings.jira.admin_base_url = url::Url::parse(&sim.base_url())?;
+    settings.sync.org_events = true;
 
     let report = crate::check::run(&settings).await?;
     println!("  connection check ok: {}", report.headline());
@@ -56,8 +61,8 @@ pub async fn command(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let store = crate::store::connect_from_settings(&settings).await?;
     store.migrate().await?;
     println!("  migrations applied; running a full sync…\n");
-    let outcomes =
-        crate::sync::sync_once(&settings, store.clone(), &StreamKind::ALL, true, true).await?;
+    let streams = crate::sync::select_streams(&settings, &[])?;
+    let outcomes = crate::sync::sync_once(&settings, store.clone(), &streams, true, true).await?;
     for outcome in &outcomes {
         println!("  {}", outcome.summary());
     }
@@ -104,7 +109,8 @@ async fn print_tables(store: &Store) -> anyhow::Result<()> {
         "SELECT 'jira.projects', count(*) FROM jira.projects
          UNION ALL SELECT 'jira.issues', count(*) FROM jira.issues
          UNION ALL SELECT 'jira.users', count(*) FROM jira.users
-         UNION ALL SELECT 'jira.audit_records', count(*) FROM jira.audit_records",
+         UNION ALL SELECT 'jira.audit_records', count(*) FROM jira.audit_records
+         UNION ALL SELECT 'jira.org_events', count(*) FROM jira.org_events",
     )
     .fetch_all(store.pool())
     .await?;
