@@ -113,5 +113,6 @@ async fn demo_run_as_a_new_user_would_ends_with_data_in_postgresql() {
     assert_eq!(count("jira.users"), small.users as i64);
     assert!(count("jira.projects") > 0);
     assert_eq!(count("jira.audit_records"), small.audit_records as i64);
+    assert_eq!(count("jira.org_events"), small.org_events as i64);
     assert!(stdout.contains("psql 'postgres://"), "{stdout}");
 }
