@@ -24,12 +24,13 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// The streams in the order the report lists them: the four data streams, then the census.
-const ORDER: [StreamKind; 5] = [
+/// The streams in the order the report lists them: the data streams, then the census.
+const ORDER: [StreamKind; 6] = [
     StreamKind::Projects,
     StreamKind::Issues,
     StreamKind::Users,
     StreamKind::AuditRecords,
+    StreamKind::OrgEvents,
     StreamKind::Census,
 ];
 
@@ -43,7 +44,8 @@ pub struct StatusReport {
     pub checked_at: DateTime<Utc>,
     /// Whether a `jira-sync run` holds the site's writer lease right now.
     pub writer_active: bool,
-    /// Keyed by stream name (`projects`, `issues`, `users`, `audit_records`, `census`).
+    /// Keyed by stream name (`projects`, `issues`, `users`, `audit_records`, `org_events`,
+    /// `census`).
     pub streams: BTreeMap<String, StreamReport>,
 }
 
@@ -57,8 +59,8 @@ pub struct StreamReport {
     pub since_last_success_secs: Option<i64>,
     pub last_run: Option<LastRun>,
     /// Everything before this instant is in the database (issues: the oldest project mark;
-    /// audit records: the high-water mark; census: when it last completed). Full-refresh
-    /// streams have none.
+    /// audit records and organization events: the high-water mark; census: when it last
+    /// completed). Full-refresh streams have none.
     pub cursor: Option<DateTime<Utc>>,
     /// Seconds from `cursor` to now.
     pub cursor_behind_secs: Option<i64>,
@@ -119,7 +121,8 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<StatusReport> {
     let successes = last_successes(&mut conn, &site).await?;
     let mut last_runs = last_runs(&mut conn, &site).await?;
     let checkpoints = checkpoints(&mut conn, &site).await?;
-    let rows = row_counts(&mut conn, &site).await?;
+    let org_id = settings.jira.org_id.as_deref();
+    let rows = row_counts(&mut conn, &site, org_id).await?;
     let writer_active = crate::sync::lease::is_held(&mut conn, &site).await?;
     let mut streams = BTreeMap::new();
     for stream in ORDER {
@@ -216,27 +219,32 @@ async fn checkpoints(
     Ok(rows.into_iter().collect())
 }
 
+/// Rows per stream; organization events belong to the organization, not the site.
 async fn row_counts(
     conn: &mut PgConnection,
     site: &str,
+    org_id: Option<&str>,
 ) -> anyhow::Result<HashMap<StreamKind, i64>> {
-    let (projects, issues, users, audit, deleted): (i64, i64, i64, i64, i64) = sqlx::query_as(
+    let counts: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT \
            (SELECT count(*) FROM jira.projects WHERE site = $1 AND deleted_at IS NULL), \
            (SELECT count(*) FROM jira.issues WHERE site = $1 AND deleted_at IS NULL), \
            (SELECT count(*) FROM jira.users WHERE site = $1), \
            (SELECT count(*) FROM jira.audit_records WHERE site = $1), \
+           (SELECT count(*) FROM jira.org_events WHERE org_id = $2), \
            (SELECT count(*) FROM jira.issues WHERE site = $1 AND deleted_at IS NOT NULL)",
     )
     .bind(site)
+    .bind(org_id)
     .fetch_one(conn)
     .await?;
     Ok(HashMap::from([
-        (StreamKind::Projects, projects),
-        (StreamKind::Issues, issues),
-        (StreamKind::Users, users),
-        (StreamKind::AuditRecords, audit),
-        (StreamKind::Census, deleted),
+        (StreamKind::Projects, counts.0),
+        (StreamKind::Issues, counts.1),
+        (StreamKind::Users, counts.2),
+        (StreamKind::AuditRecords, counts.3),
+        (StreamKind::OrgEvents, counts.4),
+        (StreamKind::Census, counts.5),
     ]))
 }
 
