@@ -302,6 +302,27 @@ impl Settings {
             0,
             86_400,
         )?;
+        for (key, share, min) in [
+            ("rate_limit.adaptive_min_share", rl.adaptive_min_share, 0.01),
+            (
+                "rate_limit.low_remaining_share",
+                rl.low_remaining_share,
+                0.0,
+            ),
+        ] {
+            if !(share.is_finite() && (min..=1.0).contains(&share)) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("is {share}: it must be between {min} and 1"),
+                ));
+            }
+        }
+        in_range(
+            "rate_limit.adaptive_recovery_secs",
+            rl.adaptive_recovery_secs,
+            1,
+            3600,
+        )?;
         let admin_rps = rl.admin_requests_per_second;
         if !(admin_rps.is_finite() && admin_rps > 0.0 && admin_rps <= 1000.0) {
             return Err(ConfigError::invalid(

@@ -1,29 +1,38 @@
 //! The only code that speaks HTTP to Jira: authentication, pacing, concurrency, retries and the
 //! classification of every response into data or a [`JiraError`].
 //!
-//! Every request waits for three gates before it is sent: a shared pause that a `Retry-After`
-//! sets for the whole client (so one 429 slows every task, not just the one that got it), the
-//! steady-rate limiter, and a cap on requests in flight. Transient failures are retried with
-//! exponential backoff and full jitter, never less than the server's `Retry-After`.
+//! Every request first takes one of `max_in_flight` permits, then passes the site's pacing
+//! ([`Pacer`]: a site-wide pause that `Retry-After` or a quota reset sets, so one 429 holds
+//! every task rather than the one that got it; adaptive slowing under pressure; the steady-rate
+//! limiter), and only then is sent. Transient failures are retried with exponential backoff and
+//! full jitter, never sooner than the server asked ([`RetryPolicy`]). A 401 is never retried:
+//! for [`CREDENTIALS_HOLD`] afterwards the client refuses to send anything, because repeated
+//! failed logins can lock the account behind a CAPTCHA.
 
 use crate::config::{AuthMode, JiraSettings, RateLimitSettings};
-use crate::jira::error::{JiraError, Origin, parse_retry_after};
-use backon::{ExponentialBuilder, Retryable};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use crate::jira::error::{JiraError, Origin};
+use crate::jira::metrics::{RequestMetrics, RunScope, endpoint_label, lock};
+use crate::jira::rate_limit::{Pacer, RateSignals, Waited, server_wait};
+use crate::jira::retry::{Next, RetryPolicy};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use url::Url;
 
-/// A client for one Jira site. Cheap to clone; clones share the limiter, pause and metrics.
+/// After a 401, how long the client refuses to send requests (each fails at once as
+/// unauthorized), so a daemon with a revoked token tries the credentials a few times an hour
+/// rather than on every scheduled run.
+pub const CREDENTIALS_HOLD: Duration = Duration::from_secs(600);
+
+/// The cumulative counters of a client (the same shape as a run's).
+pub type ClientMetrics = RequestMetrics;
+
+/// A client for one Jira site. Cheap to clone; clones share the pacing, permits and metrics.
 #[derive(Clone)]
 pub struct JiraClient {
     inner: Arc<Inner>,
@@ -33,40 +42,12 @@ struct Inner {
     http: reqwest::Client,
     base_url: Url,
     host: String,
-    limiter: DefaultDirectRateLimiter,
+    pacer: Pacer,
     in_flight: Semaphore,
-    /// No request is sent before this instant: set from `Retry-After` on a 429 or 503.
-    paused_until: Mutex<Option<Instant>>,
     retry: RetryPolicy,
-    metrics: Mutex<ClientMetrics>,
-}
-
-struct RetryPolicy {
-    max_retries: usize,
-    base: Duration,
-    max: Duration,
-    max_retry_after: Duration,
-}
-
-/// Cumulative counters since the client was built.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ClientMetrics {
-    /// HTTP requests sent, retries included.
-    pub requests: u64,
-    /// Requests that were sent again after a transient failure.
-    pub retries: u64,
-    /// Responses by HTTP status.
-    pub statuses: BTreeMap<u16, u64>,
-    /// 429 responses.
-    pub throttled: u64,
-    /// Requests that got no response (connection, timeout, reset).
-    pub transport_errors: u64,
-    /// Time spent waiting for the steady-rate limiter, summed over requests.
-    pub limiter_wait_ms: u64,
-    /// Time spent waiting because Jira sent `Retry-After`, summed over requests.
-    pub retry_after_wait_ms: u64,
-    /// Time spent sleeping between retries, summed over requests.
-    pub backoff_wait_ms: u64,
+    metrics: Mutex<RequestMetrics>,
+    /// When Jira last rejected the credentials.
+    rejected_at: Mutex<Option<Instant>>,
 }
 
 /// What one request needs on each attempt.
@@ -75,11 +56,15 @@ struct Call<'a> {
     url: Url,
     query: &'a [(&'a str, String)],
     body: Option<&'a serde_json::Value>,
+    /// `METHOD /path`, as error messages name it.
     endpoint: String,
+    /// The endpoint with ids collapsed, as metrics count it.
+    label: String,
 }
 
 impl JiraClient {
-    /// Builds the client: one connection pool, the auth header, the limiter and retry policy.
+    /// Builds the client: one connection pool (gzip on, connect and total timeouts), the auth
+    /// header, the pacing and the retry policy.
     pub fn new(jira: &JiraSettings, limits: &RateLimitSettings) -> Result<Self, JiraError> {
         let setup = |detail: String| JiraError::Setup { detail };
         let token = jira
@@ -111,27 +96,20 @@ impl JiraClient {
             .connect_timeout(Duration::from_secs(limits.connect_timeout_secs))
             .timeout(Duration::from_secs(limits.request_timeout_secs))
             .tcp_keepalive(Duration::from_secs(60))
+            .pool_max_idle_per_host(limits.max_in_flight.max(1))
             .build()
             .map_err(|e| setup(format!("{e}: the system may lack CA certificates")))?;
-        let period = Duration::from_secs_f64(1.0 / limits.requests_per_second.max(0.001));
-        let burst = NonZeroU32::new(limits.burst.max(1)).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(period)
-            .ok_or_else(|| setup("rate_limit.requests_per_second is too high".to_owned()))?
-            .allow_burst(burst);
+        let pacer = Pacer::new(limits)
+            .ok_or_else(|| setup("rate_limit.requests_per_second is too high".to_owned()))?;
         let inner = Inner {
             http,
             base_url: jira.base_url.clone(),
             host: jira.host(),
-            limiter: RateLimiter::direct(quota),
+            pacer,
             in_flight: Semaphore::new(limits.max_in_flight.max(1)),
-            paused_until: Mutex::new(None),
-            retry: RetryPolicy {
-                max_retries: limits.max_retries as usize,
-                base: Duration::from_millis(limits.backoff_base_ms),
-                max: Duration::from_millis(limits.backoff_max_ms),
-                max_retry_after: Duration::from_secs(limits.max_retry_after_secs),
-            },
-            metrics: Mutex::new(ClientMetrics::default()),
+            retry: RetryPolicy::from_settings(limits),
+            metrics: Mutex::new(RequestMetrics::default()),
+            rejected_at: Mutex::new(None),
         };
         Ok(JiraClient {
             inner: Arc::new(inner),
@@ -163,7 +141,12 @@ impl JiraClient {
 
     /// A snapshot of the cumulative counters.
     pub fn metrics(&self) -> ClientMetrics {
-        self.metrics_lock().clone()
+        lock(&self.inner.metrics).clone()
+    }
+
+    /// The share of `rate_limit.requests_per_second` the adaptive pacing allows right now.
+    pub fn pace_share(&self) -> f64 {
+        self.inner.pacer.share()
     }
 
     #[tracing::instrument(skip_all, fields(method = %method, path = path))]
@@ -183,58 +166,46 @@ impl JiraClient {
             })?;
         let call = Call {
             endpoint: format!("{method} {path}"),
+            label: endpoint_label(method.as_str(), path),
             method,
             url,
             query,
             body,
         };
-        let policy = &self.inner.retry;
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(policy.base)
-            .with_max_delay(policy.max)
-            .with_max_times(policy.max_retries);
-        let call = &call;
-        let mut attempt = 0_u32;
-        let once = move || {
+        let mut attempt = 1;
+        loop {
+            let err = match self.attempt(&call, attempt).await {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
+            };
+            let Next::RetryAfter(delay) = self.inner.retry.next(&err, attempt, rand::random())
+            else {
+                return Err(err);
+            };
+            let asked = err.retry_after().unwrap_or_default().min(delay);
+            tracing::warn!(
+                endpoint = %call.endpoint,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                "retrying after {err}"
+            );
+            self.count(|m| {
+                m.retries += 1;
+                m.retry_after_wait_ms += asked.as_millis() as u64;
+                m.backoff_wait_ms += (delay - asked).as_millis() as u64;
+            });
+            tokio::time::sleep(delay).await;
             attempt += 1;
-            self.attempt(call, attempt)
-        };
-        // A Retry-After longer than the configured bound fails now, as rate limited, rather
-        // than holding the whole sync for up to an hour.
-        let retryable = |e: &JiraError| {
-            e.is_retryable()
-                && e.retry_after()
-                    .is_none_or(|ra| ra <= policy.max_retry_after)
-        };
-        // Full jitter spreads the retries of many tasks; Retry-After is the floor.
-        let delay = |e: &JiraError, backoff: Option<Duration>| {
-            backoff.map(|d| {
-                let jittered = d.mul_f64(rand::random::<f64>());
-                e.retry_after().map_or(jittered, |ra| ra.max(jittered))
-            })
-        };
-        let notify = |e: &JiraError, delay: Duration| {
-            let delay_ms = delay.as_millis() as u64;
-            tracing::warn!(endpoint = %call.endpoint, delay_ms, "retrying after {e}");
-            let mut m = self.metrics_lock();
-            m.retries += 1;
-            m.backoff_wait_ms += delay_ms;
-        };
-        once.retry(backoff)
-            .sleep(tokio::time::sleep)
-            .when(retryable)
-            .adjust(delay)
-            .notify(notify)
-            .await
+        }
     }
 
-    /// Sends the request once (after the shared gates) and classifies the response.
+    /// Sends the request once, after the permit and the pacing, and classifies the answer.
     async fn attempt<T: DeserializeOwned>(
         &self,
         call: &Call<'_>,
         attempt: u32,
     ) -> Result<T, JiraError> {
-        self.wait_for_turn().await;
+        self.refuse_if_rejected()?;
         let _permit = self
             .inner
             .in_flight
@@ -243,25 +214,15 @@ impl JiraClient {
             .map_err(|_| JiraError::Setup {
                 detail: "the client was shut down".to_owned(),
             })?;
-        let mut request = self
-            .inner
-            .http
-            .request(call.method.clone(), call.url.clone());
-        if !call.query.is_empty() {
-            request = request.query(call.query);
-        }
-        if let Some(body) = call.body {
-            request = request.json(body);
-        }
+        let waited = self.inner.pacer.ready().await;
+        self.count_waits(&waited);
+        // Another task may have been refused the credentials while this one waited.
+        self.refuse_if_rejected()?;
         let started = Instant::now();
-        let response = match request.send().await {
+        let response = match self.build(call).send().await {
             Ok(response) => response,
             Err(e) => {
-                {
-                    let mut m = self.metrics_lock();
-                    m.requests += 1;
-                    m.transport_errors += 1;
-                }
+                self.count(|m| m.attempt(&call.label, None));
                 let err = self.origin().transport_error(&e, &call.endpoint);
                 tracing::debug!(
                     attempt,
@@ -272,10 +233,10 @@ impl JiraClient {
             }
         };
         let status = response.status();
-        let retry_after = parse_retry_after(response.headers());
-        self.record_status(status);
-        if matches!(status.as_u16(), 429 | 503) {
-            self.pause_for(retry_after);
+        let wait = self.learn(status, response.headers());
+        self.count(|m| m.attempt(&call.label, Some(status.as_u16())));
+        if status == StatusCode::UNAUTHORIZED {
+            *lock(&self.inner.rejected_at) = Some(Instant::now());
         }
         let bytes = response.bytes().await.map_err(|e| match e.is_timeout() {
             true => JiraError::Timeout {
@@ -297,46 +258,71 @@ impl JiraClient {
         }
         Err(self
             .origin()
-            .status_error(status, &bytes, retry_after, &call.endpoint))
+            .status_error(status, &bytes, wait, &call.endpoint))
     }
 
-    /// Waits out a shared `Retry-After` pause, then for the steady-rate limiter.
-    async fn wait_for_turn(&self) {
-        loop {
-            let until = *lock(&self.inner.paused_until);
-            let now = Instant::now();
-            match until {
-                Some(until) if until > now => {
-                    tokio::time::sleep_until(until).await;
-                    self.metrics_lock().retry_after_wait_ms += (until - now).as_millis() as u64;
-                }
-                _ => break,
-            }
+    fn build(&self, call: &Call<'_>) -> reqwest::RequestBuilder {
+        let mut request = self
+            .inner
+            .http
+            .request(call.method.clone(), call.url.clone());
+        if !call.query.is_empty() {
+            request = request.query(call.query);
         }
-        let started = Instant::now();
-        self.inner.limiter.until_ready().await;
-        self.metrics_lock().limiter_wait_ms += started.elapsed().as_millis() as u64;
+        if let Some(body) = call.body {
+            request = request.json(body);
+        }
+        request
     }
 
-    /// Holds every request of this client until `retry_after` has passed.
-    fn pause_for(&self, retry_after: Option<Duration>) {
-        let Some(wait) = retry_after.filter(|w| *w <= self.inner.retry.max_retry_after) else {
+    /// Reads the rate-limit headers of a response: pauses the whole site for the wait Jira
+    /// asked for (when within `rate_limit.max_retry_after_secs`), slows the pace on pressure,
+    /// and returns the wait for the error and the retry.
+    fn learn(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+        let signals = RateSignals::from_headers(headers);
+        let wait = server_wait(status.as_u16(), &signals, chrono::Utc::now());
+        let honoured = wait.filter(|w| *w <= self.inner.retry.max_server_wait);
+        if let Some(pause) = honoured.filter(|w| !w.is_zero()) {
+            tracing::info!(
+                status = status.as_u16(),
+                reason = ?signals.reason,
+                pause_ms = pause.as_millis() as u64,
+                "jira asked to wait: every request to the site pauses"
+            );
+            self.count(|m| m.pauses += 1);
+        }
+        self.inner
+            .pacer
+            .observe(status.as_u16(), &signals, honoured);
+        wait
+    }
+
+    /// Fails at once, without a request, within [`CREDENTIALS_HOLD`] of a 401.
+    fn refuse_if_rejected(&self) -> Result<(), JiraError> {
+        let rejected = *lock(&self.inner.rejected_at);
+        match rejected {
+            Some(at) if at.elapsed() < CREDENTIALS_HOLD => Err(JiraError::Unauthorized {
+                host: self.inner.host.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn count_waits(&self, waited: &Waited) {
+        if *waited == Waited::default() {
             return;
-        };
-        let until = Instant::now() + wait;
-        let mut paused = lock(&self.inner.paused_until);
-        if paused.is_none_or(|p| p < until) {
-            *paused = Some(until);
         }
+        self.count(|m| {
+            m.retry_after_wait_ms += waited.pause.as_millis() as u64;
+            m.pacing_wait_ms += waited.pacing.as_millis() as u64;
+            m.limiter_wait_ms += waited.limiter.as_millis() as u64;
+        });
     }
 
-    fn record_status(&self, status: StatusCode) {
-        let mut m = self.metrics_lock();
-        m.requests += 1;
-        *m.statuses.entry(status.as_u16()).or_default() += 1;
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            m.throttled += 1;
-        }
+    /// Applies `change` to the client's counters and to those of the current run.
+    fn count(&self, change: impl Fn(&mut RequestMetrics)) {
+        change(&mut lock(&self.inner.metrics));
+        RunScope::with_current(change);
     }
 
     /// The site, as error messages name it.
@@ -346,17 +332,6 @@ impl JiraClient {
             base_url: self.inner.base_url.as_str().trim_end_matches('/'),
         }
     }
-
-    fn metrics_lock(&self) -> MutexGuard<'_, ClientMetrics> {
-        lock(&self.inner.metrics)
-    }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked (plain counters).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -435,20 +410,75 @@ mod tests {
     #[tokio::test]
     async fn permanent_failures_are_returned_on_the_first_response() {
         let (sim, client) = client_for(5).await;
-        script(&sim, vec![FaultKind::Unauthorized]);
-        let err = client
-            .get::<Myself>("/rest/api/3/myself", &[])
-            .await
-            .expect_err("401");
-        assert!(matches!(err, JiraError::Unauthorized { .. }), "{err}");
         // An array where an object is expected is valid JSON of the wrong shape.
         let err = client
             .get::<Myself>("/rest/api/3/users/search", &[])
             .await
             .expect_err("shape");
         assert!(matches!(err, JiraError::Decode { .. }), "{err}");
+        script(&sim, vec![FaultKind::Unauthorized]);
+        let err = client
+            .get::<Myself>("/rest/api/3/myself", &[])
+            .await
+            .expect_err("401");
+        assert!(matches!(err, JiraError::Unauthorized { .. }), "{err}");
         assert_eq!(client.metrics().requests, 2);
         assert_eq!(sim.request_log().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn after_a_401_no_clone_sends_anything_for_a_while() {
+        let (sim, client) = client_for(5).await;
+        script(&sim, vec![FaultKind::Unauthorized]);
+        let err = client
+            .get::<Myself>("/rest/api/3/myself", &[])
+            .await
+            .expect_err("401");
+        assert!(matches!(err, JiraError::Unauthorized { .. }), "{err}");
+        // The simulator would answer this one: the client must not even ask.
+        let err = client
+            .clone()
+            .get::<Myself>("/rest/api/3/myself", &[])
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, JiraError::Unauthorized { .. }), "{err}");
+        assert_eq!(sim.request_log().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_429_without_retry_after_is_retried_with_backoff_and_pauses_nobody() {
+        let (sim, client) = client_for(3).await;
+        script(
+            &sim,
+            vec![FaultKind::TooManyRequests {
+                retry_after_secs: None,
+            }],
+        );
+        let _: Myself = client
+            .get("/rest/api/3/myself", &[])
+            .await
+            .expect("the retry succeeds");
+        let m = client.metrics();
+        assert_eq!((m.requests, m.retries, m.throttled, m.pauses), (2, 1, 1, 0));
+        assert_eq!(m.retry_after_wait_ms, 0);
+        assert_eq!(m.endpoints["GET /rest/api/3/myself"]["429"], 1);
+    }
+
+    #[tokio::test]
+    async fn little_remaining_in_the_sites_bucket_slows_the_pace() {
+        let (sim, client) = client_for(3).await;
+        sim.set_faults(FaultPlan {
+            rate_limit_rps: Some(5.0),
+            ..Default::default()
+        });
+        assert_eq!(client.pace_share(), 1.0);
+        for _ in 0..5 {
+            let _: Myself = client.get("/rest/api/3/myself", &[]).await.expect("ok");
+        }
+        // The bucket of 5 is empty: below a fifth of the limit.
+        let share = client.pace_share();
+        assert!(share < 0.55, "{share}");
+        assert_eq!(client.metrics().throttled, 0);
     }
 
     #[tokio::test]

@@ -3,7 +3,6 @@
 //! transport failure) into those kinds. Messages never contain credentials.
 
 use reqwest::StatusCode;
-use reqwest::header::{self, HeaderMap};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -351,13 +350,6 @@ fn root_cause(err: &reqwest::Error) -> String {
     cause.to_string()
 }
 
-/// `Retry-After` in delta-seconds, the form Jira sends. The HTTP-date form is ignored, and the
-/// backoff delay applies instead.
-pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    text.parse::<u64>().ok().map(Duration::from_secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,19 +429,5 @@ mod tests {
             }
             .is_retryable()
         );
-    }
-
-    #[test]
-    fn retry_after_is_read_in_seconds_and_other_forms_are_ignored() {
-        let with = |value: &'static str| {
-            let mut headers = HeaderMap::new();
-            let value = reqwest::header::HeaderValue::from_static(value);
-            headers.insert(header::RETRY_AFTER, value);
-            parse_retry_after(&headers)
-        };
-        assert_eq!(with("7"), Some(Duration::from_secs(7)));
-        assert_eq!(with(" 0 "), Some(Duration::ZERO));
-        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after(&HeaderMap::new()), None);
     }
 }

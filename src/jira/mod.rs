@@ -3,7 +3,10 @@
 
 pub mod client;
 pub mod error;
+pub mod metrics;
 pub mod model;
+pub mod rate_limit;
+pub mod retry;
 pub mod time;
 
 pub use client::JiraClient;

@@ -1,7 +1,9 @@
 //! The run history in `jira.sync_runs`: one row per stream run, opened when the run starts so a
-//! crash leaves a visible `running` row behind.
+//! crash leaves a visible `running` row behind, and closed with what the run did, including its
+//! HTTP metrics.
 
 use super::Store;
+use crate::jira::metrics::RequestMetrics;
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -11,7 +13,14 @@ pub struct RunRecord<'a> {
     pub rows_written: u64,
     pub requests: u64,
     pub error: Option<&'a str>,
+    /// The run's HTTP counters; `None` leaves the metric columns at their defaults.
+    pub http: Option<&'a RequestMetrics>,
 }
+
+const FINISH: &str = "UPDATE jira.sync_runs SET finished_at = now(), status = $2, rows_seen = $3, \
+     rows_written = $4, requests = $5, error = $6, http_requests = $7, retries = $8, \
+     throttled = $9, limiter_wait_ms = $10, retry_after_wait_ms = $11, metrics = $12 \
+     WHERE id = $1";
 
 impl Store {
     /// Opens a run row and returns its id.
@@ -28,18 +37,28 @@ impl Store {
     }
 
     pub async fn finish_run(&self, id: i64, record: &RunRecord<'_>) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE jira.sync_runs SET finished_at = now(), status = $2, rows_seen = $3, \
-             rows_written = $4, requests = $5, error = $6 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(record.status)
-        .bind(i64::try_from(record.rows_seen).unwrap_or(i64::MAX))
-        .bind(i64::try_from(record.rows_written).unwrap_or(i64::MAX))
-        .bind(i64::try_from(record.requests).unwrap_or(i64::MAX))
-        .bind(record.error)
-        .execute(&self.pool)
-        .await?;
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let empty = RequestMetrics::default();
+        let http = record.http.unwrap_or(&empty);
+        let metrics = match record.http {
+            Some(m) => Some(serde_json::to_value(m)?),
+            None => None,
+        };
+        sqlx::query(FINISH)
+            .bind(id)
+            .bind(record.status)
+            .bind(big(record.rows_seen))
+            .bind(big(record.rows_written))
+            .bind(big(record.requests))
+            .bind(record.error)
+            .bind(big(http.requests))
+            .bind(big(http.retries))
+            .bind(big(http.throttled))
+            .bind(big(http.limiter_wait_ms + http.pacing_wait_ms))
+            .bind(big(http.retry_after_wait_ms))
+            .bind(metrics)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

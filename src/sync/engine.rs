@@ -3,6 +3,7 @@
 
 use crate::config::Settings;
 use crate::jira::JiraClient;
+use crate::jira::metrics::{RequestMetrics, RunScope};
 use crate::jira::model::Myself;
 use crate::jira::time::parse_zone;
 use crate::store::Store;
@@ -35,6 +36,8 @@ pub struct StreamOutcome {
     pub rows_written: u64,
     pub requests: u64,
     pub duration: Duration,
+    /// What the run's HTTP requests did (retries, 429s, waits), by endpoint and status class.
+    pub http: RequestMetrics,
 }
 
 #[derive(Debug)]
@@ -147,12 +150,13 @@ impl Engine {
         let started = Instant::now();
         let counters = RunCounters::default();
         let progress = Progress::new(stream.name(), interactive);
+        let http = RunScope::new();
         let (mode, run_id, result) = match until(cancel, self.open_run(stream, force_full)).await {
             None => (Mode::Full, None, Err(Interrupted.into())),
             Some(Err((mode, err))) => (mode, None, Err(err)),
             Some(Ok((mode, run_id))) => {
                 tracing::info!(mode = mode.name(), "stream run started");
-                let work = self.dispatch(stream, mode, &counters, &progress);
+                let work = http.scope(self.dispatch(stream, mode, &counters, &progress));
                 let result = until(cancel, work)
                     .await
                     .unwrap_or_else(|| Err(Interrupted.into()));
@@ -160,7 +164,8 @@ impl Engine {
             }
         };
         progress.finish();
-        let outcome = self.outcome(stream, mode, result, &counters, started);
+        let mut outcome = self.outcome(stream, mode, result, &counters, started);
+        outcome.http = http.snapshot();
         if let Some(run_id) = run_id {
             self.record(run_id, &outcome, cancel).await;
         }
@@ -226,6 +231,7 @@ impl Engine {
             rows_written: outcome.rows_written,
             requests: outcome.requests,
             error: error.as_deref(),
+            http: Some(&outcome.http),
         };
         let finish = self.ctx.store.finish_run(run_id, &record);
         let result = match cancel {
@@ -287,6 +293,7 @@ impl Engine {
             rows_written,
             requests,
             duration: started.elapsed(),
+            http: RequestMetrics::default(),
         }
     }
 }
@@ -326,6 +333,7 @@ fn log_outcome(outcome: &StreamOutcome, retried: bool) {
             rows_written = fields.2,
             requests = fields.3,
             duration_ms = fields.4,
+            http = %outcome.http.summary(),
             "stream run succeeded"
         ),
         OutcomeStatus::Skipped(why) => tracing::warn!(
@@ -340,11 +348,13 @@ fn log_outcome(outcome: &StreamOutcome, retried: bool) {
         ),
         OutcomeStatus::Failed(err) if retried && !needs_operator(err) => tracing::warn!(
             mode = fields.0, rows_seen = fields.1, rows_written = fields.2, requests = fields.3,
-            error = %format!("{err:#}"), "stream run failed; its cursor stays at the last committed page"
+            error = %format!("{err:#}"), http = %outcome.http.summary(),
+            "stream run failed; its cursor stays at the last committed page"
         ),
         OutcomeStatus::Failed(err) => tracing::error!(
             mode = fields.0, rows_seen = fields.1, rows_written = fields.2, requests = fields.3,
-            error = %format!("{err:#}"), "stream run failed; its cursor stays at the last committed page"
+            error = %format!("{err:#}"), http = %outcome.http.summary(),
+            "stream run failed; its cursor stays at the last committed page"
         ),
     }
 }
