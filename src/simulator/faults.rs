@@ -29,6 +29,9 @@ pub struct FaultPlan {
     pub storm: Option<Storm>,
     /// Exact faults for the next `/rest` requests, one per request, before any random fault.
     pub script: Vec<FaultKind>,
+    /// Every `/rest` request waits this long before it is answered, like a distant site
+    /// (0: answer at once). Faults and rate limits are decided after the wait.
+    pub latency_ms: u64,
 }
 
 /// A period in which every `/rest` request is rate limited.
@@ -192,6 +195,11 @@ impl FaultState {
             },
             Some(wait),
         ))
+    }
+
+    /// How long every `/rest` request is held before it is answered.
+    pub fn latency(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.plan.latency_ms)
     }
 
     pub fn limit(&self) -> Option<u64> {

@@ -53,6 +53,10 @@ pub(crate) async fn gate(
 }
 
 async fn rest(shared: &Arc<Shared>, request: Request, next: Next) -> Response {
+    let latency = shared.faults().latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let endpoint = endpoint(request.method().as_str(), request.uri().path());
     let (decision, rate) = shared
         .faults()
