@@ -38,6 +38,9 @@ pub enum Command {
     Status(crate::status::StatusArgs),
     /// Runs the simulator, a throwaway PostgreSQL and a full sync, with no configuration.
     Demo(crate::demo::DemoArgs),
+    /// Asks a running `jira-sync run` whether it is healthy (GET /healthz at `server.listen`,
+    /// or --url): exit 0 when it answers 2xx, 1 otherwise. For container HEALTHCHECKs.
+    Healthcheck(crate::server::HealthcheckArgs),
 }
 
 /// Runs the parsed command line to completion and returns the process exit code.
@@ -85,12 +88,18 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Whether a command reads the configuration; the self-contained ones do not.
+/// Whether a command reads the configuration; the self-contained ones do not, nor does a
+/// healthcheck told its URL (a simulator's container has no site configured).
 fn needs_settings(command: &Command) -> bool {
-    !matches!(command, Command::Demo(_) | Command::Simulate(_))
+    match command {
+        Command::Demo(_) | Command::Simulate(_) => false,
+        Command::Healthcheck(args) => args.url.is_none(),
+        _ => true,
+    }
 }
 
 async fn dispatch(command: Command, settings: Option<Settings>) -> anyhow::Result<ExitCode> {
+    let server = settings.as_ref().map(|s| s.server.clone());
     let settings =
         || settings.ok_or_else(|| anyhow::anyhow!("internal error: settings were not loaded"));
     match command {
@@ -107,5 +116,6 @@ async fn dispatch(command: Command, settings: Option<Settings>) -> anyhow::Resul
         Command::Run => crate::sync::scheduler::command(settings()?).await,
         Command::Status(args) => crate::status::command(&settings()?, &args).await,
         Command::Demo(args) => crate::demo::command(args).await,
+        Command::Healthcheck(args) => crate::server::healthcheck(server.as_ref(), &args).await,
     }
 }

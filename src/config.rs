@@ -50,6 +50,7 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub rate_limit: RateLimitSettings,
     pub log: LogSettings,
+    pub server: crate::server::ServerSettings,
 }
 
 /// How requests authenticate.
@@ -196,6 +197,8 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A `tracing_subscriber::EnvFilter` directive.
     pub level: String,
+    /// Without a terminal, a progress line is logged at most this often.
+    pub progress_interval_secs: u64,
 }
 
 impl Default for LogSettings {
@@ -203,6 +206,7 @@ impl Default for LogSettings {
         LogSettings {
             format: LogFormat::Pretty,
             level: "info".to_owned(),
+            progress_interval_secs: 10,
         }
     }
 }
@@ -231,6 +235,7 @@ struct RawSettings {
     sync: SyncSettings,
     rate_limit: RateLimitSettings,
     log: LogSettings,
+    server: crate::server::ServerSettings,
 }
 
 impl Settings {
@@ -327,6 +332,7 @@ impl Settings {
             mut sync,
             rate_limit,
             log,
+            server,
         } = raw;
         let api_token_file = jira.api_token_file.filter(|p| !p.as_os_str().is_empty());
         let mut api_token = jira
@@ -381,6 +387,7 @@ impl Settings {
             sync,
             rate_limit,
             log,
+            server,
         })
     }
 }

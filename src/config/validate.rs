@@ -106,6 +106,13 @@ impl Settings {
                 ),
             )
         })?;
+        in_range(
+            "log.progress_interval_secs",
+            self.log.progress_interval_secs,
+            1,
+            3600,
+        )?;
+        self.server.validate()?;
         Ok(())
     }
 

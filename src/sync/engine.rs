@@ -139,7 +139,7 @@ impl Engine {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(site = %self.ctx.site, stream = %stream))]
+    #[tracing::instrument(skip_all, fields(site = %self.ctx.site, stream = %stream, run_id = tracing::field::Empty))]
     async fn run(
         &self,
         stream: StreamKind,
@@ -155,6 +155,8 @@ impl Engine {
             None => (Mode::Full, None, Err(Interrupted.into())),
             Some(Err((mode, err))) => (mode, None, Err(err)),
             Some(Ok((mode, run_id))) => {
+                // Every line of the run, its summary included, carries the run's row id.
+                tracing::Span::current().record("run_id", run_id);
                 tracing::info!(mode = mode.name(), "stream run started");
                 let work = http.scope(self.dispatch(stream, mode, &counters, &progress));
                 let result = until(cancel, work)

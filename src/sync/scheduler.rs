@@ -17,11 +17,17 @@
 //! another replica may now own the site, and the lease is taken again before anything else
 //! runs. The first signal cancels everything and leaves `sync.shutdown_timeout_secs` for runs
 //! to record their end and the lease to be released; a second signal exits at once.
+//!
+//! Before anything else the daemon binds `[server] listen` and serves `/healthz`, `/readyz`
+//! and `/metrics` ([`crate::server`]) until the first signal. It feeds the listener's
+//! [`Monitor`]: a heartbeat every few seconds, its role (starting, standby, writer), each
+//! stream's schedule and every run's outcome; the same heartbeat logs stalled streams.
 
 use super::engine::{Engine, OutcomeStatus};
 use super::lease::Lease;
 use crate::config::{Settings, SyncSettings};
 use crate::jira::JiraError;
+use crate::metrics::{Monitor, Role, Sources};
 use crate::streams::StreamKind;
 use crate::streams::census::CensusCheckpoint;
 use anyhow::Context;
@@ -42,6 +48,8 @@ const FIRST_RETRY: Duration = Duration::from_secs(5);
 const MAX_JITTER: Duration = Duration::from_secs(60);
 /// The exit code after a second signal, as a shell reports an interrupted command.
 const EXIT_AT_ONCE: i32 = 130;
+/// How often the scheduler's heartbeat beats and stalls are looked for.
+const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// What every stream task shares for the daemon's whole life.
 struct Daemon {
@@ -50,6 +58,7 @@ struct Daemon {
     site: String,
     /// The enabled streams, as `sync --once` would run them, then the census if it is on.
     streams: Vec<StreamKind>,
+    monitor: Arc<Monitor>,
 }
 
 /// One stream's schedule within an epoch.
@@ -70,16 +79,25 @@ pub async fn command(settings: Settings) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let grace = Duration::from_secs(settings.sync.shutdown_timeout_secs);
     handle_signals(shutdown.clone(), grace)?;
-    let Some(daemon) = shutdown.run_until_cancelled(start(&settings)).await else {
+    let monitor = Arc::new(Monitor::new(&settings));
+    let listener = crate::server::bind(&settings.server).await?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+    crate::server::spawn(listener, monitor.clone(), shutdown.clone());
+    tokio::spawn(heartbeat(monitor.clone(), shutdown.clone()));
+    let started = start(&settings, monitor.clone());
+    let Some(daemon) = shutdown.run_until_cancelled(started).await else {
         tracing::info!("stopped during start-up");
         return Ok(ExitCode::SUCCESS);
     };
     let daemon = Arc::new(daemon?);
+    monitor.set_role(Role::Standby);
     let mut supervisor = std::pin::pin!(supervise(daemon, settings.sync.clone(), shutdown.clone()));
     let finished = tokio::select! {
         () = &mut supervisor => true,
         () = shutdown.cancelled() => false,
     };
+    monitor.set_role(Role::Stopping);
     if !finished && tokio::time::timeout(grace, &mut supervisor).await.is_err() {
         tracing::error!(
             timeout_secs = grace.as_secs(),
@@ -94,7 +112,7 @@ pub async fn command(settings: Settings) -> anyhow::Result<ExitCode> {
 
 /// Start-up: the connection check (its failures end the process with `check`'s exit codes),
 /// then the database and its migrations, then the engine.
-async fn start(settings: &Settings) -> anyhow::Result<Daemon> {
+async fn start(settings: &Settings, monitor: Arc<Monitor>) -> anyhow::Result<Daemon> {
     let report = crate::check::run(settings).await?;
     if !report.ok {
         return Err(JiraError::Forbidden {
@@ -116,12 +134,37 @@ async fn start(settings: &Settings) -> anyhow::Result<Daemon> {
     let store = crate::store::connect_from_settings(settings).await?;
     store.migrate().await?;
     let engine = Engine::new(settings, store).await?;
+    let ctx = engine.context();
+    let mut clients = vec![ctx.client.clone()];
+    if let Some(org) = &ctx.org
+        && let Ok(admin) = org.client().await
+    {
+        clients.push(admin.clone());
+    }
+    monitor.attach(Sources {
+        clients,
+        pool: ctx.store.pool().clone(),
+    });
     Ok(Daemon {
         engine,
         url: settings.database.require_url()?.clone(),
         site: settings.site(),
         streams,
+        monitor,
     })
+}
+
+/// Beats the monitor's heartbeat (what `/healthz` reads) and logs stalled streams, every
+/// [`HEARTBEAT`] until `shutdown`.
+async fn heartbeat(monitor: Arc<Monitor>, shutdown: CancellationToken) {
+    loop {
+        monitor.beat();
+        monitor.log_stall_changes();
+        let pause = tokio::time::sleep(HEARTBEAT);
+        if shutdown.run_until_cancelled(pause).await.is_none() {
+            return;
+        }
+    }
 }
 
 /// Installs the one place that handles signals: the first SIGTERM/SIGINT cancels `shutdown`,
@@ -158,6 +201,7 @@ async fn supervise(daemon: Arc<Daemon>, sync: SyncSettings, shutdown: Cancellati
         let Some(lease) = Lease::acquire(&daemon.url, &daemon.site, &shutdown).await else {
             return;
         };
+        daemon.monitor.set_role(Role::Writer);
         let epoch = shutdown.child_token();
         let holder = {
             let epoch = epoch.clone();
@@ -170,6 +214,8 @@ async fn supervise(daemon: Arc<Daemon>, sync: SyncSettings, shutdown: Cancellati
         };
         run_epoch(&daemon, &sync, &epoch).await;
         epoch.cancel();
+        daemon.monitor.set_role(Role::Standby);
+        daemon.monitor.schedule(&[]);
         let kept = holder.await.ok().flatten();
         let lost = kept.is_none();
         if let Some(lease) = kept {
@@ -204,13 +250,17 @@ async fn run_epoch(daemon: &Arc<Daemon>, sync: &SyncSettings, epoch: &Cancellati
         });
     let issues_done = Arc::new(watch::Sender::new(successes.contains_key("issues")));
     let issues_turn = Arc::new(Mutex::new(()));
-    let mut tasks = JoinSet::new();
+    let mut schedule = Vec::new();
     for &stream in &daemon.streams {
-        let interval = interval_of(stream, sync);
         let last = match stream {
             StreamKind::Census => census_completed(daemon).await,
             _ => successes.get(stream.name()).copied(),
         };
+        schedule.push((stream, interval_of(stream, sync), last));
+    }
+    daemon.monitor.schedule(&schedule);
+    let mut tasks = JoinSet::new();
+    for (stream, interval, last) in schedule {
         let first_delay = last.map_or(Duration::ZERO, |at| {
             let since = (Utc::now() - at).to_std().unwrap_or_default();
             interval.saturating_sub(since)
@@ -264,9 +314,12 @@ async fn run_stream(task: StreamTask) {
                 return;
             }
             let engine = &task.daemon.engine;
-            engine
+            task.daemon.monitor.run_started(task.stream);
+            let outcome = engine
                 .run_once_with(task.stream, false, false, &task.epoch)
-                .await
+                .await;
+            task.daemon.monitor.run_finished(&outcome);
+            outcome
         };
         if task.epoch.is_cancelled() {
             return;

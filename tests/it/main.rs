@@ -6,6 +6,7 @@ mod config;
 mod crash;
 mod daemon;
 mod incremental;
+mod ops;
 mod org_events;
 mod simulator;
 mod support;
