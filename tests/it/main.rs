@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod crash;
 mod daemon;
+mod deploy;
 mod incremental;
 mod ops;
 mod org_events;
