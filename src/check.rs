@@ -125,8 +125,12 @@ const AUDIT_FIX: &str = "add the account to a group with the global permission A
 
 /// `jira-sync check`: prints the report and exits 0 when the daemon can sync.
 pub async fn command(settings: &Settings, args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let client = JiraClient::new(&settings.jira, &settings.rate_limit)?;
-    let report = match run_with(settings, &client).await {
+    let mut client = None;
+    let report = match connect(settings).await {
+        Ok(connected) => run_with(settings, client.insert(connected)).await,
+        Err(err) => Err(err),
+    };
+    let report = match report {
         Ok(report) => report,
         Err(err) => {
             // Scripts reading `--json` get an object even when the check cannot connect; the
@@ -147,7 +151,9 @@ pub async fn command(settings: &Settings, args: &CheckArgs) -> anyhow::Result<Ex
     } else {
         print!("{}", render_text(&report));
     }
-    tracing::debug!(metrics = ?client.metrics(), "check finished");
+    if let Some(client) = &client {
+        tracing::debug!(metrics = ?client.metrics(), "check finished");
+    }
     if !report.ok {
         return Err(JiraError::Forbidden {
             endpoint: "GET /rest/api/3/mypermissions".to_owned(),
@@ -160,8 +166,14 @@ pub async fn command(settings: &Settings, args: &CheckArgs) -> anyhow::Result<Ex
 
 /// Runs the check with a client of its own; see [`run_with`].
 pub async fn run(settings: &Settings) -> Result<CheckReport, JiraError> {
-    let client = JiraClient::new(&settings.jira, &settings.rate_limit)?;
+    let client = connect(settings).await?;
     run_with(settings, &client).await
+}
+
+/// The client of the configured auth mode (see [`crate::jira::auth`]).
+async fn connect(settings: &Settings) -> Result<JiraClient, JiraError> {
+    let store = crate::jira::auth::store_for(settings).await?;
+    crate::jira::auth::connect(settings, store.as_ref()).await
 }
 
 /// Asks Jira who we are, what it is, and which streams the account can read.
@@ -170,10 +182,14 @@ pub async fn run(settings: &Settings) -> Result<CheckReport, JiraError> {
 /// returned at once (never retried).
 #[tracing::instrument(skip_all, fields(site = %settings.site()))]
 pub async fn run_with(settings: &Settings, client: &JiraClient) -> Result<CheckReport, JiraError> {
-    let me: Myself = client
-        .get("/rest/api/3/myself", &[])
-        .await
-        .map_err(|e| site_error(client, e))?;
+    let me: Myself = match client.get("/rest/api/3/myself", &[]).await {
+        Ok(me) => me,
+        // A classic-token 401 may be a scoped token used at the site's address.
+        Err(err @ JiraError::Unauthorized { .. }) => {
+            return Err(crate::jira::auth::explain_401(settings, err).await);
+        }
+        Err(err) => return Err(site_error(client, err)),
+    };
     let server: ServerInfo = client
         .get("/rest/api/3/serverInfo", &[])
         .await
@@ -316,6 +332,7 @@ async fn probe(
         Ok(body) => Ok(Ok(body)),
         Err(
             e @ (JiraError::Unauthorized { .. }
+            | JiraError::Auth { .. }
             | JiraError::RateLimited { .. }
             | JiraError::Connect { .. }
             | JiraError::Timeout { .. }

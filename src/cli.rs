@@ -23,6 +23,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// OAuth 2.0 sign-in (`auth login`) for jira.auth = "oauth".
+    Auth(crate::auth_cmd::AuthArgs),
     /// Tests the connection to Jira: identity, time zone, clock skew, which streams can sync.
     Check(crate::check::CheckArgs),
     /// Serves the built-in Jira Cloud simulator over HTTP, with no configuration.
@@ -103,6 +105,7 @@ async fn dispatch(command: Command, settings: Option<Settings>) -> anyhow::Resul
     let settings =
         || settings.ok_or_else(|| anyhow::anyhow!("internal error: settings were not loaded"));
     match command {
+        Command::Auth(args) => crate::auth_cmd::command(&settings()?, &args).await,
         Command::Check(args) => crate::check::command(&settings()?, &args).await,
         Command::Simulate(args) => {
             crate::simulator::serve_cli(args).await?;

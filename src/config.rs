@@ -59,8 +59,44 @@ pub struct Settings {
 pub enum AuthMode {
     /// `email:api_token` as HTTP Basic auth (Jira Cloud).
     Basic,
-    /// The token as a Bearer token (a personal access token; no email).
+    /// `email:scoped_token` as HTTP Basic auth through the API gateway
+    /// (`{gateway_base_url}/ex/jira/{cloudId}`): scoped tokens and service accounts.
+    Scoped,
+    /// OAuth 2.0 (3LO) access tokens through the API gateway, refreshed with a rotating
+    /// refresh token kept in the database.
+    Oauth,
+    /// The token as a Bearer token (a Data Center personal access token; no email).
     Bearer,
+}
+
+impl AuthMode {
+    /// The value as written in `jira.auth`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMode::Basic => "basic",
+            AuthMode::Scoped => "scoped",
+            AuthMode::Oauth => "oauth",
+            AuthMode::Bearer => "bearer",
+        }
+    }
+
+    /// Whether requests go through the API gateway rather than the site's own address.
+    pub fn via_gateway(self) -> bool {
+        matches!(self, AuthMode::Scoped | AuthMode::Oauth)
+    }
+}
+
+/// The OAuth 2.0 (3LO) app's settings, used when `jira.auth = "oauth"`.
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    /// A refresh token to start from; the rotating one then lives in the database.
+    pub refresh_token: Option<SecretString>,
+    pub token_url: Url,
+    pub authorize_url: Url,
+    /// 32 bytes, base64: encrypts the refresh token stored in the database when set.
+    pub token_encryption_key: Option<SecretString>,
 }
 
 /// `[jira]`: which site, and as whom.
@@ -80,6 +116,11 @@ pub struct JiraSettings {
     pub org_api_key_file: Option<PathBuf>,
     /// The Admin API's base URL; normalised like `base_url`.
     pub admin_base_url: Url,
+    /// The site's cloudId, when given; else resolved once and cached in the database.
+    pub cloud_id: Option<String>,
+    /// The API gateway (`scoped` and `oauth`); normalised like `base_url`.
+    pub gateway_base_url: Url,
+    pub oauth: OAuthSettings,
 }
 
 impl JiraSettings {
@@ -225,6 +266,17 @@ struct RawJira {
     org_api_key: Option<SecretString>,
     org_api_key_file: Option<PathBuf>,
     admin_base_url: String,
+    cloud_id: Option<String>,
+    gateway_base_url: String,
+    client_id: String,
+    client_secret: Option<SecretString>,
+    client_secret_file: Option<PathBuf>,
+    refresh_token: Option<SecretString>,
+    refresh_token_file: Option<PathBuf>,
+    token_url: String,
+    authorize_url: String,
+    token_encryption_key: Option<SecretString>,
+    token_encryption_key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -360,6 +412,31 @@ impl Settings {
         let admin_base_url = validate::parse_admin_base_url(&jira.admin_base_url)?;
         let (org_api_key, org_api_key_file) =
             read_secret("jira.org_api_key", jira.org_api_key, jira.org_api_key_file)?;
+        let oauth = OAuthSettings {
+            client_id: jira.client_id.trim().to_owned(),
+            client_secret: read_secret(
+                "jira.client_secret",
+                jira.client_secret,
+                jira.client_secret_file,
+            )?
+            .0,
+            refresh_token: read_secret(
+                "jira.refresh_token",
+                jira.refresh_token,
+                jira.refresh_token_file,
+            )?
+            .0,
+            token_url: validate::parse_endpoint_url("jira.token_url", &jira.token_url)?,
+            authorize_url: validate::parse_endpoint_url("jira.authorize_url", &jira.authorize_url)?,
+            token_encryption_key: read_secret(
+                "jira.token_encryption_key",
+                jira.token_encryption_key,
+                jira.token_encryption_key_file,
+            )?
+            .0,
+        };
+        let gateway_base_url =
+            validate::parse_root_url_key("jira.gateway_base_url", &jira.gateway_base_url)?;
         database.url = database
             .url
             .filter(|u| !u.expose_secret().trim().is_empty());
@@ -379,6 +456,9 @@ impl Settings {
             org_api_key,
             org_api_key_file,
             admin_base_url,
+            cloud_id: non_empty(jira.cloud_id).map(|c| c.to_lowercase()),
+            gateway_base_url,
+            oauth,
         };
         sync.org_events &= jira.org_events_configured();
         Ok(Settings {
@@ -405,7 +485,14 @@ fn env_source(vars: HashMap<String, String>) -> config::Environment {
 fn finish(built: config::Config) -> Result<Settings, ConfigError> {
     // Secrets that reached the layered values are scrubbed from any error text below, in case
     // a type error quotes one (for example a token pasted into a numeric key).
-    let secrets: Vec<String> = ["jira.api_token", "jira.org_api_key", "database.url"]
+    let secrets: Vec<String> = [
+        "jira.api_token",
+        "jira.org_api_key",
+        "jira.client_secret",
+        "jira.refresh_token",
+        "jira.token_encryption_key",
+        "database.url",
+    ]
         .iter()
         .filter_map(|key| built.get_string(key).ok())
         .filter(|s| s.len() >= 4)

@@ -3,6 +3,7 @@
 //! The crate is a library with a thin binary on top (`src/main.rs`). See `ARCHITECTURE.md` for
 //! the bird's-eye view and the invariants each module keeps.
 
+pub mod auth_cmd;
 pub mod check;
 pub mod cli;
 pub mod config;

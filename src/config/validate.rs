@@ -26,6 +26,43 @@ pub(super) fn parse_admin_base_url(text: &str) -> Result<Url, ConfigError> {
     parse_root_url("jira.admin_base_url", "https://api.atlassian.com", text)
 }
 
+/// Parses `jira.gateway_base_url` by the same rules as `jira.base_url`.
+pub(super) fn parse_root_url_key(key: &str, text: &str) -> Result<Url, ConfigError> {
+    if text.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            "is empty: remove it to use https://api.atlassian.com",
+        ));
+    }
+    parse_root_url(key, "https://api.atlassian.com", text)
+}
+
+/// An OAuth endpoint (`jira.token_url`, `jira.authorize_url`): https (or http on a loopback
+/// host), a path allowed, no credentials, query or fragment.
+pub(super) fn parse_endpoint_url(key: &str, text: &str) -> Result<Url, ConfigError> {
+    let example = "https://auth.atlassian.com/oauth/token";
+    let url = Url::parse(text.trim()).map_err(|e| {
+        ConfigError::invalid(key, format!("is not a URL ({e}): write it like {example}"))
+    })?;
+    let host = url.host_str().unwrap_or_default();
+    if host.is_empty() || !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("needs a host and no credentials: write it like {example}"),
+        ));
+    }
+    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback(host)) {
+        return Err(ConfigError::invalid(
+            key,
+            "must use https:// (plain http is allowed only for 127.0.0.1, localhost and [::1])",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::invalid(key, "must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
 /// A scheme, host and optional port, nothing else; `example` shows the expected form.
 fn parse_root_url(key: &str, example: &str, text: &str) -> Result<Url, ConfigError> {
     let text = text.trim();
@@ -118,18 +155,19 @@ impl Settings {
 
     fn validate_jira(&self) -> Result<(), ConfigError> {
         let jira = &self.jira;
-        if jira.auth == AuthMode::Basic && jira.email.is_empty() {
+        if matches!(jira.auth, AuthMode::Basic | AuthMode::Scoped) && jira.email.is_empty() {
             return Err(ConfigError::invalid(
                 "jira.email",
-                "is not set: set it to the Atlassian account that owns the API token (or set jira.auth = \"bearer\" for a personal access token)",
+                "is not set: set it to the Atlassian account (or service account) that owns the API token (or set jira.auth = \"bearer\" for a personal access token)",
             ));
         }
-        if jira.token().is_none() {
+        if jira.auth != AuthMode::Oauth && jira.token().is_none() {
             return Err(ConfigError::invalid(
                 "jira.api_token",
                 "is not set: set jira.api_token, JIRA_SYNC__JIRA__API_TOKEN or jira.api_token_file",
             ));
         }
+        self.validate_auth()?;
         let host = jira.base_url.host_str().unwrap_or_default();
         if jira.base_url.scheme() != "https" && !is_loopback(host) {
             return Err(ConfigError::invalid(
@@ -158,6 +196,52 @@ impl Settings {
             ));
         }
         self.validate_org()
+    }
+
+    /// The keys of the gateway modes (`scoped`, `oauth`).
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let jira = &self.jira;
+        let host = jira.gateway_base_url.host_str().unwrap_or_default();
+        if jira.gateway_base_url.scheme() != "https" && !is_loopback(host) {
+            return Err(ConfigError::invalid(
+                "jira.gateway_base_url",
+                format!(
+                    "uses http:// for {host}: use https:// (plain http is allowed only for 127.0.0.1, localhost and [::1])"
+                ),
+            ));
+        }
+        if let Some(cloud_id) = &jira.cloud_id
+            && !is_org_id(cloud_id)
+        {
+            return Err(ConfigError::invalid(
+                "jira.cloud_id",
+                "is malformed: copy the cloudId from https://<site>.atlassian.net/_edge/tenant_info (a UUID), or remove it to have it looked up",
+            ));
+        }
+        if let Some(key) = &jira.oauth.token_encryption_key
+            && crate::jira::auth::cipher_key(key).is_none()
+        {
+            return Err(ConfigError::invalid(
+                "jira.token_encryption_key",
+                "must be 32 random bytes in base64: create one with `openssl rand -base64 32`",
+            ));
+        }
+        if jira.auth != AuthMode::Oauth {
+            return Ok(());
+        }
+        if jira.oauth.client_id.is_empty() {
+            return Err(ConfigError::invalid(
+                "jira.client_id",
+                "is not set but jira.auth = \"oauth\": copy the Client ID of your OAuth 2.0 (3LO) app from developer.atlassian.com → Developer console → your app → Settings",
+            ));
+        }
+        if jira.oauth.client_secret.is_none() {
+            return Err(ConfigError::invalid(
+                "jira.client_secret",
+                "is not set but jira.auth = \"oauth\": set jira.client_secret or jira.client_secret_file (the app's Secret, next to its Client ID)",
+            ));
+        }
+        Ok(())
     }
 
     /// The Admin API settings of the organization audit stream.

@@ -9,15 +9,16 @@
 //! for [`CREDENTIALS_HOLD`] afterwards the client refuses to send anything, because repeated
 //! failed logins can lock the account behind a CAPTCHA.
 
-use crate::config::{AuthMode, JiraSettings, RateLimitSettings};
+use crate::config::{JiraSettings, RateLimitSettings};
+use crate::jira::auth::Credentials;
 use crate::jira::error::{JiraError, Origin};
 use crate::jira::metrics::{RequestMetrics, RunScope, endpoint_label, lock};
 use crate::jira::rate_limit::{Pacer, RateSignals, Waited, server_wait};
 use crate::jira::retry::{Next, RetryPolicy};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
-use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -41,6 +42,12 @@ pub struct JiraClient {
 struct Inner {
     http: reqwest::Client,
     base_url: Url,
+    /// What request paths are appended to: the site, or the API gateway's `/ex/jira/{cloudId}`.
+    api_root: String,
+    /// The Authorization header of each request; an OAuth access token changes over time.
+    auth: Credentials,
+    /// A Data Center / Server site: `/rest/api/3/` paths are sent as `/rest/api/2/`.
+    data_center: AtomicBool,
     host: String,
     pacer: Pacer,
     in_flight: Semaphore,
@@ -66,28 +73,20 @@ impl JiraClient {
     /// Builds the client: one connection pool (gzip on, connect and total timeouts), the auth
     /// header, the pacing and the retry policy.
     pub fn new(jira: &JiraSettings, limits: &RateLimitSettings) -> Result<Self, JiraError> {
+        let auth = Credentials::fixed(jira)?;
+        Self::with_credentials(jira, limits, auth, jira.base_url.clone())
+    }
+
+    /// A client whose requests go to `api_root` (the site, or the gateway's
+    /// `/ex/jira/{cloudId}`) with the Authorization header `auth` gives each of them.
+    pub fn with_credentials(
+        jira: &JiraSettings,
+        limits: &RateLimitSettings,
+        auth: Credentials,
+        api_root: Url,
+    ) -> Result<Self, JiraError> {
         let setup = |detail: String| JiraError::Setup { detail };
-        let token = jira
-            .token()
-            .ok_or_else(|| setup("jira.api_token is not set".to_owned()))?;
-        let credentials = match jira.auth {
-            AuthMode::Basic => {
-                use base64::Engine;
-                let pair = format!("{}:{}", jira.email, token.expose_secret());
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                )
-            }
-            AuthMode::Bearer => format!("Bearer {}", token.expose_secret()),
-        };
-        // The error of `from_str` never quotes the value, so the token cannot leak through it.
-        let mut auth = HeaderValue::from_str(&credentials).map_err(|_| {
-            setup("jira.api_token contains characters not allowed in a header".to_owned())
-        })?;
-        auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, auth);
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         let http = reqwest::Client::builder()
             .user_agent(concat!("jira-sync/", env!("CARGO_PKG_VERSION")))
@@ -104,6 +103,9 @@ impl JiraClient {
         let inner = Inner {
             http,
             base_url: jira.base_url.clone(),
+            api_root: api_root.as_str().trim_end_matches('/').to_owned(),
+            auth,
+            data_center: AtomicBool::new(false),
             host: jira.host(),
             pacer,
             in_flight: Semaphore::new(limits.max_in_flight.max(1)),
@@ -119,6 +121,16 @@ impl JiraClient {
     /// The site's base URL, as configured.
     pub fn base_url(&self) -> &Url {
         &self.inner.base_url
+    }
+
+    /// Whether requests go to a Data Center / Server site (`/rest/api/2` paths).
+    pub fn is_data_center(&self) -> bool {
+        self.inner.data_center.load(Ordering::Relaxed)
+    }
+
+    /// Marks the site as Data Center / Server, as its `serverInfo.deploymentType` says.
+    pub fn set_data_center(&self, data_center: bool) {
+        self.inner.data_center.store(data_center, Ordering::Relaxed);
     }
 
     /// `GET path?query`, decoded from JSON. `path` is absolute, e.g. `/rest/api/3/myself`.
@@ -157,13 +169,17 @@ impl JiraClient {
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
     ) -> Result<T, JiraError> {
-        let url = self
-            .inner
-            .base_url
-            .join(path)
-            .map_err(|e| JiraError::Setup {
+        let path = match path.strip_prefix("/rest/api/3/") {
+            Some(rest) if self.is_data_center() => format!("/rest/api/2/{rest}"),
+            _ => path.to_owned(),
+        };
+        let path = path.as_str();
+        // Appended, not joined: the gateway's root has a path of its own.
+        let url = Url::parse(&format!("{}{path}", self.inner.api_root)).map_err(|e| {
+            JiraError::Setup {
                 detail: format!("cannot build a URL from {path}: {e}"),
-            })?;
+            }
+        })?;
         let call = Call {
             endpoint: format!("{method} {path}"),
             label: endpoint_label(method.as_str(), path),
@@ -173,10 +189,16 @@ impl JiraClient {
             body,
         };
         let mut attempt = 1;
+        let mut renewed = false;
         loop {
-            let err = match self.attempt(&call, attempt).await {
+            let err = match self.attempt(&call, attempt, !renewed).await {
                 Ok(value) => return Ok(value),
-                Err(err) => err,
+                Err(AttemptError::Renew) => {
+                    // An access token that expired under way: one more try with a fresh one.
+                    renewed = true;
+                    continue;
+                }
+                Err(AttemptError::Failed(err)) => err,
             };
             let Next::RetryAfter(delay) = self.inner.retry.next(&err, attempt, rand::random())
             else {
@@ -204,8 +226,10 @@ impl JiraClient {
         &self,
         call: &Call<'_>,
         attempt: u32,
-    ) -> Result<T, JiraError> {
+        may_renew: bool,
+    ) -> Result<T, AttemptError> {
         self.refuse_if_rejected()?;
+        let credentials = self.inner.auth.header().await?;
         let _permit = self
             .inner
             .in_flight
@@ -219,7 +243,7 @@ impl JiraClient {
         // Another task may have been refused the credentials while this one waited.
         self.refuse_if_rejected()?;
         let started = Instant::now();
-        let response = match self.build(call).send().await {
+        let response = match self.build(call, credentials.clone()).send().await {
             Ok(response) => response,
             Err(e) => {
                 self.count(|m| m.attempt(&call.label, None));
@@ -229,13 +253,17 @@ impl JiraClient {
                     ms = started.elapsed().as_millis() as u64,
                     "no response: {err}"
                 );
-                return Err(err);
+                return Err(err.into());
             }
         };
         let status = response.status();
         let wait = self.learn(status, response.headers());
         self.count(|m| m.attempt(&call.label, Some(status.as_u16())));
         if status == StatusCode::UNAUTHORIZED {
+            if may_renew && self.inner.auth.rejected(&credentials).await {
+                tracing::debug!("the access token was rejected: refreshing it");
+                return Err(AttemptError::Renew);
+            }
             *lock(&self.inner.rejected_at) = Some(Instant::now());
         }
         let bytes = response.bytes().await.map_err(|e| match e.is_timeout() {
@@ -254,18 +282,20 @@ impl JiraClient {
             "response"
         );
         if status.is_success() {
-            return self.origin().decode(status, &bytes, &call.endpoint);
+            return Ok(self.origin().decode(status, &bytes, &call.endpoint)?);
         }
         Err(self
             .origin()
-            .status_error(status, &bytes, wait, &call.endpoint))
+            .status_error(status, &bytes, wait, &call.endpoint)
+            .into())
     }
 
-    fn build(&self, call: &Call<'_>) -> reqwest::RequestBuilder {
+    fn build(&self, call: &Call<'_>, credentials: HeaderValue) -> reqwest::RequestBuilder {
         let mut request = self
             .inner
             .http
-            .request(call.method.clone(), call.url.clone());
+            .request(call.method.clone(), call.url.clone())
+            .header(header::AUTHORIZATION, credentials);
         if !call.query.is_empty() {
             request = request.query(call.query);
         }
@@ -331,6 +361,19 @@ impl JiraClient {
             host: &self.inner.host,
             base_url: self.inner.base_url.as_str().trim_end_matches('/'),
         }
+    }
+}
+
+/// How one attempt ended when it did not return data.
+enum AttemptError {
+    /// The access token was refused and a fresh one may work: send again.
+    Renew,
+    Failed(JiraError),
+}
+
+impl From<JiraError> for AttemptError {
+    fn from(err: JiraError) -> Self {
+        AttemptError::Failed(err)
     }
 }
 

@@ -18,6 +18,12 @@ pub enum JiraError {
     )]
     Unauthorized { host: String },
 
+    /// The credentials of a mode other than `basic` cannot be used (an OAuth refresh token
+    /// that was revoked or expired, a token that only works through the gateway): `detail`
+    /// says what to do. Never retried.
+    #[error("{detail}")]
+    Auth { detail: String },
+
     /// 403: authenticated, but a permission is missing.
     #[error("permission denied on {endpoint}: {message}")]
     Forbidden { endpoint: String, message: String },
@@ -112,6 +118,7 @@ impl JiraError {
             | JiraError::Truncated { .. } => true,
             JiraError::Server { status, .. } => matches!(status, 500 | 502 | 503 | 504),
             JiraError::Unauthorized { .. }
+            | JiraError::Auth { .. }
             | JiraError::Forbidden { .. }
             | JiraError::NotFound { .. }
             | JiraError::Gone { .. }
@@ -138,7 +145,7 @@ impl JiraError {
     pub fn exit_code(&self) -> u8 {
         use crate::exit;
         match self {
-            JiraError::Unauthorized { .. } => exit::INVALID_CREDENTIALS,
+            JiraError::Unauthorized { .. } | JiraError::Auth { .. } => exit::INVALID_CREDENTIALS,
             JiraError::Forbidden { .. } => exit::PERMISSION_MISSING,
             JiraError::NotFound { .. }
             | JiraError::Gone { .. }

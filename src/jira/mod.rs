@@ -1,6 +1,7 @@
 //! Everything that speaks to Jira over HTTP: the client (auth, pacing, retries), its error
 //! classification, the wire types that mirror Jira's JSON, and time handling for JQL.
 
+pub mod auth;
 pub mod client;
 pub mod error;
 pub mod metrics;

@@ -36,12 +36,21 @@ pub(crate) async fn gate(
     let at = SystemTime::now();
     let method = request.method().to_string();
     let query = request.uri().query().unwrap_or_default().to_owned();
-    let response = if path == "/rest" || path.starts_with("/rest/") || is_admin_api(&path) {
+    let gateway_path = request
+        .extensions()
+        .get::<super::oauth::Gateway>()
+        .map(|g| g.0.clone());
+    let response = if shared.config.data_center && path.starts_with("/rest/api/3/") {
+        // Data Center has no version 3 of the REST API.
+        super::routes::error(StatusCode::NOT_FOUND, &format!("null for uri: {path}"))
+    } else if path == "/rest" || path.starts_with("/rest/") || is_admin_api(&path) {
         rest(&shared, request, next).await
     } else {
         next.run(request).await
     };
     let status = response.status().as_u16();
+    // Requests through the gateway are logged with the path they were sent to.
+    let path = gateway_path.unwrap_or(path);
     shared.log().push(RequestLogEntry {
         at,
         method,
@@ -100,19 +109,28 @@ async fn authorized(shared: &Shared, request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let open = request.uri().path().ends_with("/serverInfo");
-    if !open && !authenticates(shared, request.headers()) {
+    let via_gateway = request.extensions().get::<super::oauth::Gateway>().is_some();
+    if !open && !authenticates(shared, request.headers(), via_gateway) {
+        if via_gateway {
+            return super::oauth::gateway_unauthorized();
+        }
         return unauthorized();
     }
     next.run(request).await
 }
 
-fn authenticates(shared: &Shared, headers: &HeaderMap) -> bool {
+/// The site takes Basic `email:classic token` and a Bearer personal access token; the gateway
+/// takes Basic with a classic or a scoped token, and Bearer OAuth access tokens.
+fn authenticates(shared: &Shared, headers: &HeaderMap, via_gateway: bool) -> bool {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
     let credentials = credentials.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
+        if via_gateway {
+            return super::oauth::access_valid(shared, credentials);
+        }
         return credentials == shared.config.api_token;
     }
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -123,7 +141,9 @@ fn authenticates(shared: &Shared, headers: &HeaderMap) -> bool {
     };
     let text = String::from_utf8_lossy(&decoded);
     text.split_once(':').is_some_and(|(email, token)| {
-        email == shared.config.email && token == shared.config.api_token
+        email == shared.config.email
+            && (token == shared.config.api_token
+                || (via_gateway && token == shared.config.scoped_token))
     })
 }
 

@@ -16,6 +16,7 @@ mod faults;
 mod fields;
 mod gate;
 mod jql;
+mod oauth;
 mod org;
 mod render;
 mod routes;
@@ -66,6 +67,22 @@ pub struct SimConfig {
     pub org_api_key: String,
     /// Organization audit events generated at start.
     pub org_events: usize,
+    /// The site's cloudId: `/_edge/tenant_info` and the gateway's `/ex/jira/{cloud_id}`.
+    pub cloud_id: String,
+    /// A scoped API token for `email`: accepted through the gateway only.
+    pub scoped_token: String,
+    /// Serve as Jira Data Center: `deploymentType` `DataCenter`, `/rest/api/2` only, and
+    /// `/rest/api/2/search` with `startAt` paging instead of `/search/jql`.
+    pub data_center: bool,
+    /// The OAuth 2.0 (3LO) app the token endpoint accepts.
+    pub oauth_client_id: String,
+    pub oauth_client_secret: String,
+    /// A refresh token valid at start, as if consent had been given.
+    pub oauth_refresh_token: String,
+    /// How long an access token lives.
+    pub oauth_access_ttl: Duration,
+    /// How long a spent refresh token keeps working (Atlassian: 10 minutes).
+    pub oauth_refresh_leeway: Duration,
 }
 
 impl SimConfig {
@@ -91,6 +108,14 @@ impl SimConfig {
             org_id: "5d1e9c2a-7b3f-4e8d-a6c1-0f2e4b8d9a37".to_owned(),
             org_api_key: "demo-org-key".to_owned(),
             org_events,
+            cloud_id: "3f5c1a7e-2b4d-4c6e-9a8b-7d1e0f2a3b4c".to_owned(),
+            scoped_token: "demo-scoped-token".to_owned(),
+            data_center: false,
+            oauth_client_id: "demo-client-id".to_owned(),
+            oauth_client_secret: "demo-client-secret".to_owned(),
+            oauth_refresh_token: "demo-refresh-token".to_owned(),
+            oauth_access_ttl: Duration::from_secs(3600),
+            oauth_refresh_leeway: Duration::from_secs(600),
         }
     }
 
@@ -164,6 +189,7 @@ pub(crate) struct Shared {
     log: Mutex<Vec<RequestLogEntry>>,
     /// Locked before `site` where a handler needs both.
     org: Mutex<org::Org>,
+    oauth: Mutex<oauth::OAuth>,
 }
 
 impl Shared {
@@ -187,6 +213,10 @@ impl Shared {
 
     pub fn org(&self) -> MutexGuard<'_, org::Org> {
         self.org.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn oauth(&self) -> MutexGuard<'_, oauth::OAuth> {
+        self.oauth.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The site's truth and the organization's event ids.
@@ -249,6 +279,7 @@ impl Simulator {
         })
         .await
         .context("generating the simulated site failed")?;
+        let config_refresh_token = config.oauth_refresh_token.clone();
         let shared = Arc::new(Shared {
             admin: AtomicBool::new(config.admin),
             config,
@@ -259,8 +290,15 @@ impl Simulator {
             faults: Mutex::new(faults::FaultState::new(FaultPlan::default())),
             log: Mutex::new(Vec::new()),
             org: Mutex::new(org),
+            oauth: Mutex::new(oauth::OAuth::new(&config_refresh_token)),
         });
-        let app = routes::router(shared.clone());
+        // The gateway's prefix is stripped before routing, so it needs a router of its own.
+        let app = axum::Router::new()
+            .fallback_service(routes::router(shared.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                oauth::gateway,
+            ));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -355,6 +393,16 @@ impl Simulator {
     /// Appends an organization audit event processed now and returns its id.
     pub fn add_org_event(&self) -> String {
         admin::append_event(&self.shared)
+    }
+
+    /// Ends the life of every OAuth access token issued so far.
+    pub fn expire_access_tokens(&self) {
+        self.shared.oauth().expire_access_tokens();
+    }
+
+    /// How many refresh-token grants succeeded.
+    pub fn oauth_refreshes(&self) -> u64 {
+        self.shared.oauth().refreshes
     }
 
     /// Whether the organization API key has the `read:events:admin` scope (else 403).

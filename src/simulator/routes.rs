@@ -15,7 +15,7 @@ use super::catalog::{ANCHOR_MS, PERMISSIONS};
 use super::fields::FIELDS;
 use super::render::Ctx;
 use super::site::Site;
-use super::{Shared, admin, control, gate, now_ms, search};
+use super::{Shared, admin, control, gate, now_ms, oauth, search};
 use crate::jira::time::parse_jira_timestamp;
 
 pub(crate) type Reply = Result<Response, ApiError>;
@@ -44,13 +44,14 @@ impl ApiError {
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/rest/api/3/myself", get(myself))
-        .route("/rest/api/3/serverInfo", get(server_info))
-        .route("/rest/api/3/mypermissions", get(my_permissions))
-        .route("/rest/api/3/project/search", get(project_search))
-        .route("/rest/api/3/field", get(fields))
-        .route("/rest/api/3/users/search", get(users))
-        .route("/rest/api/3/users", get(users))
+        // Cloud serves version 2 of these as well; Data Center serves only version 2.
+        .route("/rest/api/{version}/myself", get(myself))
+        .route("/rest/api/{version}/serverInfo", get(server_info))
+        .route("/rest/api/{version}/mypermissions", get(my_permissions))
+        .route("/rest/api/{version}/project/search", get(project_search))
+        .route("/rest/api/{version}/field", get(fields))
+        .route("/rest/api/{version}/users/search", get(users))
+        .route("/rest/api/{version}/users", get(users))
         .route("/rest/api/3/auditing/record", get(audit))
         .route("/rest/api/2/auditing/record", get(audit))
         .route(
@@ -69,6 +70,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .merge(control::router())
         .merge(admin::router())
+        .merge(oauth::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
@@ -172,7 +174,7 @@ async fn server_info(State(shared): State<Arc<Shared>>) -> Response {
         "displayUrl": shared.base_url,
         "version": "1001.0.0-SNAPSHOT",
         "versionNumbers": [1001, 0, 0],
-        "deploymentType": "Cloud",
+        "deploymentType": if shared.config.data_center { "DataCenter" } else { "Cloud" },
         "buildNumber": 100_289,
         "buildDate": ctx.timestamp(ANCHOR_MS - 86_400_000),
         "serverTime": ctx.timestamp(now_ms()),
@@ -403,11 +405,18 @@ async fn audit(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Re
     .into_response())
 }
 
-async fn legacy_search() -> Response {
-    error(
+async fn legacy_search(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(raw): RawQuery,
+    body: axum::body::Bytes,
+) -> Reply {
+    if shared.config.data_center {
+        return search::data_center_search(&shared, &Params::parse(raw), &body);
+    }
+    Ok(error(
         StatusCode::GONE,
         "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046",
-    )
+    ))
 }
 
 /// Unknown `/rest` paths get an ErrorCollection; anything else gets the site's HTML 404 page.

@@ -295,6 +295,53 @@ pub(crate) async fn issue(
     Ok(Json(value).into_response())
 }
 
+/// Data Center's `/rest/api/2/search` (GET or POST): `startAt` paging with a `total`, the
+/// page recomputed on every call like `/search/jql`.
+pub(crate) fn data_center_search(shared: &Shared, params: &Params, body: &Bytes) -> Reply {
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct LegacyBody {
+        jql: Option<String>,
+        start_at: Option<i64>,
+        max_results: Option<i64>,
+        fields: Option<Vec<String>>,
+    }
+    let body: LegacyBody = parse_body(body)?;
+    let jql = body
+        .jql
+        .or_else(|| params.get("jql").map(str::to_owned))
+        .unwrap_or_default();
+    let start = body.start_at.unwrap_or(params.int("startAt", 0)?).max(0) as usize;
+    let fields = body.fields.unwrap_or_else(|| {
+        params
+            .list("fields")
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    let sel = FieldSel::parse(fields.iter().map(String::as_str), "id");
+    let cap = if sel.is_narrow() { 1000 } else { 100 };
+    let max = body
+        .max_results
+        .unwrap_or(params.int("maxResults", 50)?)
+        .clamp(1, cap) as usize;
+    let site = shared.site();
+    let hits = matching(shared, &site, &jql, &[])?;
+    let ctx = Ctx {
+        site: &site,
+        base: &shared.base_url,
+        tz: shared.site_tz,
+    };
+    let issues: Vec<Value> = hits
+        .iter()
+        .skip(start)
+        .take(max)
+        .map(|i| ctx.issue(i, &sel))
+        .collect();
+    let page = json!({ "startAt": start, "maxResults": max, "total": hits.len(), "issues": issues });
+    Ok(Json(page).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! JSON: streams hand it row types ([`rows`]).
 
 pub mod checkpoints;
+pub mod credentials;
 pub mod rows;
 pub mod runs;
 mod upserts;

@@ -64,6 +64,11 @@ pub async fn run(
     counters: &RunCounters,
     progress: &Progress,
 ) -> anyhow::Result<StreamStatus> {
+    if ctx.client.is_data_center() {
+        return Ok(StreamStatus::Skipped(
+            "the delete census needs /search/jql and bulkfetch, which Data Center lacks".to_owned(),
+        ));
+    }
     let projects = list_selected(ctx, counters).await?;
     progress.add_total(projects.len() as u64);
     let tally = CensusTally::default();

@@ -67,6 +67,10 @@ pub async fn run(
     counters: &RunCounters,
     progress: &Progress,
 ) -> anyhow::Result<StreamStatus> {
+    // Data Center has no /search/jql: its issues come from /rest/api/2/search.
+    if ctx.client.is_data_center() {
+        return super::dc_search::run(ctx, mode, counters, progress).await;
+    }
     let scan_start = Utc::now();
     let checkpoint = match mode {
         Mode::Full => IssuesCheckpoint::default(),

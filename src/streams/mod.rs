@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod census;
+pub mod dc_search;
 pub mod issues;
 pub mod org_events;
 pub mod parse;

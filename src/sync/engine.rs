@@ -2,7 +2,6 @@
 //! says what happened. Loops around it (the `sync` command, the scheduler) stay trivial.
 
 use crate::config::Settings;
-use crate::jira::JiraClient;
 use crate::jira::metrics::{RequestMetrics, RunScope};
 use crate::jira::model::Myself;
 use crate::jira::time::parse_zone;
@@ -79,7 +78,8 @@ pub struct Engine {
 impl Engine {
     /// Builds the client and reads the API user's time zone (JQL dates are read in it).
     pub async fn new(settings: &Settings, store: Store) -> anyhow::Result<Engine> {
-        let client = JiraClient::new(&settings.jira, &settings.rate_limit)?;
+        // The client of the configured auth mode (site or API gateway, fixed or OAuth header).
+        let client = crate::jira::auth::connect(settings, Some(&store)).await?;
         let myself: Myself = client
             .get("/rest/api/3/myself", &[])
             .await

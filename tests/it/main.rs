@@ -1,5 +1,6 @@
 //! The one integration-test binary: real PostgreSQL, real HTTP to the built-in Jira simulator.
 
+mod auth;
 mod check;
 mod commands;
 mod config;

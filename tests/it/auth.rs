@@ -1,0 +1,310 @@
+//! Authentication modes end to end against the simulator and a real PostgreSQL: `scoped`
+//! through the gateway, `bearer` on a Data Center site, `oauth` with expiring access tokens
+//! and rotating refresh tokens, `auth login`, and wrong secrets of every mode.
+
+use crate::support::cli::{ConfigFile, jira_sync, run, run_with_config, text, write_config};
+use crate::support::{Env, stored_issues, truth_issues};
+use jira_sync::config::AuthMode;
+use jira_sync::simulator::{SimConfig, Simulator};
+use jira_sync::streams::StreamKind;
+use jira_sync::sync::engine::OutcomeStatus;
+use jira_sync::sync::sync_once;
+use secrecy::SecretString;
+use std::time::{Duration, Instant};
+use url::Url;
+
+const STREAMS: [StreamKind; 2] = [StreamKind::Projects, StreamKind::Issues];
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// One full sync, a change, one incremental sync: both equal to the ground truth.
+async fn full_then_incremental(env: &Env) {
+    for full in [true, false] {
+        if !full {
+            let project = env.sim.truth().projects[0].key.clone();
+            env.sim.create_issue(&project).expect("create an issue");
+            let id = env.sim.truth().issues[0].id;
+            env.sim.update_issue(id).expect("update an issue");
+        }
+        let outcomes = sync_once(&env.settings, env.store(), &STREAMS, full, false)
+            .await
+            .expect("the sync starts");
+        for o in &outcomes {
+            assert!(
+                matches!(o.status, OutcomeStatus::Succeeded),
+                "{}",
+                o.summary()
+            );
+        }
+        assert_eq!(
+            stored_issues(&env.db.pool).await,
+            truth_issues(&env.sim),
+            "full = {full}"
+        );
+    }
+}
+
+fn gateway(env: &mut Env) {
+    let url = Url::parse(&env.sim.base_url()).expect("url");
+    env.settings.jira.gateway_base_url = url;
+}
+
+fn oauth(env: &mut Env, seed: Option<&str>) {
+    gateway(env);
+    let base = env.sim.base_url();
+    let config = env.sim.config().clone();
+    let jira = &mut env.settings.jira;
+    jira.auth = AuthMode::Oauth;
+    jira.api_token = None;
+    jira.oauth.client_id = config.oauth_client_id;
+    jira.oauth.client_secret = Some(SecretString::from(config.oauth_client_secret));
+    jira.oauth.refresh_token = seed.map(|s| SecretString::from(s.to_owned()));
+    jira.oauth.token_url = Url::parse(&format!("{base}/oauth/token")).expect("url");
+    jira.oauth.authorize_url = Url::parse(&format!("{base}/authorize")).expect("url");
+}
+
+#[tokio::test]
+async fn scoped_tokens_sync_through_the_gateway_and_the_cloud_id_is_cached() {
+    let mut env = Env::start(SimConfig::small()).await;
+    gateway(&mut env);
+    env.settings.jira.auth = AuthMode::Scoped;
+    env.settings.jira.api_token = Some(SecretString::from(env.sim.config().scoped_token.clone()));
+    full_then_incremental(&env).await;
+    let log = env.sim.request_log();
+    let rest: Vec<_> = log.iter().filter(|e| e.path.contains("/rest/")).collect();
+    assert!(!rest.is_empty());
+    assert!(
+        rest.iter().all(|e| e.path.starts_with("/ex/jira/")),
+        "{rest:?}"
+    );
+    assert_eq!(
+        env.sim.request_count("/_edge/tenant_info"),
+        1,
+        "looked up once"
+    );
+    let (cached,): (Option<String>,) = sqlx::query_as("SELECT cloud_id FROM jira.credentials")
+        .fetch_one(&env.db.pool)
+        .await
+        .expect("credentials row");
+    assert_eq!(cached.as_deref(), Some(env.sim.config().cloud_id.as_str()));
+}
+
+#[tokio::test]
+async fn bearer_tokens_on_data_center_sync_with_start_at_paging() {
+    let mut env = Env::start(SimConfig {
+        data_center: true,
+        ..SimConfig::small()
+    })
+    .await;
+    env.settings.jira.auth = AuthMode::Bearer;
+    env.settings.jira.email = String::new();
+    full_then_incremental(&env).await;
+    assert!(env.sim.request_count("/rest/api/2/search") > 1);
+    assert_eq!(
+        env.sim.request_count("/rest/api/3/"),
+        0,
+        "no Cloud-only paths"
+    );
+}
+
+#[tokio::test]
+async fn oauth_refreshes_expired_tokens_mid_sync_and_stores_the_rotated_token_encrypted() {
+    let mut env = Env::start(SimConfig::small()).await;
+    oauth(&mut env, Some("demo-refresh-token"));
+    env.settings.jira.oauth.token_encryption_key = Some(SecretString::from(KEY.to_owned()));
+    let sim = &env.sim;
+    // Access tokens die while the first sync pages through the issues.
+    let expirer = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pages = || sim.request_count("/ex/jira/");
+        async move {
+            while pages() < 5 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            sim.expire_access_tokens();
+        }
+    };
+    let ((), ()) = tokio::join!(full_then_incremental(&env), expirer);
+    assert!(sim.oauth_refreshes() >= 2, "{}", sim.oauth_refreshes());
+    let (token, encrypted): (String, bool) =
+        sqlx::query_as("SELECT refresh_token, refresh_token_encrypted FROM jira.credentials")
+            .fetch_one(&env.db.pool)
+            .await
+            .expect("credentials row");
+    assert!(encrypted && !token.contains("sim-refresh"), "{token}");
+}
+
+#[tokio::test]
+async fn an_old_refresh_token_stops_working_after_the_leeway_and_asks_for_consent() {
+    let mut env = Env::start(SimConfig {
+        oauth_refresh_leeway: Duration::from_millis(500),
+        ..SimConfig::small()
+    })
+    .await;
+    oauth(&mut env, Some("demo-refresh-token"));
+    full_then_incremental(&env).await;
+    // The seed was spent by the first sync; once the leeway passes it is refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let status = refresh_status(&env.sim, "demo-refresh-token").await;
+        if status == 403 || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused, 403);
+    // A database that never stored a token starts again from the spent seed: exit 3.
+    let db = crate::support::test_db().await;
+    let file = oauth_config(&env.sim, &db.url, "demo-refresh-token", None);
+    let out = run_with_config(
+        &file,
+        &["--log-level", "trace", "sync", "--once", "--no-progress"],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("jira-sync auth login"), "{stderr}");
+    assert_no_secret(&env.sim, &format!("{stdout}{stderr}"));
+}
+
+async fn refresh_status(sim: &Simulator, token: &str) -> u16 {
+    let config = sim.config();
+    let body = serde_json::json!({
+        "grant_type": "refresh_token", "client_id": config.oauth_client_id,
+        "client_secret": config.oauth_client_secret, "refresh_token": token,
+    });
+    reqwest::Client::new()
+        .post(format!("{}/oauth/token", sim.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("token endpoint answers")
+        .status()
+        .as_u16()
+}
+
+fn oauth_config(sim: &Simulator, db: &str, seed: &str, secret: Option<&str>) -> ConfigFile {
+    let base = sim.base_url();
+    let c = sim.config();
+    let secret = secret.unwrap_or(&c.oauth_client_secret);
+    write_config(&format!(
+        r#"[jira]
+base_url = "{base}"
+auth = "oauth"
+gateway_base_url = "{base}"
+token_url = "{base}/oauth/token"
+authorize_url = "{base}/authorize"
+client_id = "{}"
+client_secret = "{secret}"
+refresh_token = "{seed}"
+token_encryption_key = "{KEY}"
+
+[database]
+url = "{db}"
+"#,
+        c.oauth_client_id
+    ))
+}
+
+fn assert_no_secret(sim: &Simulator, output: &str) {
+    let c = sim.config();
+    for secret in [
+        c.api_token.as_str(),
+        c.scoped_token.as_str(),
+        c.oauth_client_secret.as_str(),
+        "demo-refresh-token",
+        "sim-refresh-",
+        "sim-access-",
+        KEY,
+    ] {
+        assert!(!output.contains(secret), "{secret} leaked:\n{output}");
+    }
+}
+
+#[tokio::test]
+async fn auth_login_stores_a_refresh_token_that_then_syncs() {
+    let env = Env::start(SimConfig::small()).await;
+    let file = oauth_config(&env.sim, &env.db.url, "", None);
+    let mut child = tokio::process::Command::new(assert_cmd::cargo::cargo_bin!("jira-sync"))
+        .arg("--config")
+        .arg(&file.path)
+        .args(["auth", "login", "--port", "0", "--timeout-secs", "20"])
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start auth login");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let url = loop {
+        let line = lines.next_line().await.expect("read").expect("a URL line");
+        if line.starts_with("http") {
+            break line;
+        }
+    };
+    assert!(
+        url.contains("offline_access") && url.contains("read%3Ajira-work"),
+        "{url}"
+    );
+    // The simulator's consent redirects straight to the command's loopback listener.
+    let page = reqwest::get(&url).await.expect("follow the redirect");
+    assert!(page.status().is_success());
+    let status = child.wait().await.expect("auth login ends");
+    assert!(status.success());
+    let stored: (String,) = sqlx::query_as("SELECT refresh_token FROM jira.credentials")
+        .fetch_one(&env.db.pool)
+        .await
+        .expect("stored token");
+    assert!(!stored.0.is_empty() && !stored.0.contains("sim-refresh"));
+    let out = run_with_config(&file, &["sync", "--once", "--no-progress"]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+}
+
+/// `check` with a wrong secret: exit 3 after one request to Jira, no secret in the output.
+async fn assert_wrong_secret(sim: &Simulator, file: &ConfigFile, jira_requests: &str) {
+    let before = sim.request_count(jira_requests);
+    let out = run_with_config(file, &["--log-level", "trace", "check"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(sim.request_count(jira_requests) - before, 1, "{stderr}");
+    assert_no_secret(sim, &format!("{stdout}{stderr}"));
+}
+
+#[tokio::test]
+async fn wrong_secrets_of_every_mode_exit_3_after_one_request() {
+    let sim = Simulator::start(SimConfig::small()).await.expect("sim");
+    let dc = Simulator::start(SimConfig {
+        data_center: true,
+        ..SimConfig::small()
+    })
+    .await
+    .expect("dc sim");
+    let base = sim.base_url();
+    let email = &sim.config().email;
+    let scoped = write_config(&format!(
+        "[jira]\nbase_url = \"{base}\"\nauth = \"scoped\"\nemail = \"{email}\"\napi_token = \"wrong\"\ngateway_base_url = \"{base}\"\n"
+    ));
+    assert_wrong_secret(&sim, &scoped, "/ex/jira/").await;
+    let bearer = write_config(&format!(
+        "[jira]\nbase_url = \"{}\"\nauth = \"bearer\"\napi_token = \"wrong\"\n",
+        dc.base_url()
+    ));
+    assert_wrong_secret(&dc, &bearer, "/rest/api/2/myself").await;
+    let db = crate::support::test_db().await;
+    let file = oauth_config(&sim, &db.url, "demo-refresh-token", Some("wrong"));
+    assert_wrong_secret(&sim, &file, "/oauth/token").await;
+    // basic with a scoped token: one try at the site, one at the gateway, then the advice.
+    let basic = write_config(&format!(
+        "[jira]\nbase_url = \"{base}\"\nemail = \"{email}\"\napi_token = \"{}\"\ngateway_base_url = \"{base}\"\n",
+        sim.config().scoped_token
+    ));
+    let mut cmd = jira_sync();
+    cmd.arg("--config")
+        .arg(&basic.path)
+        .args(["--log-level", "trace", "check"]);
+    let out = run(cmd).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("jira.auth = \"scoped\""), "{stderr}");
+    assert_eq!(sim.request_count("/rest/api/3/myself"), 1);
+    assert_no_secret(&sim, &format!("{stdout}{stderr}"));
+}
