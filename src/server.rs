@@ -166,19 +166,13 @@ pub async fn not_ready(monitor: &Monitor) -> Vec<String> {
     reasons
 }
 
-/// Whether the database answers and has every migration this binary carries.
+/// Whether the database answers and has every migration this binary carries (each one, not
+/// just the latest: a migration added out of order must be applied too).
 async fn database_ready(pool: &sqlx::PgPool) -> Result<(), String> {
-    let expected = crate::store::MIGRATOR
-        .iter()
-        .map(|m| m.version)
-        .max()
-        .unwrap_or(0);
-    let query = sqlx::query_scalar::<_, Option<i64>>(
-        "SELECT max(version) FROM _sqlx_migrations WHERE success",
-    )
-    .fetch_one(pool);
+    let query = sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool);
     let applied = match tokio::time::timeout(DATABASE_TIMEOUT, query).await {
-        Ok(Ok(version)) => version.unwrap_or(0),
+        Ok(Ok(versions)) => versions,
         Ok(Err(err)) => return Err(format!("the database is unreachable: {err}")),
         Err(_) => {
             return Err(format!(
@@ -187,11 +181,16 @@ async fn database_ready(pool: &sqlx::PgPool) -> Result<(), String> {
             ));
         }
     };
-    if applied < expected {
+    let missing: Vec<String> = crate::store::MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect();
+    if !missing.is_empty() {
         return Err(format!(
-            "database migrations are not applied: the database is at {applied}, this binary \
-             needs {expected} (they are applied when `jira-sync run` starts, or by `jira-sync \
-             migrate`)"
+            "database migrations are not applied ({}): they are applied when `jira-sync run` \
+             starts, or by `jira-sync migrate`",
+            missing.join(", ")
         ));
     }
     Ok(())

@@ -10,6 +10,7 @@ mod deploy;
 mod incremental;
 mod ops;
 mod org_events;
+mod schema;
 mod simulator;
 mod support;
 mod sync;
