@@ -412,7 +412,7 @@ async fn json_logs_are_one_object_per_line_on_stderr() {
     assert!(
         lines
             .iter()
-            .any(|l| l["status"] == 200 && l["span"]["path"] == "/rest/api/3/myself"),
+            .any(|l| l["status"] == 200 && l["path"] == "/rest/api/3/myself"),
         "{stderr}"
     );
 }

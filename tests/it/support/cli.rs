@@ -20,13 +20,17 @@ pub fn write_config(toml: &str) -> ConfigFile {
 
 /// A config for a site at `base_url` with Basic credentials, and retries fast enough for tests
 /// (a `Retry-After` from the server still sets the minimum wait). `jira-sync run` serves its
-/// health endpoints on a free port, so daemons of tests running at once do not collide.
+/// health endpoints on a free port, so daemons of tests running at once do not collide;
+/// `[rate_limit]` stays the last table, so tests may append keys to it.
 pub fn site_toml(base_url: &str, email: &str, token: &str) -> String {
     format!(
         r#"[jira]
 email = "{email}"
 api_token = "{token}"
 base_url = "{base_url}"
+
+[server]
+listen = "127.0.0.1:0"
 
 [rate_limit]
 requests_per_second = 100.0
@@ -36,9 +40,6 @@ backoff_base_ms = 10
 backoff_max_ms = 50
 request_timeout_secs = 10
 connect_timeout_secs = 5
-
-[server]
-listen = "127.0.0.1:0"
 "#
     )
 }

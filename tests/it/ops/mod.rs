@@ -3,12 +3,15 @@
 //! move, `jira-sync healthcheck`, JSON log lines and progress lines. The real binary as a
 //! process, the simulator over HTTP, real PostgreSQL.
 
+mod exposition;
+mod logs;
+
 use crate::support::Env;
 use crate::support::cli::{ConfigFile, closed_port, jira_sync, run, site_toml, text, write_config};
+use exposition::{scrape, series_key, value};
 use jira_sync::pg::TempCluster;
 use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -156,102 +159,6 @@ async fn readyz(base: &str) -> (u16, Vec<String>) {
         })
         .unwrap_or_default();
     (code, reasons)
-}
-
-/// One scrape: every sample by `name{labels}` (labels sorted), after checking the text is
-/// valid exposition format: every sample belongs to a family declared with `# TYPE`.
-async fn scrape(base: &str) -> BTreeMap<String, f64> {
-    let response = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("scrape /metrics");
-    assert_eq!(response.status().as_u16(), 200);
-    let content_type = response.headers()["content-type"].to_str().expect("ascii");
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    parse_exposition(&response.text().await.expect("body"))
-}
-
-fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
-    let mut families: BTreeMap<String, String> = BTreeMap::new();
-    let mut samples = BTreeMap::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
-            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
-            families.insert(name.to_owned(), kind.to_owned());
-            continue;
-        }
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').expect("a sample is `series value`");
-        let value: f64 = match value {
-            "+Inf" => f64::INFINITY,
-            v => v
-                .parse()
-                .unwrap_or_else(|_| panic!("not a number in {line:?}")),
-        };
-        let (name, _) = parse_series(series);
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|suffix| name.strip_suffix(suffix))
-            .filter(|base| families.get(*base).is_some_and(|k| k == "histogram"))
-            .unwrap_or(&name);
-        assert!(families.contains_key(family), "no # TYPE for {line:?}");
-        samples.insert(series_key(series), value);
-    }
-    samples
-}
-
-/// `name{k="v",…}` split into the name and its labels, unescaping values.
-fn parse_series(series: &str) -> (String, Vec<(String, String)>) {
-    let Some((name, rest)) = series.split_once('{') else {
-        return (series.to_owned(), Vec::new());
-    };
-    let mut labels = Vec::new();
-    let mut chars = rest.chars();
-    loop {
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if key.is_empty() || key == "}" {
-            break;
-        }
-        assert!(
-            key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "{series}"
-        );
-        assert_eq!(chars.next(), Some('"'), "{series}");
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => value.push(chars.next().expect("an escaped character")),
-                '"' => break,
-                c => value.push(c),
-            }
-        }
-        labels.push((key, value));
-        if chars.next() != Some(',') {
-            break;
-        }
-    }
-    (name.to_owned(), labels)
-}
-
-/// The series with its labels sorted, as samples are keyed.
-fn series_key(series: &str) -> String {
-    let (name, mut labels) = parse_series(series);
-    if labels.is_empty() {
-        return name;
-    }
-    labels.sort();
-    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-    format!("{name}{{{}}}", labels.join(","))
-}
-
-/// A sample's value, 0 when absent; `series` as `name{a="x",b="y"}` in any label order.
-fn value(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
-    samples.get(&series_key(series)).copied().unwrap_or(0.0)
 }
 
 const FAST_ISSUES: (&str, &str) = ("JIRA_SYNC__SYNC__ISSUES_INTERVAL_SECS", "1");
@@ -508,23 +415,5 @@ async fn a_stalled_stream_turns_readyz_503_logs_one_error_and_recovers() {
     )
     .await;
     daemon.wait_for_log("stream no longer stalled").await;
-    daemon.stop().await;
-}
-
-#[tokio::test]
-async fn without_a_terminal_a_long_run_logs_progress_with_done_total_and_an_estimate() {
-    let env = Env::start(SimConfig::small()).await;
-    env.sim.set_faults(FaultPlan {
-        latency_ms: 150,
-        ..FaultPlan::default()
-    });
-    let every = ("JIRA_SYNC__LOG__PROGRESS_INTERVAL_SECS", "1");
-    let daemon = Daemon::spawn(&env.sim, &env.db.url, &[every]);
-    let line = daemon.wait_for_log("progress").await;
-    for key in ["stream", "done", "total", "per_sec", "site"] {
-        assert!(!line[key].is_null(), "{key} missing in {line}");
-    }
-    assert!(line["done"].as_u64() <= line["total"].as_u64(), "{line}");
-    assert_eq!(line["level"], "INFO");
     daemon.stop().await;
 }
