@@ -370,3 +370,6 @@ fn breaks_connection(err: &anyhow::Error) -> bool {
         exit::INVALID_CREDENTIALS | exit::PERMISSION_MISSING | exit::JIRA_UNREACHABLE
     )
 }
+
+#[cfg(test)]
+mod tests;
