@@ -38,7 +38,8 @@ COPY --from=build /src/target/release/jira-sync /usr/local/bin/jira-sync
 # and, for secrets, files such as /run/secrets/jira_api_token (jira.api_token_file).
 COPY config /etc/jira-sync/config
 WORKDIR /etc/jira-sync
-USER nonroot:nonroot
+# distroless's `nonroot` user, by number so that Kubernetes' runAsNonRoot can verify it.
+USER 65532:65532
 ENV JIRA_SYNC__LOG__FORMAT=json \
     JIRA_SYNC__SERVER__LISTEN=0.0.0.0:9464
 EXPOSE 9464
