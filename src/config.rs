@@ -493,10 +493,10 @@ fn finish(built: config::Config) -> Result<Settings, ConfigError> {
         "jira.token_encryption_key",
         "database.url",
     ]
-        .iter()
-        .filter_map(|key| built.get_string(key).ok())
-        .filter(|s| s.len() >= 4)
-        .collect();
+    .iter()
+    .filter_map(|key| built.get_string(key).ok())
+    .filter(|s| s.len() >= 4)
+    .collect();
     let raw: RawSettings = built
         .try_deserialize()
         .map_err(|e| ConfigError::Load(scrub(&describe(&e), &secrets)))?;

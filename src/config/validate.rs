@@ -58,7 +58,10 @@ pub(super) fn parse_endpoint_url(key: &str, text: &str) -> Result<Url, ConfigErr
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(ConfigError::invalid(key, "must not have a query or fragment"));
+        return Err(ConfigError::invalid(
+            key,
+            "must not have a query or fragment",
+        ));
     }
     Ok(url)
 }

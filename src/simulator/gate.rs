@@ -109,7 +109,10 @@ async fn authorized(shared: &Shared, request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let open = request.uri().path().ends_with("/serverInfo");
-    let via_gateway = request.extensions().get::<super::oauth::Gateway>().is_some();
+    let via_gateway = request
+        .extensions()
+        .get::<super::oauth::Gateway>()
+        .is_some();
     if !open && !authenticates(shared, request.headers(), via_gateway) {
         if via_gateway {
             return super::oauth::gateway_unauthorized();

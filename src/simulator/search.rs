@@ -338,7 +338,8 @@ pub(crate) fn data_center_search(shared: &Shared, params: &Params, body: &Bytes)
         .take(max)
         .map(|i| ctx.issue(i, &sel))
         .collect();
-    let page = json!({ "startAt": start, "maxResults": max, "total": hits.len(), "issues": issues });
+    let page =
+        json!({ "startAt": start, "maxResults": max, "total": hits.len(), "issues": issues });
     Ok(Json(page).into_response())
 }
 
