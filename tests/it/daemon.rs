@@ -114,14 +114,27 @@ impl Daemon {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// Waits for the process to exit and for its last log lines to be read: the reader task
+    /// may still hold lines the process wrote just before it ended.
     async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        match tokio::time::timeout(within, self.child.wait()).await {
+        let status = match tokio::time::timeout(within, self.child.wait()).await {
             Ok(status) => status.expect("wait for jira-sync"),
             Err(_) => panic!(
                 "jira-sync did not exit within {within:?}; its log:\n{}",
                 self.logs()
             ),
-        }
+        };
+        let ended = self.ended.clone();
+        eventually(
+            "the end of jira-sync's log",
+            || {
+                let ended = ended.clone();
+                async move { ended.load(Ordering::SeqCst) }
+            },
+            || self.logs(),
+        )
+        .await;
+        status
     }
 
     fn still_running(&mut self) -> bool {
