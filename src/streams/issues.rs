@@ -1,12 +1,17 @@
 //! Issues: `POST /rest/api/3/search/jql`, one bounded query per project ordered by
 //! `updated ASC, key ASC`, all fields, following `nextPageToken` to the end. Projects run in
-//! parallel, bounded by `rate_limit.max_in_flight`.
+//! parallel; a big project is split into `updated` ranges read in parallel ([`split`]). The
+//! pages being fetched or written at once are bounded by `rate_limit.max_in_flight`, which
+//! bounds memory as well as requests.
 //!
 //! Checkpoint (`jira.sync_state`, stream `issues`): one cursor per project,
-//! `{"version":1,"projects":{"<id>":{"key":..,"mark":..,"complete":..}}}`. The mark is
-//! `min(max updated committed, scan start - lag)`, written with the page it covers; the next
+//! `{"version":1,"projects":{"<id>":{"key":..,"mark":..,"complete":..,"split":..}}}`. The mark
+//! is `min(max updated committed, scan start - lag)`, written with the page it covers; the next
 //! run asks for `updated >= mark - overlap` in the API user's time zone, and the upsert by id
-//! makes re-reading the overlap harmless.
+//! makes re-reading the overlap harmless. `split`, while a split scan is under way, holds the
+//! ranges and their own cursors; a run that finds it resumes the ranges.
+
+mod split;
 
 use super::parse::{ParseError, Record};
 use super::projects::list_selected;
@@ -21,6 +26,9 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+pub use split::{RangeCursor, SplitScan};
 
 pub const STREAM: &str = "issues";
 /// Full-field pages: Jira caps them near 100 whatever is asked.
@@ -48,6 +56,9 @@ pub struct ProjectCursor {
     /// A scan of this project has reached its last page at least once.
     #[serde(default)]
     pub complete: bool,
+    /// A split scan under way: its ranges and how far each has been read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitScan>,
 }
 
 /// The mode a run will use: full when there is no checkpoint yet or when asked.
@@ -61,6 +72,105 @@ pub async fn mode(ctx: &StreamContext, force_full: bool) -> anyhow::Result<Mode>
     })
 }
 
+/// What the parallel work of one run shares.
+pub(crate) struct Scan<'a> {
+    pub ctx: &'a StreamContext,
+    pub counters: &'a RunCounters,
+    pub progress: &'a Progress,
+    /// When this run started: its marks never pass `started - LAG`.
+    pub started: DateTime<Utc>,
+    /// One per page being fetched, parsed or written ([`page_slots`]).
+    slots: Semaphore,
+}
+
+impl Scan<'_> {
+    fn overlap(&self) -> Duration {
+        Duration::seconds(i64::try_from(self.ctx.sync.issue_overlap_secs).unwrap_or(120))
+    }
+
+    /// More ranges than page slots, so slots freed by a range that ends go to another.
+    fn max_ranges(&self) -> usize {
+        self.ctx.max_in_flight.max(1) * 2
+    }
+
+    async fn slot(&self) -> anyhow::Result<SemaphorePermit<'_>> {
+        Ok(self.slots.acquire().await?)
+    }
+
+    /// Fetches one full-field page of `jql` and commits its rows together with the checkpoint
+    /// change `write` makes of the page (its latest `updated`, whether it is the last).
+    /// Returns the next page's token, `None` after the last page.
+    async fn page(
+        &self,
+        jql: &str,
+        token: Option<&str>,
+        write: impl FnOnce(Option<DateTime<Utc>>, bool) -> anyhow::Result<CheckpointWrite>,
+    ) -> anyhow::Result<Option<String>> {
+        let mut body = json!({ "jql": jql, "fields": ["*all"], "maxResults": PAGE_SIZE });
+        if let Some(t) = token {
+            body["nextPageToken"] = json!(t);
+        }
+        let queued = std::time::Instant::now();
+        let _slot = self.slot().await?;
+        let sent = std::time::Instant::now();
+        self.counters.request();
+        let page: SearchPage = self
+            .ctx
+            .client
+            .post("/rest/api/3/search/jql", &body)
+            .await?;
+        let received = std::time::Instant::now();
+        let last = page.is_last.unwrap_or(false) || page.next_page_token.is_none();
+        let rows = page
+            .issues
+            .into_iter()
+            .map(into_issue_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let page_max = rows.iter().map(|r| r.updated).max();
+        let checkpoint = write(page_max, last)?;
+        let seen = rows.len();
+        let parsed = std::time::Instant::now();
+        let ctx = self.ctx;
+        let written = ctx
+            .store
+            .write_issue_page(&ctx.site, rows, &checkpoint)
+            .await?;
+        self.counters.page(seen, written, self.progress);
+        let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_millis() as u64;
+        tracing::debug!(
+            seen,
+            written,
+            last,
+            slot_ms = ms(queued, sent),
+            request_ms = ms(sent, received),
+            parse_ms = ms(received, parsed),
+            write_ms = ms(parsed, std::time::Instant::now()),
+            "issues page committed"
+        );
+        Ok(if last { None } else { page.next_page_token })
+    }
+}
+
+/// Pages fetched, parsed or written at once: half as many again as requests in flight, so the
+/// requests stay busy while pages are written, and memory stays bounded (a page of full issues
+/// is a few megabytes once parsed).
+fn page_slots(max_in_flight: usize) -> usize {
+    let in_flight = max_in_flight.max(1);
+    in_flight + in_flight / 2
+}
+
+/// A checkpoint change that sets a project's cursor (`sub: None`) or a path inside it.
+fn page_path(project: &ProjectRow, sub: Option<&[&str]>, value: Value) -> CheckpointWrite {
+    let mut path = vec!["projects".to_string(), project.id.to_string()];
+    path.extend(sub.into_iter().flatten().map(|s| (*s).to_string()));
+    CheckpointWrite::SetPath {
+        stream: STREAM,
+        base: json!({ "version": CHECKPOINT_VERSION, "projects": {} }),
+        path,
+        value,
+    }
+}
+
 pub async fn run(
     ctx: &StreamContext,
     mode: Mode,
@@ -71,7 +181,13 @@ pub async fn run(
     if ctx.client.is_data_center() {
         return super::dc_search::run(ctx, mode, counters, progress).await;
     }
-    let scan_start = Utc::now();
+    let scan = Scan {
+        ctx,
+        counters,
+        progress,
+        started: Utc::now(),
+        slots: Semaphore::new(page_slots(ctx.max_in_flight)),
+    };
     let checkpoint = match mode {
         Mode::Full => IssuesCheckpoint::default(),
         Mode::Incremental => load_checkpoint(ctx).await?.unwrap_or_default(),
@@ -89,9 +205,10 @@ pub async fn run(
         })
         .collect();
     count_total(ctx, &work, counters, progress).await;
+    // Every project may start: the page slots decide what runs.
     futures::stream::iter(work.iter().map(Ok::<_, anyhow::Error>))
-        .try_for_each_concurrent(ctx.max_in_flight.max(1), |(project, cursor)| {
-            sync_project(ctx, project, cursor, scan_start, counters, progress)
+        .try_for_each_concurrent(None, |(project, cursor)| {
+            sync_project(&scan, project, cursor)
         })
         .await?;
     Ok(StreamStatus::Done)
@@ -170,58 +287,72 @@ async fn count_total(
     progress.add_total(counts.iter().sum());
 }
 
+/// Reads a project from its cursor to the end: page after page, or, when the first page shows
+/// there is much more, as a split scan. A split scan left by an earlier run is resumed.
 #[tracing::instrument(skip_all, fields(project = %project.key))]
 async fn sync_project(
-    ctx: &StreamContext,
+    scan: &Scan<'_>,
     project: &ProjectRow,
     cursor: &ProjectCursor,
-    scan_start: DateTime<Utc>,
-    counters: &RunCounters,
-    progress: &Progress,
 ) -> anyhow::Result<()> {
-    let jql = project_jql(ctx, project.id, cursor);
-    let ceiling = scan_start - LAG;
-    let mut max_updated = cursor.mark;
+    if let Some(split) = &cursor.split {
+        return finish_split(scan, project, cursor, split).await;
+    }
+    let jql = project_jql(scan.ctx, project.id, cursor);
+    let ceiling = scan.started - LAG;
+    let mut current = ProjectCursor {
+        key: project.key.clone(),
+        split: None,
+        ..cursor.clone()
+    };
     let mut token: Option<String> = None;
     loop {
-        let mut body = json!({ "jql": jql, "fields": ["*all"], "maxResults": PAGE_SIZE });
-        if let Some(t) = &token {
-            body["nextPageToken"] = json!(t);
-        }
-        counters.request();
-        let page: SearchPage = ctx.client.post("/rest/api/3/search/jql", &body).await?;
-        let rows = page
-            .issues
-            .iter()
-            .map(parse_issue)
-            .collect::<Result<Vec<_>, _>>()?;
-        let page_max = rows.iter().map(|r| r.updated).max();
-        max_updated = max_updated.max(page_max);
-        let last = page.is_last.unwrap_or(false) || page.next_page_token.is_none();
-        let next = ProjectCursor {
-            key: project.key.clone(),
-            mark: max_updated.map(|m| m.min(ceiling)),
-            complete: cursor.complete || last,
-        };
-        let write = CheckpointWrite::SetPath {
-            stream: STREAM,
-            base: json!({ "version": CHECKPOINT_VERSION, "projects": {} }),
-            path: vec!["projects".to_string(), project.id.to_string()],
-            value: serde_json::to_value(&next)?,
-        };
-        let seen = rows.len();
-        let written = ctx.store.write_issue_page(&ctx.site, rows, &write).await?;
-        counters.page(seen, written, progress);
-        tracing::debug!(seen, written, last, "issues page committed");
-        if last {
+        let next = scan
+            .page(&jql, token.as_deref(), |page_max, last| {
+                current.mark = current.mark.max(page_max.map(|m| m.min(ceiling)));
+                current.complete = cursor.complete || last;
+                Ok(page_path(project, None, serde_json::to_value(&current)?))
+            })
+            .await?;
+        let Some(next) = next else {
             return Ok(());
+        };
+        if token.is_none()
+            && let Some(split) = split::try_split(scan, project, &current).await?
+        {
+            return finish_split(scan, project, &current, &split).await;
         }
-        token = page.next_page_token;
+        token = Some(next);
     }
+}
+
+/// Reads a split scan's ranges to their ends, then moves the project's mark past all of them.
+async fn finish_split(
+    scan: &Scan<'_>,
+    project: &ProjectRow,
+    cursor: &ProjectCursor,
+    split: &SplitScan,
+) -> anyhow::Result<()> {
+    let done = split::run_ranges(scan, project, cursor, split).await?;
+    let write = page_path(project, None, serde_json::to_value(&done)?);
+    scan.ctx.store.save_checkpoint(&scan.ctx.site, &write).await
 }
 
 /// Reads one issue (an IssueBean with all fields) into a row.
 pub fn parse_issue(value: &Value) -> Result<IssueRow, ParseError> {
+    into_issue_row(value.clone())
+}
+
+/// [`parse_issue`], keeping `value` itself as the row's `raw` rather than a copy: a page of
+/// full issues is megabytes of JSON values.
+pub fn into_issue_row(value: Value) -> Result<IssueRow, ParseError> {
+    let mut row = issue_fields(&value)?;
+    row.raw = value;
+    Ok(row)
+}
+
+/// The typed columns of an issue; `raw` is left `null`.
+fn issue_fields(value: &Value) -> Result<IssueRow, ParseError> {
     let r = Record::new("issue", value, &["key", "id"]);
     Ok(IssueRow {
         id: r.req_id("id")?,
@@ -247,7 +378,7 @@ pub fn parse_issue(value: &Value) -> Result<IssueRow, ParseError> {
         updated: r.req_ts("fields.updated")?,
         resolved_at: r.opt_ts("fields.resolutiondate")?,
         due_date: r.opt_date("fields.duedate")?,
-        raw: value.clone(),
+        raw: Value::Null,
     })
 }
 

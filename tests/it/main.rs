@@ -10,6 +10,7 @@ mod deploy;
 mod incremental;
 mod ops;
 mod org_events;
+mod rate_limit;
 mod schema;
 mod simulator;
 mod support;

@@ -1,0 +1,400 @@
+//! Rate limiting, retries and throughput against the simulator and a real PostgreSQL: syncs
+//! through a tenth of responses faulted, a 429 storm read from the simulator's request log, a
+//! site that limits the request rate, a 401 in the middle of a run, and the split scan of a
+//! big project (parallel, interrupted, resumed).
+
+use crate::support::cli::{site_toml, text, write_config};
+use crate::support::{Env, audit_ids, stored_issues, truth_issues};
+use jira_sync::simulator::{FaultKind, FaultPlan, RequestLogEntry, SimConfig, Storm};
+use jira_sync::streams::StreamKind;
+use jira_sync::streams::issues::IssuesCheckpoint;
+use jira_sync::sync::engine::{OutcomeStatus, StreamOutcome};
+use jira_sync::sync::sync_once;
+use std::time::{Duration, Instant, SystemTime};
+
+const SEARCH: &str = "/rest/api/3/search/jql";
+
+async fn sync(env: &Env, streams: &[StreamKind], full: bool) -> Vec<StreamOutcome> {
+    sync_once(&env.settings, env.store(), streams, full, false)
+        .await
+        .expect("the sync starts")
+}
+
+fn assert_succeeded(outcomes: &[StreamOutcome]) {
+    for o in outcomes {
+        assert!(
+            matches!(o.status, OutcomeStatus::Succeeded),
+            "{}",
+            o.summary()
+        );
+    }
+}
+
+async fn assert_equals_truth(env: &Env) {
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+    let (stored, want) = audit_ids(&env.db.pool, &env.sim).await;
+    assert_eq!(stored, want);
+    let (users,): (i64,) = sqlx::query_as("SELECT count(*) FROM jira.users")
+        .fetch_one(&env.db.pool)
+        .await
+        .expect("count users");
+    assert_eq!(users as usize, env.sim.truth().users.len());
+}
+
+/// Sums a metric column of `jira.sync_runs` over all runs.
+async fn runs_sum(env: &Env, column: &str) -> i64 {
+    let sql = format!("SELECT coalesce(sum({column}), 0)::bigint FROM jira.sync_runs");
+    let (sum,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&env.db.pool)
+        .await
+        .expect("sum runs");
+    sum
+}
+
+fn secs_between(a: SystemTime, b: SystemTime) -> f64 {
+    b.duration_since(a).unwrap_or_default().as_secs_f64()
+}
+
+async fn issues_checkpoint(env: &Env) -> IssuesCheckpoint {
+    let value = env
+        .store()
+        .load_checkpoint(&env.site(), "issues")
+        .await
+        .expect("read checkpoint")
+        .expect("an issues checkpoint");
+    serde_json::from_value(value).expect("readable checkpoint")
+}
+
+#[tokio::test]
+async fn full_and_incremental_syncs_end_equal_to_the_truth_with_a_tenth_of_responses_faulted() {
+    let mut env = Env::start(SimConfig {
+        projects: 4,
+        issues: 1_500,
+        ..SimConfig::small()
+    })
+    .await;
+    env.settings.rate_limit.request_timeout_secs = 1;
+    env.settings.rate_limit.max_retries = 8;
+    env.sim.set_faults(FaultPlan {
+        seed: 11,
+        rate: 0.1,
+        kinds: vec![
+            FaultKind::Status(500),
+            FaultKind::Status(502),
+            FaultKind::Status(503),
+            FaultKind::Reset,
+            FaultKind::Truncated,
+            // Beyond the one-second request timeout.
+            FaultKind::Slow { delay_ms: 1_500 },
+        ],
+        ..FaultPlan::default()
+    });
+    assert_succeeded(&sync(&env, &StreamKind::ALL, true).await);
+    assert_equals_truth(&env).await;
+
+    let truth = env.sim.truth();
+    let target = truth
+        .projects
+        .iter()
+        .find(|p| !p.archived)
+        .expect("a project");
+    for issue in truth.issues.iter().step_by(37) {
+        env.sim.update_issue(issue.id).expect("update");
+    }
+    for _ in 0..5 {
+        env.sim.create_issue(&target.key).expect("create");
+    }
+    let mover = truth
+        .issues
+        .iter()
+        .find(|i| i.project_id != target.id)
+        .expect("an issue elsewhere");
+    env.sim.move_issue(mover.id, &target.key).expect("move");
+    let incremental = sync(&env, &StreamKind::ALL, false).await;
+    assert_succeeded(&incremental);
+    assert!(
+        incremental
+            .iter()
+            .any(|o| o.mode == jira_sync::streams::Mode::Incremental)
+    );
+    assert_equals_truth(&env).await;
+
+    // The faults happened and were retried, and the runs recorded it.
+    let log = env.sim.request_log();
+    let server_errors = log.iter().filter(|e| e.status >= 500).count();
+    assert!(server_errors >= 2, "{server_errors} 5xx answers");
+    let (no_response,): (i64,) = sqlx::query_as(
+        "SELECT sum((metrics->>'transport_errors')::bigint)::bigint FROM jira.sync_runs",
+    )
+    .fetch_one(&env.db.pool)
+    .await
+    .expect("metrics");
+    assert!(no_response >= 1, "no reset or timeout happened");
+    assert!(runs_sum(&env, "retries").await >= 5);
+    assert!(runs_sum(&env, "http_requests").await > runs_sum(&env, "requests").await);
+}
+
+#[tokio::test]
+async fn during_a_429_storm_no_request_arrives_inside_an_announced_wait() {
+    let env = Env::start(SimConfig {
+        projects: 6,
+        issues: 6_000,
+        ..SimConfig::small()
+    })
+    .await;
+    assert_succeeded(&sync(&env, &[StreamKind::Projects], true).await);
+    let settings = env.settings.clone();
+    let store = env.store();
+    let run = tokio::spawn(async move {
+        sync_once(&settings, store, &[StreamKind::Issues], true, false).await
+    });
+    // Once the scan is under way, every request is answered 429 with `Retry-After: 3` for
+    // two and a half seconds.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.sim.request_count(SEARCH) < 8 {
+        assert!(Instant::now() < deadline, "the scan never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    env.sim.set_faults(FaultPlan {
+        storm: Some(Storm {
+            until: SystemTime::now() + Duration::from_millis(2_500),
+            retry_after_secs: 3,
+        }),
+        ..FaultPlan::default()
+    });
+    let outcomes = run.await.expect("the run task").expect("the sync starts");
+    assert_succeeded(&outcomes);
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+
+    let log = env.sim.request_log();
+    let throttled: Vec<&RequestLogEntry> = log.iter().filter(|e| e.status == 429).collect();
+    assert!(!throttled.is_empty(), "the storm did not happen");
+    // Requests already on the wire when the first 429 went out arrive within moments of it;
+    // anything later inside a wait was sent after Jira asked the client to wait.
+    let in_flight = Duration::from_millis(100);
+    for limited in &throttled {
+        let wait_from = limited.at + in_flight;
+        let wait_until = limited.at + Duration::from_secs(3);
+        let inside: Vec<&RequestLogEntry> = log
+            .iter()
+            .filter(|e| e.at > wait_from && e.at < wait_until)
+            .collect();
+        assert!(
+            inside.is_empty(),
+            "{} requests inside the wait announced at {:?}: {:?}",
+            inside.len(),
+            limited.at,
+            inside
+        );
+    }
+    let max_in_flight = env.settings.rate_limit.max_in_flight;
+    assert!(
+        throttled.len() <= 2 * max_in_flight,
+        "{} requests were throttled: the client kept sending",
+        throttled.len()
+    );
+    let (pauses, throttled_runs): (i64, i64) = sqlx::query_as(
+        "SELECT (metrics->>'pauses')::bigint, throttled FROM jira.sync_runs \
+         WHERE stream = 'issues'",
+    )
+    .fetch_one(&env.db.pool)
+    .await
+    .expect("the run's metrics");
+    assert!(pauses >= 1, "no pause recorded");
+    assert_eq!(throttled_runs as usize, throttled.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_a_site_limited_to_r_requests_per_second_the_client_gets_90_percent_of_r_with_under_1_percent_429s()
+ {
+    const R: f64 = 10.0;
+    let mut env = Env::start(SimConfig {
+        projects: 5,
+        issues: 3_000,
+        ..SimConfig::small()
+    })
+    .await;
+    assert_succeeded(&sync(&env, &[StreamKind::Projects], true).await);
+    // What a user should set for a site allowing R requests a second: a little under R, and
+    // a burst of 1 so the client never spends the site's bucket faster than it refills.
+    env.settings.rate_limit.requests_per_second = R * 0.95;
+    env.settings.rate_limit.burst = 1;
+    env.sim.set_faults(FaultPlan {
+        rate_limit_rps: Some(R),
+        ..FaultPlan::default()
+    });
+    let before = env.sim.request_log().len();
+    assert_succeeded(&sync(&env, &[StreamKind::Issues], true).await);
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+
+    let log = env.sim.request_log();
+    let run = &log[before..];
+    assert!(run.len() >= 30, "only {} requests", run.len());
+    let throttled = run.iter().filter(|e| e.status == 429).count();
+    let share = throttled as f64 / run.len() as f64;
+    assert!(
+        share < 0.01,
+        "{throttled} of {} requests got 429",
+        run.len()
+    );
+    let longest_gap = run
+        .windows(2)
+        .map(|w| secs_between(w[0].at, w[1].at))
+        .fold(0.0, f64::max);
+    let (first, last) = (run[0].at, run[run.len() - 1].at);
+    let achieved = (run.len() - 1) as f64 / secs_between(first, last);
+    assert!(
+        achieved >= 0.9 * R,
+        "{achieved:.2} requests/s against a limit of {R} (longest gap {longest_gap:.3} s)"
+    );
+}
+
+#[tokio::test]
+async fn a_401_in_the_middle_of_a_run_stops_it_at_once_with_the_credentials_message() {
+    let env = Env::start(SimConfig {
+        projects: 4,
+        issues: 1_500,
+        ..SimConfig::small()
+    })
+    .await;
+    let config = env.sim.config();
+    let file = write_config(&site_toml(
+        &env.sim.base_url(),
+        &config.email,
+        &config.api_token,
+    ));
+    // `/myself`, the projects stream's two listings, the issue stream's two listings and
+    // count, then four search pages go through; the next request is refused.
+    let mut script: Vec<FaultKind> =
+        std::iter::repeat_n(FaultKind::Slow { delay_ms: 0 }, 10).collect();
+    script.push(FaultKind::Unauthorized);
+    env.sim.set_faults(FaultPlan {
+        script,
+        ..FaultPlan::default()
+    });
+    let mut cmd = crate::support::cli::jira_sync();
+    cmd.arg("--config")
+        .arg(&file.path)
+        .args(["sync", "--once", "--no-progress", "--no-census"])
+        .env("DATABASE_URL", &env.db.url);
+    let output = crate::support::cli::run(cmd).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("invalid credentials"), "{stdout}\n{stderr}");
+
+    let log = env.sim.request_log();
+    let refused: Vec<usize> = (0..log.len()).filter(|&i| log[i].status == 401).collect();
+    assert_eq!(refused.len(), 1, "one 401, never retried: {log:?}");
+    // Only requests already sent when the 401 came back may follow it.
+    let after = log.len() - 1 - refused[0];
+    assert!(after < 4, "{after} requests after the 401");
+    let runs: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT stream, status, http_requests, error FROM jira.sync_runs ORDER BY id",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .expect("runs");
+    let issues = runs
+        .iter()
+        .find(|r| r.0 == "issues")
+        .expect("the issues run");
+    assert_eq!(issues.1, "failed");
+    assert!(
+        issues
+            .3
+            .as_deref()
+            .is_some_and(|e| e.contains("invalid credentials"))
+    );
+    // The streams after it did not try the credentials again.
+    for later in runs
+        .iter()
+        .filter(|r| r.0 == "users" || r.0 == "audit_records")
+    {
+        assert_eq!((later.1.as_str(), later.2), ("failed", 0), "{later:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_big_project_is_read_as_parallel_ranges_and_an_interrupted_split_resumes_them() {
+    let mut env = Env::start(SimConfig {
+        projects: 1,
+        issues: 2_000,
+        ..SimConfig::small()
+    })
+    .await;
+    env.settings.rate_limit.max_in_flight = 2;
+    assert_succeeded(&sync(&env, &[StreamKind::Projects], true).await);
+    // `/myself`, two project listings, the count, the first pages of both projects, the count
+    // and the listing of the big one's rest, then four range pages; the next request fails
+    // for good (a 400 is never retried).
+    let mut script: Vec<FaultKind> =
+        std::iter::repeat_n(FaultKind::Slow { delay_ms: 30 }, 12).collect();
+    script.push(FaultKind::Status(400));
+    env.sim.set_faults(FaultPlan {
+        script,
+        latency_ms: 20,
+        ..FaultPlan::default()
+    });
+    let failed = sync(&env, &[StreamKind::Issues], true).await;
+    assert!(failed[0].failed(), "{}", failed[0].summary());
+    let cp = issues_checkpoint(&env).await;
+    let (id, cursor) = cp
+        .projects
+        .iter()
+        .max_by_key(|(_, c)| c.split.is_some())
+        .expect("a project cursor");
+    let split = cursor.split.as_ref().expect("the big project was split");
+    assert!(split.ranges.len() >= 3, "{} ranges", split.ranges.len());
+    assert!(
+        split.ranges.iter().any(|r| r.mark.is_some()),
+        "no range page committed"
+    );
+    assert!(!cursor.complete);
+    // The project's mark is still the first page's: the ranges are not all read.
+    let project_id: i64 = id.parse().expect("numeric id");
+    let mut updated: Vec<_> = env
+        .sim
+        .truth()
+        .issues
+        .iter()
+        .filter(|i| i.project_id == project_id)
+        .map(|i| i.updated)
+        .collect();
+    updated.sort();
+    assert_eq!(cursor.mark, Some(updated[99]));
+
+    // The next run resumes the ranges; in parallel: two requests overlap in time.
+    env.sim.set_faults(FaultPlan {
+        latency_ms: 50,
+        ..FaultPlan::default()
+    });
+    let searches_before = env.sim.request_count(SEARCH);
+    let log_before = env.sim.request_log().len();
+    let resumed = sync(&env, &[StreamKind::Issues], false).await;
+    assert_succeeded(&resumed);
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+    let cp = issues_checkpoint(&env).await;
+    let cursor = &cp.projects[id];
+    assert!(cursor.complete && cursor.split.is_none() && cursor.mark.is_some());
+    // Nothing read from scratch: fewer requests than the project's pages.
+    let pages = updated.len().div_ceil(100) as u64;
+    let again = env.sim.request_count(SEARCH) - searches_before;
+    assert!(
+        again < pages,
+        "{again} search pages to finish {pages} pages"
+    );
+    let log = env.sim.request_log();
+    let searches: Vec<SystemTime> = log[log_before..]
+        .iter()
+        .filter(|e| e.path == SEARCH)
+        .map(|e| e.at)
+        .collect();
+    let overlapping = searches
+        .windows(2)
+        .filter(|w| secs_between(w[0], w[1]) < 0.04)
+        .count();
+    assert!(
+        overlapping >= 2,
+        "the ranges were read one request at a time"
+    );
+}
