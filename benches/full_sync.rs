@@ -1,16 +1,25 @@
-//! Benchmark: a full sync of the simulator's medium site (20,000 issues) by the real binary
-//! into a real PostgreSQL, then an incremental cycle after 100 changes. Prints wall time,
-//! issues per second, HTTP requests and the sync process's peak RSS.
+//! Benchmark: full syncs by the real binary against the simulator into a real PostgreSQL, at
+//! zero latency (the CPU-bound path: rendering, JSON parsing, PostgreSQL writes) and with a
+//! fixed latency per request (default 150 ms, like a distant Jira Cloud site), for the medium
+//! site (20,000 issues in 13 projects) and a site holding one 20,000-issue project, each with
+//! the configured concurrency and with a one-request-at-a-time client (`max_in_flight = 1`);
+//! then a run against a simulator that limits the request rate, and an incremental cycle after
+//! 100 changes. Prints wall time, issues per second, HTTP requests, 429s, peak RSS of the sync
+//! process and where the CPU time went (sync process, simulator, PostgreSQL).
 //!
-//! `cargo bench --bench full_sync` (set `BENCH_SIZE=small|medium|large`; `BENCH_RPS` and
-//! `BENCH_BURST` to pace requests, default 1000 and 100; `DATABASE_URL` to use an existing
-//! server). The simulator runs in this process at zero latency and shares the
-//! machine's cores with the sync and PostgreSQL; the sync process alone is measured for memory.
-//! Rate limits are lifted (`requests_per_second = 1000`) because the simulator has none: the
-//! figure measures jira-sync, not a pacing policy.
+//! `cargo bench --bench full_sync`. Knobs: `BENCH_LATENCY_MS` (150), `BENCH_IN_FLIGHT` (16),
+//! `BENCH_LIMIT_RPS` (40; the simulator's limit in the rate-limited run, the client is set to
+//! 95 % of it), `BENCH_RPS` and `BENCH_BURST` (1000 and 100: the pacing of the other runs),
+//! `BENCH_SIZE=small|medium|large` (the many-projects site; the single-project site gets as
+//! many issues), `BENCH_SERIAL=0` to skip the one-at-a-time runs, `BENCH_ONLY=<text>` to run
+//! the scenarios whose label contains it, `BENCH_VERBOSE=1` to print each run's summary lines
+//! (one per stream, with its duration) and its requests per half second, `DATABASE_URL` to use
+//! an existing server (its role must be allowed to create databases). Pacing is lifted by
+//! default, so the figures measure jira-sync, not a pacing policy. The simulator runs in this
+//! process and shares the machine's cores with the sync and PostgreSQL.
 
 use jira_sync::pg::TempCluster;
-use jira_sync::simulator::{SimConfig, Simulator};
+use jira_sync::simulator::{FaultPlan, RequestLogEntry, SimConfig, Simulator};
 use std::time::{Duration, Instant};
 
 fn main() -> anyhow::Result<()> {
@@ -20,76 +29,344 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(bench())
 }
 
+/// What the environment asks for.
+struct Knobs {
+    latency: u64,
+    in_flight: usize,
+    limit_rps: f64,
+    rps: String,
+    burst: String,
+    size: String,
+    serial: bool,
+    only: Option<String>,
+}
+
+impl Knobs {
+    fn from_env() -> Knobs {
+        Knobs {
+            latency: env_or("BENCH_LATENCY_MS", 150),
+            in_flight: env_or("BENCH_IN_FLIGHT", 16),
+            limit_rps: env_or("BENCH_LIMIT_RPS", 40.0),
+            rps: env_or("BENCH_RPS", "1000".to_string()),
+            burst: env_or("BENCH_BURST", "100".to_string()),
+            size: env_or("BENCH_SIZE", "medium".to_string()),
+            serial: std::env::var("BENCH_SERIAL").map_or(true, |v| v != "0"),
+            only: std::env::var("BENCH_ONLY").ok(),
+        }
+    }
+}
+
+/// One measured run of the binary.
+struct Scenario<'a> {
+    label: String,
+    sim: &'a Simulator,
+    latency_ms: u64,
+    in_flight: usize,
+    /// The simulator's request-rate limit; the client is then paced at 95 % of it.
+    limit_rps: Option<f64>,
+    args: &'a [&'a str],
+}
+
+#[derive(Default)]
+struct Measured {
+    elapsed: Duration,
+    issues_secs: Option<f64>,
+    requests: u64,
+    throttled: u64,
+    peak_kib: u64,
+    sync_cpu: f64,
+    sim_cpu: f64,
+    pg_cpu: Option<f64>,
+}
+
+const FULL: &[&str] = &["sync", "--once", "--full", "--no-progress"];
+const INCREMENTAL: &[&str] = &["sync", "--once", "--no-census", "--no-progress"];
+
 async fn bench() -> anyhow::Result<()> {
-    let size = std::env::var("BENCH_SIZE").unwrap_or_else(|_| "medium".to_string());
-    let config = match size.as_str() {
+    let knobs = Knobs::from_env();
+    let many_config = match knobs.size.as_str() {
         "small" => SimConfig::small(),
         "large" => SimConfig::large(),
         _ => SimConfig::medium(),
     };
-    let sim = Simulator::start(config.clone()).await?;
-    let (url, _cluster) = database().await?;
-    let issues = sim.truth().issues.len();
-    let rps = std::env::var("BENCH_RPS").unwrap_or_else(|_| "1000".to_string());
-    let burst = std::env::var("BENCH_BURST").unwrap_or_else(|_| "100".to_string());
-
-    let base = [
-        ("JIRA_SYNC__JIRA__BASE_URL", sim.base_url()),
-        ("JIRA_SYNC__JIRA__EMAIL", config.email.clone()),
-        ("JIRA_SYNC__JIRA__API_TOKEN", config.api_token.clone()),
-        ("JIRA_SYNC__RATE_LIMIT__REQUESTS_PER_SECOND", rps.clone()),
-        ("JIRA_SYNC__RATE_LIMIT__BURST", burst),
-        ("JIRA_SYNC__LOG__LEVEL", "warn".to_string()),
-        ("DATABASE_URL", url.clone()),
+    // One live project holding as many issues (the simulator always adds an archived project
+    // holding 3 % of the issues).
+    let single_config = SimConfig {
+        projects: 1,
+        issues: many_config.issues * 100 / 97,
+        ..many_config.clone()
+    };
+    let many = Simulator::start(many_config).await?;
+    let single = Simulator::start(single_config).await?;
+    let server = Server::start().await?;
+    let (m, o) = (knobs.size.as_str(), "single");
+    describe(&[(m, &many), (o, &single)]);
+    let (latency, in_flight) = (knobs.latency, knobs.in_flight);
+    let mut plan = vec![
+        scenario(m, &many, 0, in_flight, None, FULL),
+        scenario(m, &many, latency, in_flight, None, FULL),
+        scenario(o, &single, 0, in_flight, None, FULL),
+        scenario(o, &single, latency, in_flight, None, FULL),
     ];
-
-    let before = sim.request_count("/rest/");
-    let full = run_sync(&base, &["sync", "--once", "--full", "--no-progress"]).await?;
-    let requests = sim.request_count("/rest/") - before;
-    println!(
-        "full_sync/{size}: {issues} issues at up to {rps} requests/s (the census runs too: it is due on a first sync)"
-    );
-    println!("  wall time        {:.2} s", full.elapsed.as_secs_f64());
-    println!(
-        "  issues/second    {:.0}",
-        issues as f64 / full.elapsed.as_secs_f64()
-    );
-    println!("  HTTP requests    {requests}");
-    println!(
-        "  peak RSS (sync)  {:.1} MiB",
-        full.peak_kib as f64 / 1024.0
-    );
-
-    // An incremental cycle after k = 100 changes spread over the site.
-    let truth = sim.truth();
-    let step = (truth.issues.len() / 100).max(1);
-    for issue in truth.issues.iter().step_by(step).take(100) {
-        sim.update_issue(issue.id)?;
+    if knobs.serial {
+        plan.push(scenario(m, &many, latency, 1, None, FULL));
+        plan.push(scenario(o, &single, latency, 1, None, FULL));
     }
-    let before = sim.request_count("/rest/");
-    let incremental = run_sync(&base, &["sync", "--once", "--no-census", "--no-progress"]).await?;
-    let requests = sim.request_count("/rest/") - before;
-    println!("incremental_sync/{size}: 100 changed issues");
+    let limit = Some(knobs.limit_rps);
+    plan.push(scenario(m, &many, latency, in_flight, limit, FULL));
+    plan.retain(|s| {
+        knobs
+            .only
+            .as_ref()
+            .is_none_or(|o| s.label.contains(o.as_str()))
+    });
+    let mut results = Vec::new();
+    for s in &plan {
+        let db = server.fresh_database().await?;
+        let measured = measure(s, &db, &server, &knobs).await?;
+        print_row(s, &measured);
+        results.push(measured);
+    }
+    summarize(&plan, &results, latency, [m, o]);
+    if knobs.only.is_none() {
+        incremental(&many, &server, &knobs).await?;
+    }
+    many.shutdown().await;
+    single.shutdown().await;
+    Ok(())
+}
+
+/// Prints the sites and the table header.
+fn describe(sites: &[(&str, &Simulator)]) {
+    for (name, sim) in sites {
+        let truth = sim.truth();
+        let mut sizes: Vec<usize> = truth
+            .projects
+            .iter()
+            .map(|p| truth.issues.iter().filter(|i| i.project_id == p.id).count())
+            .collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        println!(
+            "site {name}: {} issues in {} projects (largest {:?})",
+            truth.issues.len(),
+            truth.projects.len(),
+            &sizes[..sizes.len().min(3)]
+        );
+    }
     println!(
-        "  wall time        {:.2} s",
-        incremental.elapsed.as_secs_f64()
+        "{:<44} {:>8} {:>8} {:>9} {:>8} {:>5} {:>9}   cpu: {:>6} {:>6} {:>6}",
+        "full sync (all streams + census)",
+        "wall s",
+        "issues s",
+        "issues/s",
+        "requests",
+        "429s",
+        "peak RSS",
+        "sync",
+        "sim",
+        "pg"
     );
-    println!("  HTTP requests    {requests}");
+}
+
+fn scenario<'a>(
+    site: &str,
+    sim: &'a Simulator,
+    latency_ms: u64,
+    in_flight: usize,
+    limit_rps: Option<f64>,
+    args: &'a [&'a str],
+) -> Scenario<'a> {
+    let limit = limit_rps.map_or_else(String::new, |r| format!(", site limit {r} req/s"));
+    Scenario {
+        label: format!("{site}, {latency_ms} ms, in flight {in_flight}{limit}"),
+        sim,
+        latency_ms,
+        in_flight,
+        limit_rps,
+        args,
+    }
+}
+
+/// The speed-ups the README quotes, from the rows just measured.
+fn summarize(plan: &[Scenario], results: &[Measured], latency: u64, sites: [&str; 2]) {
+    let wall = |site: &str, serial: bool| {
+        plan.iter()
+            .zip(results)
+            .find(|(s, _)| {
+                s.label.starts_with(site)
+                    && s.latency_ms == latency
+                    && (s.in_flight == 1) == serial
+                    && s.limit_rps.is_none()
+            })
+            .map(|(_, m)| (m.elapsed.as_secs_f64(), m.issues_secs.unwrap_or(f64::NAN)))
+    };
+    for site in sites {
+        if let (Some(concurrent), Some(serial)) = (wall(site, false), wall(site, true)) {
+            println!(
+                "speed-up over one request at a time ({site}, {latency} ms): {:.1}x for the \
+                 whole sync, {:.1}x for the issues stream",
+                serial.0 / concurrent.0,
+                serial.1 / concurrent.1
+            );
+        }
+    }
+    if let (Some(one), Some(many)) = (wall(sites[1], false), wall(sites[0], false)) {
+        println!(
+            "one big project vs many projects ({latency} ms): {:.2}x the wall time, {:.2}x the \
+             issues stream's",
+            one.0 / many.0,
+            one.1 / many.1
+        );
+    }
+}
+
+fn print_row(s: &Scenario, m: &Measured) {
+    let issues = s.sim.truth().issues.len() as f64;
+    let pg = m
+        .pg_cpu
+        .map_or_else(|| "-".to_string(), |c| format!("{c:.1}"));
+    let issues_secs = m
+        .issues_secs
+        .map_or_else(|| "-".to_string(), |t| format!("{t:.1}"));
     println!(
-        "  peak RSS (sync)  {:.1} MiB",
-        incremental.peak_kib as f64 / 1024.0
+        "{:<44} {:>8.2} {:>8} {:>9.0} {:>8} {:>5} {:>5.1} MiB   cpu: {:>5.1}s {:>5.1}s {:>5}s",
+        s.label,
+        m.elapsed.as_secs_f64(),
+        issues_secs,
+        issues / m.elapsed.as_secs_f64(),
+        m.requests,
+        m.throttled,
+        m.peak_kib as f64 / 1024.0,
+        m.sync_cpu,
+        m.sim_cpu,
+        pg,
     );
-    sim.shutdown().await;
+}
+
+/// Runs one scenario into `db` and measures it.
+async fn measure(
+    s: &Scenario<'_>,
+    db: &str,
+    server: &Server,
+    knobs: &Knobs,
+) -> anyhow::Result<Measured> {
+    s.sim.set_faults(FaultPlan {
+        latency_ms: s.latency_ms,
+        rate_limit_rps: s.limit_rps,
+        ..FaultPlan::default()
+    });
+    let (rps, burst) = match s.limit_rps {
+        Some(limit) => (format!("{}", limit * 0.95), "1".to_string()),
+        None => (knobs.rps.clone(), knobs.burst.clone()),
+    };
+    let env = [
+        ("JIRA_SYNC__JIRA__BASE_URL", s.sim.base_url()),
+        ("JIRA_SYNC__JIRA__EMAIL", s.sim.config().email.clone()),
+        (
+            "JIRA_SYNC__JIRA__API_TOKEN",
+            s.sim.config().api_token.clone(),
+        ),
+        ("JIRA_SYNC__RATE_LIMIT__REQUESTS_PER_SECOND", rps),
+        ("JIRA_SYNC__RATE_LIMIT__BURST", burst),
+        (
+            "JIRA_SYNC__RATE_LIMIT__MAX_IN_FLIGHT",
+            s.in_flight.to_string(),
+        ),
+        ("JIRA_SYNC__LOG__LEVEL", "warn".to_string()),
+        ("DATABASE_URL", db.to_string()),
+    ];
+    let log_before = s.sim.request_log().len();
+    let sim_before = cpu_secs("self");
+    let pg_before = server.cpu_secs();
+    let run = run_sync(&env, s.args).await?;
+    let log = s.sim.request_log();
+    let new = &log[log_before.min(log.len())..];
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        timeline(new);
+    }
+    Ok(Measured {
+        elapsed: run.elapsed,
+        issues_secs: run.issues_secs,
+        requests: new.iter().filter(|e| e.path.starts_with("/rest/")).count() as u64,
+        throttled: new.iter().filter(|e| e.status == 429).count() as u64,
+        peak_kib: run.peak_kib,
+        sync_cpu: run.cpu_secs,
+        sim_cpu: cpu_secs("self").unwrap_or(0.0) - sim_before.unwrap_or(0.0),
+        pg_cpu: server
+            .cpu_secs()
+            .zip(pg_before)
+            .map(|(after, before)| after - before),
+    })
+}
+
+/// Requests per half second over the run, by endpoint family: shows where the time goes.
+fn timeline(log: &[RequestLogEntry]) {
+    let Some(start) = log.first().map(|e| e.at) else {
+        return;
+    };
+    let mut buckets: std::collections::BTreeMap<u64, (u32, u32)> = Default::default();
+    for e in log {
+        let at = e.at.duration_since(start).unwrap_or_default().as_millis() as u64 / 500;
+        let b = buckets.entry(at).or_default();
+        if e.path.ends_with("/search/jql") {
+            b.0 += 1;
+        } else {
+            b.1 += 1;
+        }
+    }
+    let line: Vec<String> = buckets
+        .iter()
+        .map(|(t, (s, o))| format!("{:.1}s:{s}+{o}", *t as f64 / 2.0))
+        .collect();
+    println!("  requests per 0.5 s (search+other): {}", line.join(" "));
+}
+
+/// Incremental cycles after k = 100 changes spread over the site, following a full sync, at
+/// zero latency and at the configured one.
+async fn incremental(sim: &Simulator, server: &Server, knobs: &Knobs) -> anyhow::Result<()> {
+    let db = server.fresh_database().await?;
+    let (size, in_flight) = (knobs.size.as_str(), knobs.in_flight);
+    measure(
+        &scenario(size, sim, 0, in_flight, None, FULL),
+        &db,
+        server,
+        knobs,
+    )
+    .await?;
+    for latency in [0, knobs.latency] {
+        let truth = sim.truth();
+        let step = (truth.issues.len() / 100).max(1);
+        for issue in truth.issues.iter().step_by(step).take(100) {
+            sim.update_issue(issue.id)?;
+        }
+        let s = Scenario {
+            label: format!("incremental, 100 changed, {latency} ms"),
+            ..scenario(size, sim, latency, in_flight, None, INCREMENTAL)
+        };
+        let m = measure(&s, &db, server, knobs).await?;
+        println!(
+            "{:<44} {:>8.2} {:>8} {:>9} {:>8} {:>5} {:>5.1} MiB",
+            s.label,
+            m.elapsed.as_secs_f64(),
+            "-",
+            "-",
+            m.requests,
+            m.throttled,
+            m.peak_kib as f64 / 1024.0
+        );
+    }
     Ok(())
 }
 
 struct Run {
     elapsed: Duration,
     peak_kib: u64,
+    cpu_secs: f64,
+    /// The issues stream's own duration, from its summary line.
+    issues_secs: Option<f64>,
 }
 
-/// Runs the real binary with `env` and `args`, printing its summary lines, and measures its
-/// wall time and peak RSS.
+/// Runs the real binary with `env` and `args`, and measures its wall time, peak RSS and CPU.
 async fn run_sync(env: &[(&str, String)], args: &[&str]) -> anyhow::Result<Run> {
     let started = Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jira-sync"))
@@ -97,11 +374,15 @@ async fn run_sync(env: &[(&str, String)], args: &[&str]) -> anyhow::Result<Run> 
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(std::process::Stdio::piped())
         .spawn()?;
-    let pid = child.id();
+    let pid = child.id().to_string();
     let mut peak_kib = 0u64;
+    let mut cpu = 0.0_f64;
     let status = loop {
-        if let Some(kib) = peak_rss_kib(pid) {
+        if let Some(kib) = peak_rss_kib(&pid) {
             peak_kib = peak_kib.max(kib);
+        }
+        if let Some(secs) = cpu_secs(&pid) {
+            cpu = secs;
         }
         if let Some(status) = child.try_wait()? {
             break status;
@@ -110,27 +391,134 @@ async fn run_sync(env: &[(&str, String)], args: &[&str]) -> anyhow::Result<Run> 
     };
     let elapsed = started.elapsed();
     let output = child.wait_with_output()?;
-    print!("{}", String::from_utf8_lossy(&output.stdout));
-    anyhow::ensure!(status.success(), "the sync failed: {status}");
-    Ok(Run { elapsed, peak_kib })
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+    }
+    anyhow::ensure!(
+        status.success(),
+        "the sync failed: {status}\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(Run {
+        elapsed,
+        peak_kib,
+        cpu_secs: cpu,
+        issues_secs: stream_secs(&stdout, "issues"),
+    })
 }
 
-async fn database() -> anyhow::Result<(String, Option<TempCluster>)> {
-    if let Ok(url) = std::env::var("DATABASE_URL")
-        && !url.is_empty()
-    {
-        return Ok((url, None));
+/// The duration on a stream's summary line (`issues  full  ... 212 requests  8.1s  succeeded`).
+fn stream_secs(stdout: &str, stream: &str) -> Option<f64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(stream))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "requests")?;
+    words.get(at + 1)?.strip_suffix('s')?.parse().ok()
+}
+
+/// The PostgreSQL server the runs write to: a throwaway cluster, or `DATABASE_URL`.
+struct Server {
+    admin_url: String,
+    _cluster: Option<TempCluster>,
+    /// The postmaster, whose children's CPU time is PostgreSQL's share (local servers only).
+    postmaster: Option<String>,
+    next: std::sync::atomic::AtomicU32,
+}
+
+impl Server {
+    async fn start() -> anyhow::Result<Server> {
+        let (admin_url, cluster) = match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let cluster = TempCluster::start().await?;
+                (cluster.url().to_string(), Some(cluster))
+            }
+        };
+        let pool = sqlx::PgPool::connect(&admin_url).await?;
+        let (backend,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+            .fetch_one(&pool)
+            .await?;
+        pool.close().await;
+        let postmaster = status_field(&backend.to_string(), "PPid:");
+        Ok(Server {
+            admin_url,
+            _cluster: cluster,
+            postmaster,
+            next: std::sync::atomic::AtomicU32::new(0),
+        })
     }
-    let cluster = TempCluster::start().await?;
-    let pool = sqlx::PgPool::connect(cluster.url()).await?;
-    sqlx::query("CREATE DATABASE bench").execute(&pool).await?;
-    pool.close().await;
-    Ok((cluster.url_for("bench"), Some(cluster)))
+
+    /// Creates an empty database and returns its URL.
+    async fn fresh_database(&self) -> anyhow::Result<String> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("jira_sync_bench_{}_{n}", std::process::id());
+        let pool = sqlx::PgPool::connect(&self.admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+        let mut url = url::Url::parse(&self.admin_url)?;
+        url.set_path(&format!("/{name}"));
+        Ok(url.to_string())
+    }
+
+    /// CPU seconds used by the postmaster and its children (live and exited) so far.
+    fn cpu_secs(&self) -> Option<f64> {
+        let postmaster = self.postmaster.as_deref()?;
+        let mut total = cpu_secs_with_children(postmaster)?;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if pid.bytes().all(|b| b.is_ascii_digit())
+                && status_field(&pid, "PPid:").as_deref() == Some(postmaster)
+            {
+                total += cpu_secs(&pid).unwrap_or(0.0);
+            }
+        }
+        Some(total)
+    }
+}
+
+/// Fields 14 and 15 of `/proc/<pid>/stat` (user and system time), in seconds. Linux reports
+/// them in clock ticks of 1/100 s.
+fn cpu_secs(pid: &str) -> Option<f64> {
+    stat_ticks(pid, 2).map(|t| t as f64 / 100.0)
+}
+
+/// Like [`cpu_secs`], plus the time of children the process has waited for.
+fn cpu_secs_with_children(pid: &str) -> Option<f64> {
+    stat_ticks(pid, 4).map(|t| t as f64 / 100.0)
+}
+
+/// The sum of the first `fields` time fields of `/proc/<pid>/stat`, from utime on.
+fn stat_ticks(pid: &str, fields: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let values: Vec<&str> = rest.split_whitespace().collect();
+    // After ')' come state (field 3) ... utime is field 14, i.e. index 11 here.
+    values
+        .get(11..11 + fields)?
+        .iter()
+        .map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
+fn status_field(pid: &str, name: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(name))?;
+    line.split_whitespace().nth(1).map(str::to_owned)
 }
 
 /// The process's peak resident set (VmHWM) in KiB, while it runs.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+fn peak_rss_kib(pid: &str) -> Option<u64> {
+    status_field(pid, "VmHWM:")?.parse().ok()
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

@@ -15,6 +15,7 @@ use crate::jira::error::{JiraError, Origin};
 use crate::jira::metrics::{RequestMetrics, RunScope, endpoint_label, lock};
 use crate::jira::rate_limit::{Pacer, RateSignals, Waited, server_wait};
 use crate::jira::retry::{Next, RetryPolicy};
+use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -151,6 +152,19 @@ impl JiraClient {
         self.request(Method::POST, path, &[], Some(body)).await
     }
 
+    /// `POST path` with a JSON body; the answer is checked to be complete JSON (a truncated
+    /// body is retried like any other) but not decoded. A caller that holds many answers at
+    /// once decodes each when it is ready to use it: the raw text is several times smaller
+    /// than the decoded values.
+    pub async fn post_body(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<JsonBody, JiraError> {
+        self.request_with(Method::POST, path, &[], Some(body), checked_body)
+            .await
+    }
+
     /// A snapshot of the cumulative counters.
     pub fn metrics(&self) -> ClientMetrics {
         lock(&self.inner.metrics).clone()
@@ -161,7 +175,6 @@ impl JiraClient {
         self.inner.pacer.share()
     }
 
-    #[tracing::instrument(skip_all, fields(method = %method, path = path))]
     async fn request<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -169,6 +182,19 @@ impl JiraClient {
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
     ) -> Result<T, JiraError> {
+        self.request_with(method, path, query, body, decode_json::<T>)
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(method = %method, path = path))]
+    async fn request_with<R>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        decode: Decode<R>,
+    ) -> Result<R, JiraError> {
         let path = match path.strip_prefix("/rest/api/3/") {
             Some(rest) if self.is_data_center() => format!("/rest/api/2/{rest}"),
             _ => path.to_owned(),
@@ -191,7 +217,7 @@ impl JiraClient {
         let mut attempt = 1;
         let mut renewed = false;
         loop {
-            let err = match self.attempt(&call, attempt, !renewed).await {
+            let err = match self.attempt(&call, attempt, !renewed, decode).await {
                 Ok(value) => return Ok(value),
                 Err(AttemptError::Renew) => {
                     // An access token that expired under way: one more try with a fresh one.
@@ -222,12 +248,13 @@ impl JiraClient {
     }
 
     /// Sends the request once, after the permit and the pacing, and classifies the answer.
-    async fn attempt<T: DeserializeOwned>(
+    async fn attempt<R>(
         &self,
         call: &Call<'_>,
         attempt: u32,
         may_renew: bool,
-    ) -> Result<T, AttemptError> {
+        decode: Decode<R>,
+    ) -> Result<R, AttemptError> {
         self.refuse_if_rejected()?;
         let credentials = self.inner.auth.header().await?;
         let _permit = self
@@ -282,7 +309,7 @@ impl JiraClient {
             "response"
         );
         if status.is_success() {
-            return Ok(self.origin().decode(status, &bytes, &call.endpoint)?);
+            return Ok(decode(&self.origin(), status, bytes, &call.endpoint)?);
         }
         Err(self
             .origin()
@@ -377,6 +404,57 @@ impl From<JiraError> for AttemptError {
     }
 }
 
+/// How a successful body becomes the caller's value.
+type Decode<R> = fn(&Origin<'_>, StatusCode, Bytes, &str) -> Result<R, JiraError>;
+
+fn decode_json<T: DeserializeOwned>(
+    origin: &Origin<'_>,
+    status: StatusCode,
+    bytes: Bytes,
+    endpoint: &str,
+) -> Result<T, JiraError> {
+    origin.decode(status, &bytes, endpoint)
+}
+
+fn checked_body(
+    origin: &Origin<'_>,
+    status: StatusCode,
+    bytes: Bytes,
+    endpoint: &str,
+) -> Result<JsonBody, JiraError> {
+    origin.decode::<serde::de::IgnoredAny>(status, &bytes, endpoint)?;
+    Ok(JsonBody {
+        bytes,
+        endpoint: endpoint.to_owned(),
+    })
+}
+
+/// A response body known to be complete JSON, not yet decoded ([`JiraClient::post_body`]).
+#[derive(Debug, Clone)]
+pub struct JsonBody {
+    bytes: Bytes,
+    endpoint: String,
+}
+
+impl JsonBody {
+    /// Decodes the body; JSON of another shape than `T` is a [`JiraError::Decode`].
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, JiraError> {
+        serde_json::from_slice(&self.bytes).map_err(|err| JiraError::Decode {
+            endpoint: self.endpoint.clone(),
+            detail: err.to_string(),
+        })
+    }
+
+    /// The size of the body in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,6 +545,22 @@ mod tests {
         assert!(matches!(err, JiraError::Unauthorized { .. }), "{err}");
         assert_eq!(client.metrics().requests, 2);
         assert_eq!(sim.request_log().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_left_undecoded_is_still_checked_and_a_truncated_one_retried() {
+        let (sim, client) = client_for(3).await;
+        script(&sim, vec![FaultKind::Truncated]);
+        let query = serde_json::json!({ "jql": "project = 10000", "maxResults": 2 });
+        let body = client
+            .post_body("/rest/api/3/search/jql", &query)
+            .await
+            .expect("the retry gets a whole body");
+        assert_eq!(client.metrics().retries, 1);
+        let page: crate::jira::model::SearchPage = body.decode().expect("a search page");
+        assert_eq!(page.issues.len(), 2);
+        let err = body.decode::<Myself>().expect_err("not a profile");
+        assert!(matches!(err, JiraError::Decode { .. }), "{err}");
     }
 
     #[tokio::test]

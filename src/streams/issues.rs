@@ -81,6 +81,9 @@ pub(crate) struct Scan<'a> {
     pub started: DateTime<Utc>,
     /// One per page being fetched, parsed or written ([`page_slots`]).
     slots: Semaphore,
+    /// One per page being decoded, parsed or written ([`work_slots`]): a fetched page waits
+    /// for one as compact JSON text, several times smaller than its decoded values.
+    work: Semaphore,
 }
 
 impl Scan<'_> {
@@ -110,27 +113,30 @@ impl Scan<'_> {
         if let Some(t) = token {
             body["nextPageToken"] = json!(t);
         }
-        let queued = std::time::Instant::now();
+        let clock = std::time::Instant::now;
+        let queued = clock();
         let _slot = self.slot().await?;
-        let sent = std::time::Instant::now();
+        let sent = clock();
         self.counters.request();
-        let page: SearchPage = self
-            .ctx
+        let ctx = self.ctx;
+        let body = ctx
             .client
-            .post("/rest/api/3/search/jql", &body)
+            .post_body("/rest/api/3/search/jql", &body)
             .await?;
-        let received = std::time::Instant::now();
+        let fetched = clock();
+        let _work = self.work.acquire().await?;
+        let working = clock();
+        let page: SearchPage = body.decode()?;
+        drop(body);
         let last = page.is_last.unwrap_or(false) || page.next_page_token.is_none();
         let rows = page
             .issues
             .into_iter()
             .map(into_issue_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let page_max = rows.iter().map(|r| r.updated).max();
-        let checkpoint = write(page_max, last)?;
+        let checkpoint = write(rows.iter().map(|r| r.updated).max(), last)?;
         let seen = rows.len();
-        let parsed = std::time::Instant::now();
-        let ctx = self.ctx;
+        let parsed = clock();
         let written = ctx
             .store
             .write_issue_page(&ctx.site, rows, &checkpoint)
@@ -141,10 +147,11 @@ impl Scan<'_> {
             seen,
             written,
             last,
-            slot_ms = ms(queued, sent),
-            request_ms = ms(sent, received),
-            parse_ms = ms(received, parsed),
-            write_ms = ms(parsed, std::time::Instant::now()),
+            slot_wait_ms = ms(queued, sent),
+            request_ms = ms(sent, fetched),
+            work_wait_ms = ms(fetched, working),
+            parse_ms = ms(working, parsed),
+            write_ms = ms(parsed, clock()),
             "issues page committed"
         );
         Ok(if last { None } else { page.next_page_token })
@@ -157,6 +164,12 @@ impl Scan<'_> {
 fn page_slots(max_in_flight: usize) -> usize {
     let in_flight = max_in_flight.max(1);
     in_flight + in_flight / 2
+}
+
+/// Pages decoded, parsed or written at once: enough to keep the database busy, few enough
+/// that their decoded values stay within tens of megabytes.
+fn work_slots(max_in_flight: usize) -> usize {
+    max_in_flight.div_ceil(2).max(1)
 }
 
 /// A checkpoint change that sets a project's cursor (`sub: None`) or a path inside it.
@@ -187,6 +200,7 @@ pub async fn run(
         progress,
         started: Utc::now(),
         slots: Semaphore::new(page_slots(ctx.max_in_flight)),
+        work: Semaphore::new(work_slots(ctx.max_in_flight)),
     };
     let checkpoint = match mode {
         Mode::Full => IssuesCheckpoint::default(),
@@ -204,13 +218,17 @@ pub async fn run(
             (p, cursor)
         })
         .collect();
-    count_total(ctx, &work, counters, progress).await;
-    // Every project may start: the page slots decide what runs.
-    futures::stream::iter(work.iter().map(Ok::<_, anyhow::Error>))
-        .try_for_each_concurrent(None, |(project, cursor)| {
-            sync_project(&scan, project, cursor)
-        })
-        .await?;
+    // Every project may start: the page slots decide what runs. The count only feeds the
+    // progress total, so the scan does not wait for it.
+    let scan_all = async {
+        futures::stream::iter(work.iter().map(Ok::<_, anyhow::Error>))
+            .try_for_each_concurrent(None, |(project, cursor)| {
+                sync_project(&scan, project, cursor)
+            })
+            .await
+    };
+    let ((), scanned) = futures::join!(count_total(ctx, &work, counters, progress), scan_all);
+    scanned?;
     Ok(StreamStatus::Done)
 }
 
