@@ -218,17 +218,13 @@ pub async fn run(
             (p, cursor)
         })
         .collect();
-    // Every project may start: the page slots decide what runs. The count only feeds the
-    // progress total, so the scan does not wait for it.
-    let scan_all = async {
-        futures::stream::iter(work.iter().map(Ok::<_, anyhow::Error>))
-            .try_for_each_concurrent(None, |(project, cursor)| {
-                sync_project(&scan, project, cursor)
-            })
-            .await
-    };
-    let ((), scanned) = futures::join!(count_total(ctx, &work, counters, progress), scan_all);
-    scanned?;
+    count_total(ctx, &work, counters, progress).await;
+    // Every project may start: the page slots decide what runs.
+    futures::stream::iter(work.iter().map(Ok::<_, anyhow::Error>))
+        .try_for_each_concurrent(None, |(project, cursor)| {
+            sync_project(&scan, project, cursor)
+        })
+        .await?;
     Ok(StreamStatus::Done)
 }
 

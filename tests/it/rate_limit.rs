@@ -310,7 +310,11 @@ async fn a_401_in_the_middle_of_a_run_stops_it_at_once_with_the_credentials_mess
         .iter()
         .filter(|r| r.0 == "users" || r.0 == "audit_records")
     {
-        assert_eq!((later.1.as_str(), later.2), ("failed", 0), "{later:?}");
+        assert_eq!(
+            (later.1.as_str(), later.2),
+            ("failed", 0),
+            "{runs:?}\n{stdout}\n{stderr}"
+        );
     }
 }
 
