@@ -9,9 +9,16 @@ use serde_json::Value;
 
 #[tokio::test]
 async fn without_a_terminal_a_long_run_logs_progress_with_done_total_and_an_estimate() {
-    let env = Env::start(SimConfig::small()).await;
+    // Enough pages, each slow enough, that the issues run lasts several progress intervals
+    // however the work is spread over requests in flight.
+    let env = Env::start(SimConfig {
+        projects: 2,
+        issues: 3_000,
+        ..SimConfig::small()
+    })
+    .await;
     env.sim.set_faults(FaultPlan {
-        latency_ms: 150,
+        latency_ms: 300,
         ..FaultPlan::default()
     });
     let every = ("JIRA_SYNC__LOG__PROGRESS_INTERVAL_SECS", "1");
