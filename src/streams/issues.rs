@@ -159,8 +159,8 @@ impl Scan<'_> {
 }
 
 /// Pages fetched, parsed or written at once: half as many again as requests in flight, so the
-/// requests stay busy while pages are written, and memory stays bounded (a page of full issues
-/// is a few megabytes once parsed).
+/// requests stay busy while pages are written. A fetched page waits for a [`work_slots`] slot
+/// as JSON text (about 0.6 MB for 100 full issues).
 fn page_slots(max_in_flight: usize) -> usize {
     let in_flight = max_in_flight.max(1);
     in_flight + in_flight / 2

@@ -1,0 +1,213 @@
+//! Tests of the client against the simulator: retries, pauses, the 401 hold, pressure.
+
+use super::*;
+
+use crate::config::Settings;
+use crate::jira::model::Myself;
+use crate::simulator::{FaultKind, FaultPlan, SimConfig, Simulator};
+use secrecy::SecretString;
+
+/// A simulator and a client for it with millisecond backoff, so retries are quick.
+async fn client_for(max_retries: u32) -> (Simulator, JiraClient) {
+    let config = SimConfig::small();
+    let sim = Simulator::start(config.clone())
+        .await
+        .expect("simulator starts");
+    let url = Url::parse(&sim.base_url()).expect("simulator URL");
+    let token = SecretString::from(config.api_token.clone());
+    let mut settings = Settings::for_site(&url, &config.email, token).expect("settings");
+    settings.rate_limit.backoff_base_ms = 1;
+    settings.rate_limit.backoff_max_ms = 5;
+    settings.rate_limit.max_retries = max_retries;
+    let client = JiraClient::new(&settings.jira, &settings.rate_limit).expect("client");
+    (sim, client)
+}
+
+fn script(sim: &Simulator, faults: Vec<FaultKind>) {
+    sim.set_faults(FaultPlan {
+        script: faults,
+        ..Default::default()
+    });
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_the_real_answer_arrives() {
+    let (sim, client) = client_for(5).await;
+    script(
+        &sim,
+        vec![
+            FaultKind::Status(503),
+            FaultKind::Reset,
+            FaultKind::Truncated,
+            FaultKind::Status(502),
+        ],
+    );
+    let me: Myself = client
+        .get("/rest/api/3/myself", &[])
+        .await
+        .expect("fifth attempt succeeds");
+    assert!(!me.account_id.is_empty());
+    let m = client.metrics();
+    assert_eq!((m.requests, m.retries), (5, 4), "{m:?}");
+    assert_eq!(
+        m.statuses.get(&200),
+        Some(&2),
+        "the truncated 200 and the real one: {m:?}"
+    );
+}
+
+#[tokio::test]
+async fn retries_stop_at_max_retries_with_the_last_error() {
+    let (sim, client) = client_for(2).await;
+    script(&sim, vec![FaultKind::Status(500); 5]);
+    let err = client
+        .get::<Myself>("/rest/api/3/myself", &[])
+        .await
+        .expect_err("still failing");
+    assert!(
+        matches!(err, JiraError::Server { status: 500, .. }),
+        "{err}"
+    );
+    assert_eq!(client.metrics().requests, 3);
+}
+
+#[tokio::test]
+async fn permanent_failures_are_returned_on_the_first_response() {
+    let (sim, client) = client_for(5).await;
+    // An array where an object is expected is valid JSON of the wrong shape.
+    let err = client
+        .get::<Myself>("/rest/api/3/users/search", &[])
+        .await
+        .expect_err("shape");
+    assert!(matches!(err, JiraError::Decode { .. }), "{err}");
+    script(&sim, vec![FaultKind::Unauthorized]);
+    let err = client
+        .get::<Myself>("/rest/api/3/myself", &[])
+        .await
+        .expect_err("401");
+    assert!(matches!(err, JiraError::Unauthorized { .. }), "{err}");
+    assert_eq!(client.metrics().requests, 2);
+    assert_eq!(sim.request_log().len(), 2);
+}
+
+#[tokio::test]
+async fn a_body_left_undecoded_is_still_checked_and_a_truncated_one_retried() {
+    let (sim, client) = client_for(3).await;
+    script(&sim, vec![FaultKind::Truncated]);
+    let query = serde_json::json!({ "jql": "project = 10000", "maxResults": 2 });
+    let body = client
+        .post_body("/rest/api/3/search/jql", &query)
+        .await
+        .expect("the retry gets a whole body");
+    assert_eq!(client.metrics().retries, 1);
+    let page: crate::jira::model::SearchPage = body.decode().expect("a search page");
+    assert_eq!(page.issues.len(), 2);
+    let err = body.decode::<Myself>().expect_err("not a profile");
+    assert!(matches!(err, JiraError::Decode { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn after_a_401_no_clone_sends_anything_for_a_while() {
+    let (sim, client) = client_for(5).await;
+    script(&sim, vec![FaultKind::Unauthorized]);
+    let err = client
+        .get::<Myself>("/rest/api/3/myself", &[])
+        .await
+        .expect_err("401");
+    assert!(matches!(err, JiraError::Unauthorized { .. }), "{err}");
+    // The simulator would answer this one: the client must not even ask.
+    let err = client
+        .clone()
+        .get::<Myself>("/rest/api/3/myself", &[])
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, JiraError::Unauthorized { .. }), "{err}");
+    assert_eq!(sim.request_log().len(), 1);
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_is_retried_with_backoff_and_pauses_nobody() {
+    let (sim, client) = client_for(3).await;
+    script(
+        &sim,
+        vec![FaultKind::TooManyRequests {
+            retry_after_secs: None,
+        }],
+    );
+    let _: Myself = client
+        .get("/rest/api/3/myself", &[])
+        .await
+        .expect("the retry succeeds");
+    let m = client.metrics();
+    assert_eq!((m.requests, m.retries, m.throttled, m.pauses), (2, 1, 1, 0));
+    assert_eq!(m.retry_after_wait_ms, 0);
+    assert_eq!(m.endpoints["GET /rest/api/3/myself"]["429"], 1);
+}
+
+#[tokio::test]
+async fn little_remaining_in_the_sites_bucket_slows_the_pace() {
+    let (sim, client) = client_for(3).await;
+    sim.set_faults(FaultPlan {
+        rate_limit_rps: Some(5.0),
+        ..Default::default()
+    });
+    assert_eq!(client.pace_share(), 1.0);
+    for _ in 0..5 {
+        let _: Myself = client.get("/rest/api/3/myself", &[]).await.expect("ok");
+    }
+    // The bucket of 5 is empty: below a fifth of the limit.
+    let share = client.pace_share();
+    assert!(share < 0.55, "{share}");
+    assert_eq!(client.metrics().throttled, 0);
+}
+
+#[tokio::test]
+async fn a_retry_after_pauses_every_clone_of_the_client() {
+    let (sim, client) = client_for(0).await;
+    script(
+        &sim,
+        vec![FaultKind::TooManyRequests {
+            retry_after_secs: Some(1),
+        }],
+    );
+    let err = client
+        .get::<Myself>("/rest/api/3/myself", &[])
+        .await
+        .expect_err("429");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+    let other = client.clone();
+    let started = Instant::now();
+    let _: Myself = other
+        .get("/rest/api/3/myself", &[])
+        .await
+        .expect("after the pause");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = client.metrics();
+    assert!(m.retry_after_wait_ms >= 900 && m.throttled == 1, "{m:?}");
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_bound_fails_at_once_as_rate_limited() {
+    let (sim, client) = client_for(5).await;
+    script(
+        &sim,
+        vec![FaultKind::TooManyRequests {
+            retry_after_secs: Some(3600),
+        }],
+    );
+    let started = Instant::now();
+    let err = client
+        .get::<Myself>("/rest/api/3/myself", &[])
+        .await
+        .expect_err("429");
+    assert!(
+        matches!(err, JiraError::RateLimited { .. }) && err.exit_code() == 6,
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(client.metrics().requests, 1);
+}
