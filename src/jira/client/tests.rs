@@ -211,3 +211,62 @@ async fn a_retry_after_beyond_the_bound_fails_at_once_as_rate_limited() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(client.metrics().requests, 1);
 }
+
+/// A gzip stream holding `data` in one stored (uncompressed) deflate block.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let crc = data.iter().fold(0xFFFF_FFFF_u32, |mut crc, byte| {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+        crc
+    }) ^ 0xFFFF_FFFF;
+    let len = u16::try_from(data.len()).expect("one stored block");
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255, 1];
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+#[tokio::test]
+async fn responses_are_asked_for_and_read_gzip_compressed() {
+    use axum::http::HeaderMap as AxumHeaders;
+    let app = axum::Router::new().fallback(|headers: AxumHeaders| async move {
+        let asked = headers
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = serde_json::json!({ "accountId": "a-1", "acceptEncoding": asked });
+        (
+            [
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            gzip_stored(body.to_string().as_bytes()),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = Url::parse(&url).expect("url");
+    let settings = Settings::for_site(&url, "me@example.com", SecretString::from("t".to_owned()))
+        .expect("settings");
+    let client = JiraClient::new(&settings.jira, &settings.rate_limit).expect("client");
+    let answer: serde_json::Value = client
+        .get("/rest/api/3/myself", &[])
+        .await
+        .expect("a gzip body is decoded");
+    assert_eq!(answer["accountId"], "a-1");
+    let asked = answer["acceptEncoding"].as_str().unwrap_or_default();
+    assert!(asked.contains("gzip"), "{asked}");
+}
