@@ -14,7 +14,7 @@ RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
 
 FROM chef AS planner
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 RUN cargo chef prepare --recipe-path recipe.json
@@ -24,7 +24,7 @@ COPY --from=planner /src/recipe.json recipe.json
 # Only Cargo.toml/Cargo.lock shape this layer: a source change rebuilds the binary, not the
 # dependencies.
 RUN cargo chef cook --release --locked --recipe-path recipe.json --bin jira-sync
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY migrations ./migrations
