@@ -133,23 +133,7 @@ pub async fn run(
 }
 
 async fn load_checkpoint(ctx: &StreamContext) -> anyhow::Result<Option<AuditCheckpoint>> {
-    let Some(value) = ctx.store.load_checkpoint(&ctx.site, STREAM).await? else {
-        return Ok(None);
-    };
-    let cp: AuditCheckpoint = serde_json::from_value(value).map_err(|err| {
-        anyhow::anyhow!(
-            "the audit_records checkpoint in jira.sync_state is unreadable ({err}); run \
-             `jira-sync sync --once --full --stream audit` to rebuild it"
-        )
-    })?;
-    if cp.version != CHECKPOINT_VERSION {
-        anyhow::bail!(
-            "the audit_records checkpoint has version {} but this jira-sync reads version \
-             {CHECKPOINT_VERSION}; run `jira-sync sync --once --full --stream audit`",
-            cp.version
-        );
-    }
-    Ok(Some(cp))
+    super::load_versioned_checkpoint(ctx, STREAM, CHECKPOINT_VERSION).await
 }
 
 fn iso(t: DateTime<Utc>) -> String {

@@ -229,23 +229,7 @@ pub async fn run(
 }
 
 async fn load_checkpoint(ctx: &StreamContext) -> anyhow::Result<Option<IssuesCheckpoint>> {
-    let Some(value) = ctx.store.load_checkpoint(&ctx.site, STREAM).await? else {
-        return Ok(None);
-    };
-    let cp: IssuesCheckpoint = serde_json::from_value(value).map_err(|err| {
-        anyhow::anyhow!(
-            "the issues checkpoint in jira.sync_state is unreadable ({err}); run \
-             `jira-sync sync --once --full --stream issues` to rebuild it"
-        )
-    })?;
-    if cp.version != CHECKPOINT_VERSION {
-        anyhow::bail!(
-            "the issues checkpoint has version {} but this jira-sync reads version \
-             {CHECKPOINT_VERSION}; run `jira-sync sync --once --full --stream issues`",
-            cp.version
-        );
-    }
-    Ok(Some(cp))
+    super::load_versioned_checkpoint(ctx, STREAM, CHECKPOINT_VERSION).await
 }
 
 /// The JQL for one project: bounded by the project, and by the cursor when there is one.

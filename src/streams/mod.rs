@@ -158,3 +158,29 @@ pub fn project_selected(sync: &SyncSettings, key: &str) -> bool {
     (sync.include_projects.is_empty() || listed(&sync.include_projects))
         && !listed(&sync.exclude_projects)
 }
+
+/// A stream's checkpoint document, read and checked. A document of another version, or one
+/// this version cannot read, fails with the command that rebuilds it rather than guessing.
+pub(crate) async fn load_versioned_checkpoint<T: serde::de::DeserializeOwned>(
+    ctx: &StreamContext,
+    stream: &str,
+    version: u32,
+) -> anyhow::Result<Option<T>> {
+    let Some(value) = ctx.store.load_checkpoint(&ctx.site, stream).await? else {
+        return Ok(None);
+    };
+    let rebuild = format!("run `jira-sync sync --once --full --stream {stream}` to rebuild it");
+    let found = value.get("version").and_then(serde_json::Value::as_u64);
+    if found != Some(u64::from(version)) {
+        let found = found.map_or_else(|| "none".to_string(), |v| v.to_string());
+        anyhow::bail!(
+            "the {stream} checkpoint in jira.sync_state has version {found} but this jira-sync \
+             reads version {version}; {rebuild}"
+        );
+    }
+    serde_json::from_value(value).map(Some).map_err(|err| {
+        anyhow::anyhow!(
+            "the {stream} checkpoint in jira.sync_state is unreadable ({err}); {rebuild}"
+        )
+    })
+}

@@ -251,24 +251,10 @@ async fn load_checkpoint(
     ctx: &StreamContext,
     org: &OrgSource,
 ) -> anyhow::Result<Option<OrgEventsCheckpoint>> {
-    let Some(value) = ctx.store.load_checkpoint(&ctx.site, STREAM).await? else {
-        return Ok(None);
-    };
-    let cp: OrgEventsCheckpoint = serde_json::from_value(value).map_err(|err| {
-        anyhow::anyhow!(
-            "the org_events checkpoint in jira.sync_state is unreadable ({err}); run \
-             `jira-sync sync --once --full --stream org_events` to rebuild it"
-        )
-    })?;
-    if cp.version != CHECKPOINT_VERSION {
-        anyhow::bail!(
-            "the org_events checkpoint has version {} but this jira-sync reads version \
-             {CHECKPOINT_VERSION}; run `jira-sync sync --once --full --stream org_events`",
-            cp.version
-        );
-    }
+    let cp: Option<OrgEventsCheckpoint> =
+        super::load_versioned_checkpoint(ctx, STREAM, CHECKPOINT_VERSION).await?;
     // A cursor of another organization means nothing for this one.
-    Ok(Some(cp).filter(|cp| cp.org_id.as_deref() == Some(org.org_id.as_str())))
+    Ok(cp.filter(|cp| cp.org_id.as_deref() == Some(org.org_id.as_str())))
 }
 
 /// What `check` reports about the organization stream.
