@@ -2,7 +2,7 @@
 //! (signals, a second replica, a database restart), the simulator over HTTP, real PostgreSQL.
 
 use crate::support::cli::{ConfigFile, closed_port, jira_sync, run, site_toml, text, write_config};
-use crate::support::{Env, test_db};
+use crate::support::{Env, eventually, test_db};
 use jira_sync::config::Settings;
 use jira_sync::pg::TempCluster;
 use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator, Truth};
@@ -10,7 +10,6 @@ use jira_sync::streams::StreamKind;
 use jira_sync::sync::sync_once;
 use secrecy::SecretString;
 use sqlx::Connection;
-use std::future::Future;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -103,7 +102,7 @@ impl Daemon {
             );
             found
         };
-        eventually(&what, check, || self.logs()).await;
+        eventually(DEADLINE, &what, check, || self.logs()).await;
     }
 
     fn signal(&self, name: &str) {
@@ -126,6 +125,7 @@ impl Daemon {
         };
         let ended = self.ended.clone();
         eventually(
+            DEADLINE,
             "the end of jira-sync's log",
             || {
                 let ended = ended.clone();
@@ -139,23 +139,6 @@ impl Daemon {
 
     fn still_running(&mut self) -> bool {
         self.child.try_wait().expect("poll jira-sync").is_none()
-    }
-}
-
-/// Polls `check` until it holds, failing with `context()` after [`DEADLINE`].
-async fn eventually<F, Fut>(what: &str, mut check: F, context: impl Fn() -> String)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; log:\n{}",
-            context()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -188,6 +171,7 @@ fn truth_issues(truth: &Truth) -> Vec<(i64, String, chrono::DateTime<chrono::Utc
 /// Waits until the database holds exactly the simulator's issues.
 async fn wait_until_equal(sim: &Simulator, url: &str, site: &str, daemon: &Daemon) {
     eventually(
+        DEADLINE,
         "the database to equal the simulator's issues",
         || async { stored_issues(url, site).await == Some(truth_issues(&sim.truth())) },
         || daemon.logs(),
@@ -326,6 +310,7 @@ async fn a_second_replica_waits_without_searching_and_takes_over_when_the_first_
     // All five streams (census included) have run once; with the default intervals the first
     // replica now stays idle, so any search from here on would come from the second one.
     eventually(
+        DEADLINE,
         "every stream of the first replica to succeed once",
         || async {
             count_runs(&env.db.url, "status = 'succeeded'").await >= 5

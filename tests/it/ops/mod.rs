@@ -6,16 +6,15 @@
 mod exposition;
 mod logs;
 
-use crate::support::Env;
 use crate::support::cli::{ConfigFile, closed_port, jira_sync, run, site_toml, text, write_config};
+use crate::support::{Env, eventually};
 use exposition::{scrape, series_key, value};
 use jira_sync::pg::TempCluster;
 use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator};
 use serde_json::Value;
-use std::future::Future;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -89,6 +88,7 @@ impl Daemon {
     async fn wait_for_log(&self, needle: &str) -> Value {
         let what = format!("a log line with {needle:?}");
         eventually(
+            DEADLINE,
             &what,
             || async { !self.find(needle).is_empty() },
             || self.logs(),
@@ -116,22 +116,6 @@ impl Daemon {
             .expect("jira-sync exits after SIGTERM")
             .expect("wait");
         assert_eq!(exit.code(), Some(0), "{}", self.logs());
-    }
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F, context: impl Fn() -> String)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; log:\n{}",
-            context()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -171,6 +155,7 @@ async fn the_daemon_serves_health_readiness_and_metrics_whose_counters_move_with
     let (code, body) = get(&format!("{base}/healthz")).await;
     assert_eq!(code, 200, "{body}");
     eventually(
+        DEADLINE,
         "a successful issues run",
         || async {
             let samples = scrape(&base).await;
@@ -210,6 +195,7 @@ async fn the_daemon_serves_health_readiness_and_metrics_whose_counters_move_with
     assert_eq!(value(&first, "jira_sync_ready"), 1.0);
     assert_eq!(value(&first, "jira_sync_writer"), 1.0);
     eventually(
+        DEADLINE,
         "the database view in /metrics",
         || async {
             let samples = scrape(&base).await;
@@ -238,6 +224,7 @@ async fn the_daemon_serves_health_readiness_and_metrics_whose_counters_move_with
     env.sim.update_issue(id).expect("update an issue");
     let written = "jira_sync_rows_written_total{stream=\"issues\"}";
     eventually(
+        DEADLINE,
         "the retried requests and the changed issue in /metrics",
         || async {
             let now = scrape(&base).await;
@@ -335,10 +322,11 @@ async fn readyz_answers_503_while_the_database_is_down_and_200_once_it_is_back()
     let daemon = Daemon::spawn(&sim, cluster.url(), &[]);
     let base = daemon.base_url().await;
     let ready = || async { readyz(&base).await.0 == 200 };
-    eventually("/readyz to answer 200", ready, || daemon.logs()).await;
+    eventually(DEADLINE, "/readyz to answer 200", ready, || daemon.logs()).await;
 
     cluster.stop_server().await.expect("stop PostgreSQL");
     eventually(
+        DEADLINE,
         "/readyz to name the database",
         || async {
             let (code, reasons) = readyz(&base).await;
@@ -358,7 +346,10 @@ async fn readyz_answers_503_while_the_database_is_down_and_200_once_it_is_back()
         .start_server()
         .await
         .expect("start PostgreSQL again");
-    eventually("/readyz to answer 200 again", ready, || daemon.logs()).await;
+    eventually(DEADLINE, "/readyz to answer 200 again", ready, || {
+        daemon.logs()
+    })
+    .await;
     daemon.stop().await;
 }
 
@@ -369,6 +360,7 @@ async fn a_stalled_stream_turns_readyz_503_logs_one_error_and_recovers() {
     let daemon = Daemon::spawn(&env.sim, &env.db.url, &[FAST_ISSUES, stall]);
     let base = daemon.base_url().await;
     eventually(
+        DEADLINE,
         "/readyz to answer 200",
         || async { readyz(&base).await.0 == 200 },
         || daemon.logs(),
@@ -381,6 +373,7 @@ async fn a_stalled_stream_turns_readyz_503_logs_one_error_and_recovers() {
         ..FaultPlan::default()
     });
     eventually(
+        DEADLINE,
         "/readyz to report the stalled issues stream",
         || async {
             let (code, reasons) = readyz(&base).await;
@@ -409,6 +402,7 @@ async fn a_stalled_stream_turns_readyz_503_logs_one_error_and_recovers() {
 
     env.sim.set_faults(FaultPlan::default());
     eventually(
+        DEADLINE,
         "/readyz to answer 200 after the stream recovered",
         || async { readyz(&base).await.0 == 200 },
         || daemon.logs(),

@@ -152,3 +152,25 @@ pub async fn audit_ids(pool: &PgPool, sim: &Simulator) -> (Vec<i64>, Vec<i64>) {
     want.sort();
     (stored.into_iter().map(|(i,)| i).collect(), want)
 }
+
+/// Polls `check` every 100 ms until it holds, failing with `context()` (a log, say) once
+/// `within` has passed: tests wait for things this way, never by sleeping a fixed time.
+pub async fn eventually<F, Fut>(
+    within: std::time::Duration,
+    what: &str,
+    mut check: F,
+    context: impl Fn() -> String,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            context()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
