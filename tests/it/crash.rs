@@ -124,24 +124,7 @@ async fn killing_the_binary_at_random_points_loses_nothing_and_refetches_little(
         );
 
         // Changes, then an incremental sync killed twice.
-        let truth = env.sim.truth();
-        let target = truth
-            .projects
-            .iter()
-            .find(|p| !p.archived)
-            .expect("project");
-        for issue in truth.issues.iter().step_by(40) {
-            env.sim.update_issue(issue.id).expect("update");
-        }
-        for _ in 0..20 {
-            env.sim.create_issue(&target.key).expect("create");
-        }
-        let mover = truth
-            .issues
-            .iter()
-            .find(|i| i.project_id != target.id)
-            .expect("an issue elsewhere");
-        env.sim.move_issue(mover.id, &target.key).expect("move");
+        crate::support::change_site(&env.sim, 40, 20);
         for _ in 0..2 {
             let delay = Duration::from_millis(rng.random_range(100..400));
             start_and_kill(&env, &file.path, delay).await;

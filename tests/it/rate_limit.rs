@@ -92,24 +92,7 @@ async fn full_and_incremental_syncs_end_equal_to_the_truth_with_a_tenth_of_respo
     assert_succeeded(&sync(&env, &StreamKind::ALL, true).await);
     assert_equals_truth(&env).await;
 
-    let truth = env.sim.truth();
-    let target = truth
-        .projects
-        .iter()
-        .find(|p| !p.archived)
-        .expect("a project");
-    for issue in truth.issues.iter().step_by(37) {
-        env.sim.update_issue(issue.id).expect("update");
-    }
-    for _ in 0..5 {
-        env.sim.create_issue(&target.key).expect("create");
-    }
-    let mover = truth
-        .issues
-        .iter()
-        .find(|i| i.project_id != target.id)
-        .expect("an issue elsewhere");
-    env.sim.move_issue(mover.id, &target.key).expect("move");
+    crate::support::change_site(&env.sim, 37, 5);
     let incremental = sync(&env, &StreamKind::ALL, false).await;
     assert_succeeded(&incremental);
     assert!(

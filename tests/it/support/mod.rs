@@ -174,3 +174,26 @@ pub async fn eventually<F, Fut>(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A mix of changes on the simulated site: every `step`-th issue updated, `creates` new issues
+/// in the first live project, and one issue moved there from another project.
+pub fn change_site(sim: &Simulator, step: usize, creates: usize) {
+    let truth = sim.truth();
+    let target = truth
+        .projects
+        .iter()
+        .find(|p| !p.archived)
+        .expect("a live project");
+    for issue in truth.issues.iter().step_by(step) {
+        sim.update_issue(issue.id).expect("update");
+    }
+    for _ in 0..creates {
+        sim.create_issue(&target.key).expect("create");
+    }
+    let mover = truth
+        .issues
+        .iter()
+        .find(|i| i.project_id != target.id)
+        .expect("an issue elsewhere");
+    sim.move_issue(mover.id, &target.key).expect("move");
+}
