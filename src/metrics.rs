@@ -7,9 +7,15 @@
 //! cursor lag, rows) from the queries of `jira-sync status`. Labels are bounded: streams are
 //! the closed [`StreamKind`] set, endpoints the fixed paths jira-sync calls with ids collapsed,
 //! statuses are classes.
+//!
+//! The exposition is written by `prometheus-client` (the Prometheus org's crate) in the
+//! OpenMetrics text format. It fits because the values are read at scrape time: each scrape
+//! gathers them (some asynchronously), hands them to a `Collector` in a registry of its own and
+//! encodes it, so there is no global recorder and several daemons can live in one test process.
+//! Only the run counters and the run-duration histogram are live `prometheus-client` metrics,
+//! owned by the monitor.
 
-pub mod exposition;
-mod render;
+mod families;
 
 use crate::config::Settings;
 use crate::jira::JiraClient;
@@ -17,18 +23,16 @@ use crate::status::StatusReport;
 use crate::streams::StreamKind;
 use crate::sync::engine::{OutcomeStatus, StreamOutcome};
 use chrono::{DateTime, Utc};
-use exposition::Histogram;
+use families::{RunMetrics, Scrape};
+use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Upper bounds of the run-duration buckets, in seconds: from a quiet incremental run to a
-/// long initial sync.
-pub const DURATION_BUCKETS: [f64; 11] = [
-    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0,
-];
+/// The media type of the OpenMetrics text that [`Monitor::render`] writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// How long the database's view of the streams is reused between scrapes.
 const STATUS_MAX_AGE: Duration = Duration::from_secs(10);
 
@@ -72,6 +76,8 @@ pub struct Monitor {
     /// Milliseconds from `started` to the scheduler's last heartbeat.
     heartbeat_ms: AtomicU64,
     state: Mutex<State>,
+    /// Run counts, sizes and durations over the process's life.
+    runs: RunMetrics,
     sources: OnceLock<Sources>,
     /// The last `jira-sync status` report (`None` when the database could not be read) and
     /// when it was taken.
@@ -85,8 +91,6 @@ struct State {
     jira_problem: Option<String>,
     /// The streams of the current lease holding, as the scheduler set them up.
     streams: BTreeMap<StreamKind, StreamState>,
-    /// Run counts and sizes over the process's life.
-    totals: BTreeMap<StreamKind, RunTotals>,
 }
 
 #[derive(Debug)]
@@ -100,29 +104,6 @@ struct StreamState {
     last_error: Option<String>,
     /// Whether the stall was already logged.
     stalled: bool,
-}
-
-#[derive(Debug)]
-struct RunTotals {
-    succeeded: u64,
-    failed: u64,
-    skipped: u64,
-    rows_seen: u64,
-    rows_written: u64,
-    durations: Histogram,
-}
-
-impl Default for RunTotals {
-    fn default() -> Self {
-        RunTotals {
-            succeeded: 0,
-            failed: 0,
-            skipped: 0,
-            rows_seen: 0,
-            rows_written: 0,
-            durations: Histogram::new(&DURATION_BUCKETS),
-        }
-    }
 }
 
 /// A stream that has not succeeded for too long, in words.
@@ -143,8 +124,8 @@ impl Monitor {
                 role: Role::Starting,
                 jira_problem: None,
                 streams: BTreeMap::new(),
-                totals: BTreeMap::new(),
             }),
+            runs: RunMetrics::default(),
             sources: OnceLock::new(),
             status: tokio::sync::Mutex::new(None),
         }
@@ -220,24 +201,11 @@ impl Monitor {
 
     /// Books a finished run, and what it says about the Jira connection.
     pub fn run_finished(&self, outcome: &StreamOutcome) {
+        self.runs.book(outcome);
         let mut state = self.state();
-        let totals = state.totals.entry(outcome.stream).or_default();
-        totals.rows_seen += outcome.rows_seen;
-        totals.rows_written += outcome.rows_written;
-        totals.durations.observe(outcome.duration.as_secs_f64());
         let error = match &outcome.status {
-            OutcomeStatus::Succeeded => {
-                totals.succeeded += 1;
-                None
-            }
-            OutcomeStatus::Skipped(_) => {
-                totals.skipped += 1;
-                None
-            }
-            OutcomeStatus::Failed(err) => {
-                totals.failed += 1;
-                Some(err)
-            }
+            OutcomeStatus::Succeeded | OutcomeStatus::Skipped(_) => None,
+            OutcomeStatus::Failed(err) => Some(err),
         };
         match error {
             None => state.jira_problem = None,
@@ -354,11 +322,48 @@ impl Monitor {
         report
     }
 
-    /// The `/metrics` text.
+    /// The `/metrics` text, of media type [`CONTENT_TYPE`].
     pub async fn render(&self, ready: bool) -> String {
         let status = self.status().await;
-        render::render(self, status.as_ref(), ready)
+        encode(self.scrape(ready, status))
     }
+
+    /// What one scrape shows: `ready` and the database's view as read just before, the rest
+    /// as it is now.
+    fn scrape(&self, ready: bool, status: Option<StatusReport>) -> Scrape {
+        let http = self
+            .sources()
+            .map(|sources| families::sum(sources.clients.iter().map(JiraClient::metrics)));
+        let now = Utc::now();
+        let state = self.state();
+        let streams = state
+            .streams
+            .iter()
+            .map(|(&stream, s)| {
+                let stalled = self.stall_of(stream, s, now).is_some();
+                (stream, s.running_since.is_some(), stalled)
+            })
+            .collect();
+        Scrape {
+            ready,
+            writer: state.role == Role::Writer,
+            http,
+            runs: self.runs.clone(),
+            streams,
+            status,
+        }
+    }
+}
+
+/// The exposition of one scrape: its families in a registry of their own, then `# EOF`.
+fn encode(scrape: Scrape) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(scrape));
+    let mut text = String::new();
+    if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        tracing::error!(error = %err, "metrics: cannot encode the exposition");
+    }
+    text
 }
 
 /// Whether a run's failure says the Jira connection itself is broken (credentials, permission,

@@ -7,7 +7,7 @@
 //! - `/readyz` answers 200 when start-up is done, the database answers and has every migration
 //!   this binary knows, the last contact with Jira did not show broken credentials, a missing
 //!   permission or an unreachable site, and no stream is stalled; else 503 with the reasons.
-//! - `/metrics` is the Prometheus text format ([`crate::metrics`]).
+//! - `/metrics` is the OpenMetrics text format, which Prometheus scrapes ([`crate::metrics`]).
 
 use crate::config::ConfigError;
 use crate::metrics::{Monitor, Role};
@@ -136,8 +136,7 @@ async fn readyz(State(monitor): State<Arc<Monitor>>) -> Response {
 async fn metrics(State(monitor): State<Arc<Monitor>>) -> Response {
     let ready = not_ready(&monitor).await.is_empty();
     let text = monitor.render(ready).await;
-    let content_type = "text/plain; version=0.0.4; charset=utf-8";
-    ([(header::CONTENT_TYPE, content_type)], text).into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 /// Why the daemon is not ready; empty when it is.

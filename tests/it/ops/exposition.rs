@@ -1,10 +1,12 @@
-//! Reading `/metrics` as a scraper would: the text format checked line by line (every sample
-//! belongs to a family declared with `# TYPE`, label syntax), samples keyed for lookup.
+//! Reading `/metrics` as a scraper would: the OpenMetrics text checked line by line (every
+//! sample belongs to a family declared with `# TYPE`, label syntax, `# EOF` last), samples keyed
+//! for lookup. Written here because the maintained Rust parsers either read only the older
+//! Prometheus text format or are LGPL-licensed.
 
 use std::collections::BTreeMap;
 
 /// One scrape: every sample by `name{labels}` (labels sorted), after checking the text is
-/// valid exposition format: every sample belongs to a family declared with `# TYPE`.
+/// valid OpenMetrics: every sample belongs to a family declared with `# TYPE`.
 pub async fn scrape(base: &str) -> BTreeMap<String, f64> {
     let response = reqwest::get(format!("{base}/metrics"))
         .await
@@ -12,7 +14,7 @@ pub async fn scrape(base: &str) -> BTreeMap<String, f64> {
     assert_eq!(response.status().as_u16(), 200);
     let content_type = response.headers()["content-type"].to_str().expect("ascii");
     assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
         "{content_type}"
     );
     parse_exposition(&response.text().await.expect("body"))
@@ -21,7 +23,10 @@ pub async fn scrape(base: &str) -> BTreeMap<String, f64> {
 fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
     let mut families: BTreeMap<String, String> = BTreeMap::new();
     let mut samples = BTreeMap::new();
-    for line in text.lines() {
+    let body = text
+        .strip_suffix("# EOF\n")
+        .unwrap_or_else(|| panic!("the exposition does not end with # EOF: {text}"));
+    for line in body.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
             assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
@@ -39,12 +44,16 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
                 .unwrap_or_else(|_| panic!("not a number in {line:?}")),
         };
         let (name, _) = parse_series(series);
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|suffix| name.strip_suffix(suffix))
-            .filter(|base| families.get(*base).is_some_and(|k| k == "histogram"))
-            .unwrap_or(&name);
-        assert!(families.contains_key(family), "no # TYPE for {line:?}");
+        let belongs = |suffix: &str, kind: &str| {
+            let family = name.strip_suffix(suffix)?;
+            families.get(family).filter(|k| *k == kind)
+        };
+        let typed = belongs("", "gauge").is_some()
+            || belongs("_total", "counter").is_some()
+            || ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suffix| belongs(suffix, "histogram").is_some());
+        assert!(typed, "no # TYPE for {line:?}");
         samples.insert(series_key(series), value);
     }
     samples
