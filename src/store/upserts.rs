@@ -60,7 +60,7 @@ pub async fn upsert_projects(
         .bind(rows.iter().map(|r| r.is_private).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.archived).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.archived_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.raw.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| &r.raw).collect::<Vec<_>>())
         .execute(conn)
         .await?;
     Ok(result.rows_affected())
@@ -150,12 +150,12 @@ pub async fn upsert_issues(
         .bind(rows.iter().map(|r| r.parent_id).collect::<Vec<_>>())
         .bind(text(|r| &r.parent_key))
         .bind(text(|r| &r.summary))
-        .bind(rows.iter().map(|r| r.labels.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| &r.labels).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.created).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.updated).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.resolved_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.due_date).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.raw.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| &r.raw).collect::<Vec<_>>())
         .execute(conn)
         .await?;
     Ok(result.rows_affected())
@@ -208,7 +208,7 @@ pub async fn upsert_users(
         .bind(rows.iter().map(|r| r.active).collect::<Vec<_>>())
         .bind(text(|r| &r.time_zone))
         .bind(text(|r| &r.locale))
-        .bind(rows.iter().map(|r| r.raw.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| &r.raw).collect::<Vec<_>>())
         .execute(conn)
         .await?;
     Ok(result.rows_affected())
@@ -271,7 +271,7 @@ pub async fn upsert_audit(
                 .map(|r| r.associated_items.clone())
                 .collect::<Vec<_>>(),
         )
-        .bind(rows.iter().map(|r| r.raw.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| &r.raw).collect::<Vec<_>>())
         .execute(conn)
         .await?;
     Ok(result.rows_affected())
@@ -326,7 +326,7 @@ pub async fn upsert_org_events(
         .bind(text(|r| &r.message))
         .bind(json(|r| &r.context))
         .bind(json(|r| &r.container))
-        .bind(rows.iter().map(|r| r.raw.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| &r.raw).collect::<Vec<_>>())
         .execute(conn)
         .await?;
     Ok(result.rows_affected())

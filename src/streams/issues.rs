@@ -218,14 +218,23 @@ pub async fn run(
             (p, cursor)
         })
         .collect();
-    count_total(ctx, &work, counters, progress).await;
-    // Every project may start: the page slots decide what runs.
+    // The total for progress comes when Jira has counted; the scan does not wait for it.
+    let counting = count_total(ctx, &work, counters, progress);
+    let ((), scanned) = tokio::join!(counting, scan_projects(&scan, &work));
+    scanned?;
+    Ok(StreamStatus::Done)
+}
+
+/// Reads every project. Every project may start: the page slots decide what runs.
+async fn scan_projects(
+    scan: &Scan<'_>,
+    work: &[(ProjectRow, ProjectCursor)],
+) -> anyhow::Result<()> {
     futures::stream::iter(work.iter().map(Ok::<_, anyhow::Error>))
         .try_for_each_concurrent(None, |(project, cursor)| {
-            sync_project(&scan, project, cursor)
+            sync_project(scan, project, cursor)
         })
-        .await?;
-    Ok(StreamStatus::Done)
+        .await
 }
 
 async fn load_checkpoint(ctx: &StreamContext) -> anyhow::Result<Option<IssuesCheckpoint>> {

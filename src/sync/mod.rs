@@ -10,6 +10,8 @@ use crate::store::Store;
 use crate::streams::StreamKind;
 use engine::{Engine, OutcomeStatus, StreamOutcome};
 use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::task::JoinSet;
 
 /// Arguments of `jira-sync sync`.
 #[derive(Debug, Clone, clap::Args)]
@@ -53,18 +55,14 @@ pub async fn command(settings: Settings, args: SyncArgs) -> anyhow::Result<ExitC
         streams.push(StreamKind::Census);
         streams.dedup();
     }
-    let mut outcomes = Vec::new();
-    for stream in &streams {
-        outcomes.push(engine.run_once(*stream, args.full, !args.no_progress).await);
-    }
+    let outcomes = run_streams(Arc::new(engine), &streams, args.full, !args.no_progress).await;
     for outcome in &outcomes {
         println!("{}", outcome.summary());
     }
     Ok(exit_code(&outcomes))
 }
 
-/// Runs `streams` once, in order, and returns what each did. Projects go first so the issues
-/// stream and dashboards see the same project list.
+/// Runs `streams` once and returns what each did, in the order of [`StreamKind`].
 pub async fn sync_once(
     settings: &Settings,
     store: Store,
@@ -73,12 +71,52 @@ pub async fn sync_once(
     interactive: bool,
 ) -> anyhow::Result<Vec<StreamOutcome>> {
     let engine = Engine::new(settings, store).await?;
-    let mut outcomes = Vec::new();
-    for stream in streams {
-        let outcome = engine.run_once(*stream, full, interactive).await;
-        outcomes.push(outcome);
+    Ok(run_streams(Arc::new(engine), streams, full, interactive).await)
+}
+
+/// Runs `streams` once, all at the same time, and returns their outcomes in the order of
+/// [`StreamKind`] (whatever order they ended in).
+///
+/// The streams read different endpoints and write different tables, so nothing orders them
+/// but the census: it runs once the issues stream has ended (successful or not), as in the
+/// daemon. Every stream goes through the engine's one client, so the limiter and the
+/// `max_in_flight` cap are shared: running them together fills the slots that one stream's
+/// chain of dependent requests (user pages, audit pages, project listings) leaves idle, rather
+/// than sending more than the site allows. Each stream runs on its own task, so decoding
+/// pages of one does not hold up the others.
+pub async fn run_streams(
+    engine: Arc<Engine>,
+    streams: &[StreamKind],
+    full: bool,
+    interactive: bool,
+) -> Vec<StreamOutcome> {
+    let census = streams.contains(&StreamKind::Census);
+    let issues = streams.contains(&StreamKind::Issues);
+    let mut tasks = JoinSet::new();
+    for &stream in streams {
+        if stream == StreamKind::Census && issues {
+            continue;
+        }
+        let engine = engine.clone();
+        tasks.spawn(async move {
+            let mut ended = vec![engine.run_once(stream, full, interactive).await];
+            if stream == StreamKind::Issues && census {
+                ended.push(engine.run_once(StreamKind::Census, full, interactive).await);
+            }
+            ended
+        });
     }
-    Ok(outcomes)
+    let mut outcomes = Vec::new();
+    while let Some(ended) = tasks.join_next().await {
+        match ended {
+            Ok(ended) => outcomes.extend(ended),
+            // A panic is a bug; it is not a result to report as a stream's outcome.
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => panic!("a stream task was cancelled: {err}"),
+        }
+    }
+    outcomes.sort_by_key(|outcome| outcome.stream);
+    outcomes
 }
 
 /// The streams named by `--stream`, or those enabled in `[sync]`, in dependency order.
