@@ -28,6 +28,8 @@ impl FlexId {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Myself {
+    /// On Data Center, which has no account ids, the user `key`.
+    #[serde(alias = "key")]
     pub account_id: String,
     #[serde(default)]
     pub account_type: Option<String>,

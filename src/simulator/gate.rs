@@ -40,8 +40,8 @@ pub(crate) async fn gate(
         .extensions()
         .get::<super::oauth::Gateway>()
         .map(|g| g.0.clone());
-    let response = if shared.config.data_center && path.starts_with("/rest/api/3/") {
-        // Data Center has no version 3 of the REST API.
+    let response = if shared.config.data_center && super::dc::cloud_only(&path) {
+        // Data Center has no version 3 of the REST API, nor Cloud's newer listings.
         super::routes::error(StatusCode::NOT_FOUND, &format!("null for uri: {path}"))
     } else if path == "/rest" || path.starts_with("/rest/") || is_admin_api(&path) {
         rest(&shared, request, next).await

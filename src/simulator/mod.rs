@@ -12,6 +12,7 @@ mod cli;
 mod control;
 mod custom;
 mod data;
+mod dc;
 mod faults;
 mod fields;
 mod gate;
@@ -71,8 +72,9 @@ pub struct SimConfig {
     pub cloud_id: String,
     /// A scoped API token for `email`: accepted through the gateway only.
     pub scoped_token: String,
-    /// Serve as Jira Data Center: `deploymentType` `DataCenter`, `/rest/api/2` only, and
-    /// `/rest/api/2/search` with `startAt` paging instead of `/search/jql`.
+    /// Serve as Jira Data Center: `deploymentType` `DataCenter`, `/rest/api/2` only,
+    /// `/rest/api/2/search` with `startAt` paging instead of `/search/jql`, `/project` and
+    /// `/user/search` instead of the Cloud listings, users by `key` and `name` (see `dc.rs`).
     pub data_center: bool,
     /// The OAuth 2.0 (3LO) app the token endpoint accepts.
     pub oauth_client_id: String,
@@ -141,7 +143,7 @@ pub struct Truth {
     pub projects: Vec<TruthProject>,
     /// Issues that exist, ascending by id.
     pub issues: Vec<TruthIssue>,
-    /// Account ids in the order `/users/search` lists them.
+    /// Account ids in the order `/users/search` lists them (on Data Center, user keys).
     pub users: Vec<String>,
     /// Audit record ids, ascending.
     pub audit_ids: Vec<i64>,
@@ -222,6 +224,9 @@ impl Shared {
     /// The site's truth and the organization's event ids.
     pub fn truth(&self) -> Truth {
         let mut truth = self.site().truth();
+        if self.config.data_center {
+            truth.users = (0..truth.users.len()).map(dc::user_key).collect();
+        }
         truth.org_event_ids = self.org().ids();
         truth
     }
@@ -380,9 +385,14 @@ impl Simulator {
             .move_issue(id, to_project_key, now_ms(), self.shared.lag_ms())
     }
 
-    /// Adds a user and returns its account id.
+    /// Adds a user and returns its account id (on Data Center, its key).
     pub fn add_user(&self) -> String {
-        self.shared.site_mut().add_user()
+        let mut site = self.shared.site_mut();
+        let account_id = site.add_user();
+        match self.shared.config.data_center {
+            true => dc::user_key(site.users.len() - 1),
+            false => account_id,
+        }
     }
 
     /// Adds an audit record created now and returns its id.

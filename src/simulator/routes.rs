@@ -15,7 +15,7 @@ use super::catalog::{ANCHOR_MS, PERMISSIONS};
 use super::fields::FIELDS;
 use super::render::Ctx;
 use super::site::Site;
-use super::{Shared, admin, control, gate, now_ms, oauth, search};
+use super::{Shared, admin, control, dc, gate, now_ms, oauth, search};
 use crate::jira::time::parse_jira_timestamp;
 
 pub(crate) type Reply = Result<Response, ApiError>;
@@ -49,6 +49,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/rest/api/{version}/serverInfo", get(server_info))
         .route("/rest/api/{version}/mypermissions", get(my_permissions))
         .route("/rest/api/{version}/project/search", get(project_search))
+        .route("/rest/api/{version}/project", get(dc::project_list))
+        .route("/rest/api/{version}/user/search", get(dc::user_search))
         .route("/rest/api/{version}/field", get(fields))
         .route("/rest/api/{version}/users/search", get(users))
         .route("/rest/api/{version}/users", get(users))
@@ -64,6 +66,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/rest/api/3/issue/bulkfetch", post(search::bulkfetch))
         .route("/rest/api/3/issue/{id_or_key}", get(search::issue))
+        .route("/rest/api/2/issue/{id_or_key}", get(search::issue))
         .route(
             "/rest/api/{version}/search",
             get(legacy_search).post(legacy_search),
@@ -146,6 +149,9 @@ impl Params {
 }
 
 async fn myself(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.config.data_center {
+        return dc::myself(&shared);
+    }
     let site = shared.site();
     let ctx = Ctx {
         site: &site,

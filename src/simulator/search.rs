@@ -296,7 +296,9 @@ pub(crate) async fn issue(
 }
 
 /// Data Center's `/rest/api/2/search` (GET or POST): `startAt` paging with a `total`, the
-/// page recomputed on every call like `/search/jql`.
+/// page recomputed on every call like `/search/jql`. The query is validated unless
+/// `validateQuery` is false: an issue id or key that does not exist is then a 400, where Cloud
+/// simply matches nothing.
 pub(crate) fn data_center_search(shared: &Shared, params: &Params, body: &Bytes) -> Reply {
     #[derive(Deserialize, Default)]
     #[serde(rename_all = "camelCase", default)]
@@ -305,12 +307,25 @@ pub(crate) fn data_center_search(shared: &Shared, params: &Params, body: &Bytes)
         start_at: Option<i64>,
         max_results: Option<i64>,
         fields: Option<Vec<String>>,
+        validate_query: Option<bool>,
     }
     let body: LegacyBody = parse_body(body)?;
     let jql = body
         .jql
         .or_else(|| params.get("jql").map(str::to_owned))
         .unwrap_or_default();
+    let validate = body
+        .validate_query
+        .unwrap_or_else(|| params.get("validateQuery") != Some("false"));
+    if validate
+        && let Ok(query) = jql::parse(&jql)
+        && let Some(filter) = &query.filter
+        && let Some(missing) = jql::missing_issue(filter, &shared.site())
+    {
+        return Err(bad_request(format!(
+            "An issue with key '{missing}' does not exist for field 'id'."
+        )));
+    }
     let start = body.start_at.unwrap_or(params.int("startAt", 0)?).max(0) as usize;
     let fields = body.fields.unwrap_or_else(|| {
         params

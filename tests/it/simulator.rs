@@ -990,3 +990,172 @@ async fn the_control_api_mutates_counts_and_sets_faults() {
     assert_eq!(counts["endpoints"]["GET /rest/api/3/myself"], 3);
     assert_eq!(site.sim.request_count("/rest/api/3/"), 5);
 }
+
+async fn data_center_site() -> Site {
+    Site::start(SimConfig {
+        data_center: true,
+        ..SimConfig::small()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn data_center_lists_projects_in_one_array_with_archived_ones_on_request() {
+    let site = data_center_site().await;
+    let truth = site.sim.truth();
+    let (status, live) = site.get("/rest/api/2/project", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let live = live.as_array().expect("a plain array").clone();
+    assert_eq!(
+        live.len(),
+        truth.projects.iter().filter(|p| !p.archived).count()
+    );
+    let (_, all) = site
+        .get(
+            "/rest/api/2/project",
+            &[("includeArchived", "true"), ("expand", "lead,description")],
+        )
+        .await;
+    let all = all.as_array().expect("a plain array").clone();
+    let mut ids: Vec<i64> = all
+        .iter()
+        .map(|p| {
+            p["id"]
+                .as_str()
+                .expect("string id")
+                .parse()
+                .expect("numeric")
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, truth.projects.iter().map(|p| p.id).collect::<Vec<_>>());
+    for project in &all {
+        assert!(project["archived"].is_boolean(), "{project}");
+        assert!(project.get("style").is_none() && project.get("isPrivate").is_none());
+        let lead = &project["lead"];
+        assert!(
+            lead["key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("JIRAUSER")),
+            "{lead}"
+        );
+        assert!(
+            lead["name"].is_string() && lead.get("accountId").is_none(),
+            "{lead}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn data_center_user_search_needs_a_username_and_leaves_inactive_users_out_by_default() {
+    let site = data_center_site().await;
+    let truth = site.sim.truth();
+    let (status, _) = site.get("/rest/api/2/user/search", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Every user, in pages, with inactive ones included.
+    let mut keys = Vec::new();
+    let mut start = 0;
+    loop {
+        let start_text = start.to_string();
+        let (status, page) = site
+            .get(
+                "/rest/api/2/user/search",
+                &[
+                    ("username", "."),
+                    ("includeInactive", "true"),
+                    ("startAt", &start_text),
+                    ("maxResults", "50"),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let page = page.as_array().expect("a bare array").clone();
+        if page.is_empty() {
+            break;
+        }
+        for user in &page {
+            assert!(user.get("accountId").is_none() && user.get("accountType").is_none());
+            assert!(
+                user["name"].is_string() && user["deleted"] == false,
+                "{user}"
+            );
+            keys.push(user["key"].as_str().expect("key").to_owned());
+        }
+        start += page.len();
+    }
+    assert_eq!(keys, truth.users);
+    let (_, active) = site
+        .get(
+            "/rest/api/2/user/search",
+            &[("username", "."), ("maxResults", "1000")],
+        )
+        .await;
+    let active = active.as_array().expect("array");
+    assert!(!active.is_empty() && active.len() < truth.users.len());
+    assert!(active.iter().all(|u| u["active"] == true));
+    // A prefix of a username finds that user.
+    let name = active[0]["name"].as_str().expect("name").to_owned();
+    let (_, found) = site
+        .get("/rest/api/2/user/search", &[("username", &name)])
+        .await;
+    assert!(
+        found
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|u| u["name"] == name.as_str())
+    );
+}
+
+#[tokio::test]
+async fn data_center_answers_404_to_cloud_only_endpoints() {
+    let site = data_center_site().await;
+    for path in [
+        "/rest/api/3/myself",
+        "/rest/api/2/project/search",
+        "/rest/api/2/users/search",
+        "/rest/api/2/search/jql",
+        "/_edge/tenant_info",
+    ] {
+        let (status, _) = site.get(path, &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _) = site
+        .post(
+            "/rest/api/2/issue/bulkfetch",
+            json!({"issueIdsOrKeys": ["1"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, me) = site.get("/rest/api/2/myself", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        me.get("accountId").is_none() && me["key"] == "JIRAUSER10000",
+        "{me}"
+    );
+}
+
+#[tokio::test]
+async fn data_center_search_refuses_a_missing_issue_unless_validation_is_off() {
+    let site = data_center_site().await;
+    let truth = site.sim.truth();
+    let (kept, gone) = (truth.issues[0].id, truth.issues[1].id);
+    site.sim.delete_issue(gone).expect("delete");
+    let jql = format!("id in ({kept}, {gone})");
+    let (status, body) = site
+        .post("/rest/api/2/search", json!({"jql": jql, "fields": ["id"]}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = site
+        .post(
+            "/rest/api/2/search",
+            json!({"jql": jql, "fields": ["id"], "validateQuery": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["issues"], json!([{"id": kept.to_string()}]), "{body}");
+    let (status, _) = site.get(&format!("/rest/api/2/issue/{gone}"), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = site.get(&format!("/rest/api/2/issue/{kept}"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+}

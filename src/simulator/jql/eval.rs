@@ -213,6 +213,21 @@ fn issue_clause(op: Op, values: &[String], site: &Site, negate: bool) -> Result<
     }
 }
 
+/// The first issue id or key an issue clause names that does not exist, if any: Data Center
+/// validates a query against the site and refuses it (400) for such a reference.
+pub(crate) fn missing_issue(expr: &Expr, site: &Site) -> Option<String> {
+    match expr {
+        Expr::And(items) | Expr::Or(items) => items.iter().find_map(|e| missing_issue(e, site)),
+        Expr::Not(inner) => missing_issue(inner, site),
+        Expr::Clause {
+            field: Field::Issue,
+            op: Op::Eq | Op::Ne | Op::In | Op::NotIn,
+            values,
+        } => values.iter().find(|v| site.resolve(v).is_none()).cloned(),
+        Expr::Clause { .. } => None,
+    }
+}
+
 fn op_text(op: Op) -> &'static str {
     match op {
         Op::Eq => "=",

@@ -9,5 +9,5 @@
 mod eval;
 mod parse;
 
-pub(crate) use eval::{compile, sort};
+pub(crate) use eval::{compile, missing_issue, sort};
 pub(crate) use parse::{UNBOUNDED, parse};
