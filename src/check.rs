@@ -230,6 +230,7 @@ async fn stream_reports(
     can_browse: bool,
 ) -> Result<(BTreeMap<String, StreamReport>, Vec<String>), JiraError> {
     let one = |key: &'static str| [(key, "1".to_owned())];
+    let dc = client.is_data_center();
     let mut warnings = Vec::new();
     let (projects, issues) = if !can_browse {
         let reason = "the account lacks Browse Projects (BROWSE_PROJECTS) in every project";
@@ -238,9 +239,17 @@ async fn stream_reports(
             StreamReport::unavailable(sync.issues, reason.to_owned(), BROWSE_FIX),
         )
     } else {
-        match probe(client, "/rest/api/3/project/search", &one("maxResults")).await? {
+        // Data Center lists projects in one array at `/project`; Cloud pages `/project/search`.
+        let listing = match dc {
+            true => probe(client, "/rest/api/2/project", &[]).await?,
+            false => probe(client, "/rest/api/3/project/search", &one("maxResults")).await?,
+        };
+        match listing {
             Ok(page) => {
-                let total = page.get("total").and_then(serde_json::Value::as_u64);
+                let total = match page.as_array() {
+                    Some(projects) => Some(projects.len() as u64),
+                    None => page.get("total").and_then(serde_json::Value::as_u64),
+                };
                 if total == Some(0) {
                     warnings.push(
                         "no project is visible to this account: there will be no issues to sync"
@@ -259,7 +268,14 @@ async fn stream_reports(
             ),
         }
     };
-    let users = match probe(client, "/rest/api/3/users/search", &one("maxResults")).await? {
+    let users = match dc {
+        true => {
+            let query = [("username", ".".to_owned()), ("maxResults", "1".to_owned())];
+            probe(client, "/rest/api/2/user/search", &query).await?
+        }
+        false => probe(client, "/rest/api/3/users/search", &one("maxResults")).await?,
+    };
+    let users = match users {
         Ok(_) => StreamReport::available(sync.users, None),
         Err(reason) => StreamReport::unavailable(sync.users, reason, USERS_FIX),
     };

@@ -8,6 +8,11 @@
 //! `deleted_at`. Losing permission looks exactly like deletion, so when more than
 //! `sync.census_max_delete_share` of a project vanishes at once nothing is marked and the run
 //! warns instead.
+//!
+//! Data Center lists and confirms through `/rest/api/2/search` instead ([`dc`]); the diff, the
+//! guard and the checkpoint are the same.
+
+mod dc;
 
 use super::issues::parse_issue;
 use super::projects::list_selected;
@@ -64,11 +69,6 @@ pub async fn run(
     counters: &RunCounters,
     progress: &Progress,
 ) -> anyhow::Result<StreamStatus> {
-    if ctx.client.is_data_center() {
-        return Ok(StreamStatus::Skipped(
-            "the delete census needs /search/jql and bulkfetch, which Data Center lacks".to_owned(),
-        ));
-    }
     let projects = list_selected(ctx, counters).await?;
     progress.add_total(projects.len() as u64);
     let tally = CensusTally::default();
@@ -107,7 +107,11 @@ async fn census_project(
     counters: &RunCounters,
     tally: &CensusTally,
 ) -> anyhow::Result<()> {
-    let listed = list_ids(ctx, project.id, counters).await?;
+    let data_center = ctx.client.is_data_center();
+    let listed = match data_center {
+        true => dc::list_ids(ctx, project.id, counters).await?,
+        false => list_ids(ctx, project.id, counters).await?,
+    };
     let stored: BTreeSet<i64> = ctx
         .store
         .live_issue_ids(&ctx.site, project.id)
@@ -122,7 +126,10 @@ async fn census_project(
     let mut ask: Vec<i64> = vanished.iter().chain(unknown.iter()).copied().collect();
     ask.sort_unstable();
     ask.dedup();
-    let (found, errored) = bulk_fetch(ctx, &ask, counters).await?;
+    let (found, errored) = match data_center {
+        true => (dc::fetch(ctx, &ask, counters).await?, HashSet::new()),
+        false => bulk_fetch(ctx, &ask, counters).await?,
+    };
     let present: HashSet<i64> = found.iter().map(|r| r.id).collect();
     let refreshed = found.len() as u64;
     for chunk in found.chunks(BULK_FETCH_SIZE) {

@@ -1,6 +1,7 @@
-//! Projects: `/rest/api/3/project/search`, live and archived, paged to `isLast`; a full refresh
-//! each run. Projects that no longer appear are soft-deleted, unless so many vanish at once that
-//! lost permission is the likelier cause.
+//! Projects: `/rest/api/3/project/search`, live and archived, paged to `isLast`; on Data Center,
+//! which lacks that endpoint, `/rest/api/2/project?includeArchived=true`, one unpaged array. A
+//! full refresh each run. Projects that no longer appear are soft-deleted, unless so many vanish
+//! at once that lost permission is the likelier cause.
 
 use super::parse::{ParseError, Record};
 use super::{RunCounters, StreamContext, StreamStatus, project_selected};
@@ -14,6 +15,8 @@ use serde_json::Value;
 const PAGE_SIZE: usize = 100;
 /// Expands a dashboard needs: description, lead, the issue-count insight and the URL.
 const EXPAND: &str = "description,lead,insight,url";
+/// Data Center has no insight expand.
+const DC_EXPAND: &str = "description,lead,url";
 /// Share of known projects that may vanish in one run before we suspect lost permission.
 const MAX_VANISH_SHARE: f64 = 0.5;
 
@@ -39,6 +42,9 @@ pub async fn list_selected(
     ctx: &StreamContext,
     counters: &RunCounters,
 ) -> anyhow::Result<Vec<ProjectRow>> {
+    if ctx.client.is_data_center() {
+        return list_data_center(ctx, counters).await;
+    }
     let mut all = Vec::new();
     for status in ["live", "archived"] {
         let mut start_at = 0usize;
@@ -54,6 +60,29 @@ pub async fn list_selected(
                 break;
             }
             start_at += page.values.len();
+        }
+    }
+    all.sort_by_key(|p| p.id);
+    all.dedup_by_key(|p| p.id);
+    Ok(all)
+}
+
+/// Data Center: every project, archived ones included, in one array (no paging).
+async fn list_data_center(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+) -> anyhow::Result<Vec<ProjectRow>> {
+    counters.request();
+    let query = [
+        ("includeArchived", "true".to_owned()),
+        ("expand", DC_EXPAND.to_owned()),
+    ];
+    let values: Vec<Value> = ctx.client.get("/rest/api/2/project", &query).await?;
+    let mut all = Vec::new();
+    for value in &values {
+        let row = parse_project(value)?;
+        if project_selected(&ctx.sync, &row.key) {
+            all.push(row);
         }
     }
     all.sort_by_key(|p| p.id);
@@ -121,7 +150,11 @@ pub fn parse_project(value: &Value) -> Result<ProjectRow, ParseError> {
         simplified: r.opt_bool("simplified")?,
         category_id: r.opt_id("projectCategory.id")?,
         category_name: r.opt_str("projectCategory.name")?,
-        lead_account_id: r.opt_str("lead.accountId")?,
+        // Data Center has no account ids: its users are keyed by `key` (see the users stream).
+        lead_account_id: match r.opt_str("lead.accountId")? {
+            Some(id) => Some(id),
+            None => r.opt_str("lead.key")?,
+        },
         is_private: r.opt_bool("isPrivate")?,
         archived,
         archived_at: r.opt_ts("archivedDate")?,

@@ -88,8 +88,8 @@ async fn scoped_tokens_sync_through_the_gateway_and_the_cloud_id_is_cached() {
     assert_eq!(cached.as_deref(), Some(env.sim.config().cloud_id.as_str()));
 }
 
-#[tokio::test]
-async fn bearer_tokens_on_data_center_sync_with_start_at_paging() {
+/// A Data Center site and settings for a bearer personal access token.
+async fn data_center() -> Env {
     let mut env = Env::start(SimConfig {
         data_center: true,
         ..SimConfig::small()
@@ -97,13 +97,138 @@ async fn bearer_tokens_on_data_center_sync_with_start_at_paging() {
     .await;
     env.settings.jira.auth = AuthMode::Bearer;
     env.settings.jira.email = String::new();
-    full_then_incremental(&env).await;
+    env
+}
+
+/// Runs `streams` once and fails unless every one succeeded (a skip is a failure here).
+async fn sync_all(env: &Env, streams: &[StreamKind], full: bool) {
+    let outcomes = sync_once(&env.settings, env.store(), streams, full, false)
+        .await
+        .expect("the sync starts");
+    for o in &outcomes {
+        assert!(
+            matches!(o.status, OutcomeStatus::Succeeded),
+            "{}",
+            o.summary()
+        );
+    }
+}
+
+/// Projects (id, key, archived) and user ids stored, against the simulator's truth.
+async fn assert_projects_and_users_match(env: &Env) {
+    let stored: Vec<(i64, String, bool)> = sqlx::query_as(
+        "SELECT id, key, archived FROM jira.projects WHERE deleted_at IS NULL ORDER BY id",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .expect("read projects");
+    let truth = env.sim.truth();
+    let mut want: Vec<(i64, String, bool)> = truth
+        .projects
+        .iter()
+        .map(|p| (p.id, p.key.clone(), p.archived))
+        .collect();
+    want.sort();
+    assert_eq!(stored, want);
+    let users: Vec<(String,)> = sqlx::query_as("SELECT account_id FROM jira.users ORDER BY 1")
+        .fetch_all(&env.db.pool)
+        .await
+        .expect("read users");
+    let mut want_users = truth.users.clone();
+    want_users.sort();
+    assert_eq!(
+        users.into_iter().map(|(u,)| u).collect::<Vec<_>>(),
+        want_users
+    );
+}
+
+#[tokio::test]
+async fn bearer_tokens_on_data_center_sync_projects_users_and_issues_equal_to_the_truth() {
+    let env = data_center().await;
+    let streams = [StreamKind::Projects, StreamKind::Issues, StreamKind::Users];
+    sync_all(&env, &streams, true).await;
+    assert_projects_and_users_match(&env).await;
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+    // Users are keyed by their Data Center key, and so are project leads.
+    let leads: Vec<(Option<String>,)> = sqlx::query_as("SELECT lead_account_id FROM jira.projects")
+        .fetch_all(&env.db.pool)
+        .await
+        .expect("read leads");
+    assert!(
+        leads
+            .iter()
+            .all(|(l,)| l.as_deref().is_some_and(|l| l.starts_with("JIRAUSER"))),
+        "{leads:?}"
+    );
+
+    // Changes on the site, then an incremental run.
+    let project = env.sim.truth().projects[0].key.clone();
+    env.sim.create_issue(&project).expect("create an issue");
+    let id = env.sim.truth().issues[0].id;
+    env.sim.update_issue(id).expect("update an issue");
+    let added = env.sim.add_user();
+    assert!(added.starts_with("JIRAUSER"), "{added}");
+    sync_all(&env, &streams, false).await;
+    assert_projects_and_users_match(&env).await;
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+
+    // Only Data Center's own endpoints were used, and none answered an error.
+    let log = env.sim.request_log();
     assert!(env.sim.request_count("/rest/api/2/search") > 1);
+    assert!(env.sim.request_count("/rest/api/2/project") >= 2);
+    assert!(env.sim.request_count("/rest/api/2/user/search") >= 2);
     assert_eq!(
         env.sim.request_count("/rest/api/3/"),
         0,
         "no Cloud-only paths"
     );
+    let failed: Vec<_> = log.iter().filter(|e| e.status >= 400).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
+#[tokio::test]
+async fn the_census_on_data_center_marks_deleted_issues_and_keeps_moved_ones() {
+    let env = data_center().await;
+    sync_all(&env, &[StreamKind::Projects, StreamKind::Issues], true).await;
+    let truth = env.sim.truth();
+    let live: Vec<_> = truth.projects.iter().filter(|p| !p.archived).collect();
+    let (from, to) = (live[0], live[1]);
+    let mut issues = truth.issues.iter().filter(|i| i.project_id == from.id);
+    let gone = issues.next().expect("an issue").id;
+    let mover = issues.next().expect("another issue").id;
+    env.sim.delete_issue(gone).expect("delete");
+    let moved = env.sim.move_issue(mover, &to.key).expect("move");
+
+    sync_all(&env, &[StreamKind::Census], false).await;
+    let deleted: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM jira.issues WHERE deleted_at IS NOT NULL")
+            .fetch_all(&env.db.pool)
+            .await
+            .expect("read deleted");
+    assert_eq!(deleted, vec![(gone,)]);
+    let (key, project): (String, i64) =
+        sqlx::query_as("SELECT key, project_id FROM jira.issues WHERE id = $1")
+            .bind(moved.id)
+            .fetch_one(&env.db.pool)
+            .await
+            .expect("moved row");
+    assert_eq!((key, project), (moved.key.clone(), to.id));
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+    let (cursor,): (serde_json::Value,) =
+        sqlx::query_as("SELECT checkpoint FROM jira.sync_state WHERE stream = 'census'")
+            .fetch_one(&env.db.pool)
+            .await
+            .expect("census checkpoint");
+    assert!(!cursor["last_completed"].is_null(), "{cursor}");
+    // The deleted id was named in a search with validation off; none was refused.
+    assert_eq!(env.sim.request_count("/rest/api/3/"), 0);
+    let failed: Vec<_> = env
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|e| e.status >= 400)
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
 }
 
 #[tokio::test]
@@ -307,4 +432,87 @@ async fn wrong_secrets_of_every_mode_exit_3_after_one_request() {
     assert!(stderr.contains("jira.auth = \"scoped\""), "{stderr}");
     assert_eq!(sim.request_count("/rest/api/3/myself"), 1);
     assert_no_secret(&sim, &format!("{stdout}{stderr}"));
+}
+
+/// `sync --once` through the binary at trace level: it succeeds, trace logging is on, and none
+/// of the mode's secrets (nor of any other mode, nor the organization API key) is printed.
+async fn assert_quiet_trace_sync(sim: &Simulator, file: &ConfigFile, extra_secrets: &[&str]) {
+    let mut cmd = jira_sync();
+    cmd.env("RUST_LOG", "trace")
+        .arg("--config")
+        .arg(&file.path)
+        .args(["--log-level", "trace", "sync", "--once", "--no-progress"]);
+    let out = run(cmd).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("\"level\":\"TRACE\""),
+        "trace logging was not on: {stderr}"
+    );
+    let all = format!("{stdout}{stderr}");
+    assert_no_secret(sim, &all);
+    for secret in extra_secrets {
+        assert!(!all.contains(secret), "{secret} leaked:\n{all}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trace_level_sync_in_every_auth_mode_prints_none_of_its_secrets() {
+    use base64::Engine;
+    let sim = Simulator::start(SimConfig::small()).await.expect("sim");
+    let dc = Simulator::start(SimConfig {
+        data_center: true,
+        ..SimConfig::small()
+    })
+    .await
+    .expect("dc sim");
+    let c = sim.config().clone();
+    let base = sim.base_url();
+    let org = format!(
+        "org_id = \"{}\"\norg_api_key = \"{}\"\nadmin_base_url = \"{base}\"\n",
+        c.org_id, c.org_api_key
+    );
+    let basic_header =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.email, c.api_token));
+    let scoped_header =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.email, c.scoped_token));
+    let secrets = [
+        c.org_api_key.as_str(),
+        basic_header.as_str(),
+        scoped_header.as_str(),
+    ];
+
+    let db = crate::support::test_db().await;
+    let basic = write_config(&format!(
+        "[jira]\nbase_url = \"{base}\"\nemail = \"{}\"\napi_token = \"{}\"\n{org}\n[database]\nurl = \"{}\"\n",
+        c.email, c.api_token, db.url
+    ));
+    assert_quiet_trace_sync(&sim, &basic, &secrets).await;
+    let (events,): (i64,) = sqlx::query_as("SELECT count(*) FROM jira.org_events")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count org events");
+    assert!(events > 0, "the org stream ran with its key");
+
+    let db = crate::support::test_db().await;
+    let scoped = write_config(&format!(
+        "[jira]\nbase_url = \"{base}\"\nauth = \"scoped\"\nemail = \"{}\"\napi_token = \"{}\"\ngateway_base_url = \"{base}\"\n\n[database]\nurl = \"{}\"\n",
+        c.email, c.scoped_token, db.url
+    ));
+    assert_quiet_trace_sync(&sim, &scoped, &secrets).await;
+
+    let db = crate::support::test_db().await;
+    let oauth = oauth_config(&sim, &db.url, "demo-refresh-token", None);
+    assert_quiet_trace_sync(&sim, &oauth, &secrets).await;
+    assert!(sim.oauth_refreshes() >= 1);
+
+    let db = crate::support::test_db().await;
+    let bearer = write_config(&format!(
+        "[jira]\nbase_url = \"{}\"\nauth = \"bearer\"\napi_token = \"{}\"\n\n[database]\nurl = \"{}\"\n",
+        dc.base_url(),
+        dc.config().api_token,
+        db.url
+    ));
+    assert_quiet_trace_sync(&dc, &bearer, &secrets).await;
+    assert_eq!(stored_issues(&db.pool).await, truth_issues(&dc));
 }

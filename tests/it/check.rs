@@ -429,3 +429,67 @@ async fn a_bearer_token_needs_no_email() {
     assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
     assert_eq!(report(&output)["ok"], true);
 }
+
+/// `check --json` with `toml` as the config: exit 0 and the report.
+async fn check_ok(toml: &str) -> serde_json::Value {
+    let output = run_with_config(&write_config(toml), &["check", "--json"]).await;
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+    let report = report(&output);
+    assert_eq!(report["ok"], true, "{report}");
+    report
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_succeeds_in_every_auth_mode() {
+    let config = SimConfig::small();
+    let sim = Simulator::start(config.clone())
+        .await
+        .expect("simulator starts");
+    let base = sim.base_url();
+    let basic = check_ok(&site_toml(&base, &config.email, &config.api_token)).await;
+    assert_eq!(basic["server"]["deployment_type"], "Cloud");
+
+    let scoped = site_toml(&base, &config.email, &config.scoped_token).replace(
+        "[jira]",
+        &format!("[jira]\nauth = \"scoped\"\ngateway_base_url = \"{base}\""),
+    );
+    let scoped = check_ok(&scoped).await;
+    assert_eq!(scoped["streams"]["users"]["available"], true, "{scoped}");
+    assert!(requests_to(&sim, "/_edge/tenant_info") >= 1);
+
+    let db = crate::support::test_db().await;
+    let oauth = format!(
+        "[jira]\nbase_url = \"{base}\"\nauth = \"oauth\"\ngateway_base_url = \"{base}\"\n\
+         token_url = \"{base}/oauth/token\"\nauthorize_url = \"{base}/authorize\"\n\
+         client_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"\n\n\
+         [database]\nurl = \"{}\"\n",
+        config.oauth_client_id, config.oauth_client_secret, config.oauth_refresh_token, db.url
+    );
+    let oauth = check_ok(&oauth).await;
+    assert_eq!(oauth["streams"]["issues"]["available"], true, "{oauth}");
+    assert!(sim.oauth_refreshes() >= 1);
+
+    let dc = Simulator::start(SimConfig {
+        data_center: true,
+        ..config.clone()
+    })
+    .await
+    .expect("data center simulator starts");
+    let bearer = site_toml(&dc.base_url(), "", &config.api_token)
+        .replace("[jira]", "[jira]\nauth = \"bearer\"");
+    let bearer = check_ok(&bearer).await;
+    assert_eq!(bearer["server"]["deployment_type"], "DataCenter");
+    // Data Center's account is its user key; its projects and users come from its own
+    // endpoints, and every stream is readable.
+    assert_eq!(bearer["account"]["account_id"], "JIRAUSER10000", "{bearer}");
+    let projects = dc.truth().projects.iter().filter(|p| !p.archived).count();
+    assert_eq!(
+        bearer["streams"]["projects"]["detail"],
+        format!("{projects} projects visible")
+    );
+    for stream in ["projects", "issues", "users", "audit_records"] {
+        assert_eq!(bearer["streams"][stream]["available"], true, "{bearer}");
+    }
+    assert_eq!(requests_to(&dc, "/rest/api/2/project"), 1);
+    assert_eq!(requests_to(&dc, "/rest/api/2/user/search"), 1);
+}
