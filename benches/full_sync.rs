@@ -14,7 +14,8 @@
 //! many issues), `BENCH_SERIAL=0` to skip the one-at-a-time runs, `BENCH_ONLY=<text>` to run
 //! the scenarios whose label contains it, `BENCH_VERBOSE=1` to print each run's summary lines
 //! (one per stream, with its duration) and its requests per half second, `DATABASE_URL` to use
-//! an existing server (its role must be allowed to create databases). Pacing is lifted by
+//! an existing server (its role must be allowed to create databases), `BENCH_LOG=debug` for
+//! the sync's log level (default `warn`; the log goes to standard error). Pacing is lifted by
 //! default, so the figures measure jira-sync, not a pacing policy. The simulator runs in this
 //! process and shares the machine's cores with the sync and PostgreSQL.
 
@@ -288,7 +289,10 @@ async fn measure(
             "JIRA_SYNC__RATE_LIMIT__MAX_IN_FLIGHT",
             s.in_flight.to_string(),
         ),
-        ("JIRA_SYNC__LOG__LEVEL", "warn".to_string()),
+        (
+            "JIRA_SYNC__LOG__LEVEL",
+            std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".to_string()),
+        ),
         ("DATABASE_URL", db.to_string()),
     ];
     let log_before = s.sim.request_log().len();
@@ -456,8 +460,9 @@ impl Server {
         let (backend,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
             .fetch_one(&pool)
             .await?;
-        pool.close().await;
+        // Read while the backend lives: it exits when the pool closes.
         let postmaster = status_field(&backend.to_string(), "PPid:");
+        pool.close().await;
         Ok(Server {
             admin_url,
             _cluster: cluster,

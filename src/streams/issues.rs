@@ -166,10 +166,11 @@ fn page_slots(max_in_flight: usize) -> usize {
     in_flight + in_flight / 2
 }
 
-/// Pages decoded, parsed or written at once: enough to keep the database busy, few enough
-/// that their decoded values stay within tens of megabytes.
+/// Pages decoded, parsed or written at once: enough to keep the database busy (it writes a
+/// page in tens of milliseconds, parsing takes a few), few enough that their decoded values
+/// stay within tens of megabytes. More than four measured no faster and used more memory.
 fn work_slots(max_in_flight: usize) -> usize {
-    max_in_flight.div_ceil(2).max(1)
+    max_in_flight.div_ceil(2).clamp(1, 4)
 }
 
 /// A checkpoint change that sets a project's cursor (`sub: None`) or a path inside it.
@@ -312,6 +313,14 @@ async fn sync_project(
         split: None,
         ..cursor.clone()
     };
+    // A full scan of a project the listing says is big goes straight to the split: its first
+    // page would only be read again by the ranges.
+    if cursor.mark.is_none()
+        && let Some(count) = issue_count_hint(project).filter(|&n| split::worth_splitting(n))
+        && let Some(split) = split::try_split(scan, project, &current, Some(count)).await?
+    {
+        return finish_split(scan, project, &current, &split).await;
+    }
     let mut token: Option<String> = None;
     loop {
         let next = scan
@@ -325,12 +334,18 @@ async fn sync_project(
             return Ok(());
         };
         if token.is_none()
-            && let Some(split) = split::try_split(scan, project, &current).await?
+            && let Some(split) = split::try_split(scan, project, &current, None).await?
         {
             return finish_split(scan, project, &current, &split).await;
         }
         token = Some(next);
     }
+}
+
+/// The project's issue count as its listing reported it (`insight.totalIssueCount`), if it did.
+fn issue_count_hint(project: &ProjectRow) -> Option<usize> {
+    let count = project.raw.pointer("/insight/totalIssueCount")?.as_u64()?;
+    usize::try_from(count).ok()
 }
 
 /// Reads a split scan's ranges to their ends, then moves the project's mark past all of them.
@@ -374,9 +389,10 @@ fn issue_fields(value: &Value) -> Result<IssueRow, ParseError> {
         status_category: r.opt_str("fields.status.statusCategory.key")?,
         priority: r.opt_str("fields.priority.name")?,
         resolution: r.opt_str("fields.resolution.name")?,
-        assignee_account_id: r.opt_str("fields.assignee.accountId")?,
-        reporter_account_id: r.opt_str("fields.reporter.accountId")?,
-        creator_account_id: r.opt_str("fields.creator.accountId")?,
+        // Data Center users have no `accountId`: their `key` stands in, as in `jira.users`.
+        assignee_account_id: r.opt_user_id("fields.assignee")?,
+        reporter_account_id: r.opt_user_id("fields.reporter")?,
+        creator_account_id: r.opt_user_id("fields.creator")?,
         parent_id: r.opt_id("fields.parent.id")?,
         parent_key: r.opt_str("fields.parent.key")?,
         summary: r.opt_str("fields.summary")?,
@@ -416,6 +432,43 @@ mod tests {
         assert_eq!(row.status_category.as_deref(), Some("indeterminate"));
         assert_eq!(row.updated.to_rfc3339(), "2025-03-04T09:15:27.120+00:00");
         assert_eq!(row.raw["fields"]["customfield_10042"]["value"], "Platform");
+    }
+
+    #[test]
+    fn data_center_users_in_an_issue_read_as_their_keys() {
+        let user = |key: &str, name: &str| {
+            json!({"self": format!("https://jira.example.com/rest/api/2/user?username={name}"),
+                   "key": key, "name": name, "displayName": name, "active": true,
+                   "emailAddress": format!("{name}@example.com"), "timeZone": "Europe/Berlin"})
+        };
+        let v = json!({
+            "id": "10500", "key": "DC-3",
+            "fields": {
+                "project": {"id": "10000", "key": "DC"},
+                "assignee": user("JIRAUSER10100", "fred"),
+                "reporter": user("JIRAUSER10200", "andrew"),
+                "creator": user("JIRAUSER10200", "andrew"),
+                "updated": "2025-03-04T10:15:27.120+0100"
+            }
+        });
+        let row = parse_issue(&v).expect("parses");
+        assert_eq!(row.assignee_account_id.as_deref(), Some("JIRAUSER10100"));
+        assert_eq!(row.reporter_account_id.as_deref(), Some("JIRAUSER10200"));
+        assert_eq!(row.creator_account_id.as_deref(), Some("JIRAUSER10200"));
+    }
+
+    #[test]
+    fn an_assignee_without_any_id_names_the_issue_and_field() {
+        let v = json!({
+            "id": "10501", "key": "DC-4",
+            "fields": {
+                "project": {"id": "10000"}, "assignee": {"name": "fred", "displayName": "Fred"},
+                "updated": "2025-03-04T10:15:27.120+0100"
+            }
+        });
+        let text = parse_issue(&v).expect_err("no user id").to_string();
+        assert!(text.contains("key=DC-4"), "{text}");
+        assert!(text.contains("fields.assignee.accountId"), "{text}");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! keeps `max_in_flight` requests busy like many small ones do.
 //!
 //! After a project's first page says there is more, an approximate count tells whether the rest
-//! is worth splitting (at least [`SPLIT_MIN_PAGES`] pages); if so, one id-only listing (pages of
+//! is worth splitting (at least [`SPLIT_MIN_PAGES`] pages); a full scan of a project whose
+//! listing reported that many issues (`insight.totalIssueCount`) skips both and splits at
+//! once. If so, one id-only listing (pages of
 //! up to 5000, `fields: ["updated"]`) of the rest gives the exact distribution of `updated`, and
 //! the rest is cut into ranges of a whole number of pages:
 //! `project = P AND updated >= "a" AND updated < "b" ORDER BY updated ASC, key ASC`. Adjacent
@@ -125,6 +127,11 @@ pub fn plan(
     )
 }
 
+/// Whether a rest of `issues` is big enough to pay for its listing.
+pub fn worth_splitting(issues: usize) -> bool {
+    issues >= SPLIT_MIN_PAGES * PAGE_SIZE as usize
+}
+
 /// How many pages a range should hold so the project splits into at most `max_ranges`.
 pub fn range_pages(issues: usize, max_ranges: usize) -> usize {
     let pages = issues.div_ceil(PAGE_SIZE as usize);
@@ -151,10 +158,14 @@ pub fn range_jql(scan: &Scan<'_>, project_id: i64, range: &RangeCursor) -> Strin
 
 /// Counts the rest of a project after its first page and, when it is big enough, lists it,
 /// plans and saves a split scan. `None`: keep reading it page after page.
+///
+/// `known`: the size of the rest when the caller knows it already (a full scan of a project
+/// whose listing carried its issue count), which saves the count.
 pub async fn try_split(
     scan: &Scan<'_>,
     project: &ProjectRow,
     cursor: &ProjectCursor,
+    known: Option<usize>,
 ) -> anyhow::Result<Option<SplitScan>> {
     let ctx = scan.ctx;
     let from = cursor
@@ -165,17 +176,22 @@ pub async fn try_split(
         jql.push_str(&format!(" AND updated >= \"{from}\""));
     }
     jql.push_str(" ORDER BY updated ASC, key ASC");
-    scan.counters.request();
-    let count: ApproximateCount = ctx
-        .client
-        .post(
-            "/rest/api/3/search/approximate-count",
-            &json!({ "jql": jql }),
-        )
-        .await?;
-    // An estimate, good enough to decide whether the listing pays off.
-    let rest = usize::try_from(count.count).unwrap_or(0);
-    if rest < SPLIT_MIN_PAGES * PAGE_SIZE as usize {
+    let rest = match known {
+        Some(rest) => rest,
+        None => {
+            scan.counters.request();
+            let count: ApproximateCount = ctx
+                .client
+                .post(
+                    "/rest/api/3/search/approximate-count",
+                    &json!({ "jql": jql }),
+                )
+                .await?;
+            // An estimate, good enough to decide whether the listing pays off.
+            usize::try_from(count.count).unwrap_or(0)
+        }
+    };
+    if !worth_splitting(rest) {
         return Ok(None);
     }
     let updated = list_updated(scan, &jql).await?;
