@@ -150,11 +150,34 @@ pub fn parse_audit_record(value: &Value) -> Result<AuditRow, ParseError> {
         summary: r.opt_str("summary")?,
         description: r.opt_str("description")?,
         event_source: r.opt_str("eventSource")?,
-        author_account_id: r.opt_str("authorAccountId")?,
+        // Data Center names the author by user key only (Cloud sends an empty `authorKey`).
+        author_account_id: match r.opt_str("authorAccountId")? {
+            Some(id) => Some(id),
+            None => r.opt_str("authorKey")?.filter(|k| !k.is_empty()),
+        },
         remote_address: r.opt_str("remoteAddress")?,
         object_item: r.opt_json("objectItem"),
         changed_values: r.opt_json("changedValues"),
         associated_items: r.opt_json("associatedItems"),
         raw: value.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_author_is_the_account_id_on_cloud_and_the_user_key_on_data_center() {
+        let cloud = json!({"id": 1, "created": "2025-03-04T10:15:27.120+0000",
+                           "authorKey": "", "authorAccountId": "5b10ac8d82e05b22cc7d4ef5"});
+        let dc = json!({"id": 2, "created": "2025-03-04T10:15:27.120+0000",
+                        "authorKey": "JIRAUSER10100"});
+        let system = json!({"id": 3, "created": "2025-03-04T10:15:27.120+0000", "authorKey": ""});
+        let author = |v: &Value| parse_audit_record(v).expect("parses").author_account_id;
+        assert_eq!(author(&cloud).as_deref(), Some("5b10ac8d82e05b22cc7d4ef5"));
+        assert_eq!(author(&dc).as_deref(), Some("JIRAUSER10100"));
+        assert_eq!(author(&system), None);
+    }
 }

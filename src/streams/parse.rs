@@ -159,6 +159,28 @@ impl<'a> Record<'a> {
         }
     }
 
+    /// The id of the user object at `path` (an assignee, a reporter): its `accountId` on Cloud;
+    /// on Data Center, which has no account ids, its `key` (what `jira.users.account_id`
+    /// holds for Data Center users). Absent when the user is missing or null; an object with
+    /// neither id, or an id of the wrong type, is an error naming the field.
+    pub fn opt_user_id(&self, path: &str) -> Result<Option<String>, ParseError> {
+        let Some(user) = self.get(path) else {
+            return Ok(None);
+        };
+        if !user.is_object() {
+            return Err(self.wrong(path, "a user object", user));
+        }
+        let account_id = format!("{path}.accountId");
+        if let Some(id) = self.opt_str(&account_id)? {
+            return Ok(Some(id));
+        }
+        let key = format!("{path}.key");
+        match self.opt_str(&key)? {
+            Some(key) if !key.is_empty() => Ok(Some(key)),
+            _ => Err(self.error(&account_id, "is missing and so is the Data Center `key`")),
+        }
+    }
+
     /// Any JSON value kept as is (objects and arrays stored as jsonb).
     pub fn opt_json(&self, path: &str) -> Option<Value> {
         self.get(path).cloned()
@@ -198,5 +220,46 @@ mod tests {
         let err = r.req_ts("fields.updated").expect_err("not a timestamp");
         assert!(err.to_string().contains("OPS-1"));
         assert!(err.to_string().contains("fields.updated"));
+    }
+
+    #[test]
+    fn a_user_is_its_account_id_else_its_data_center_key() {
+        let v = json!({"key": "OPS-1", "fields": {
+            "cloud": {"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "Mia"},
+            "dc": {"key": "JIRAUSER10100", "name": "fred", "displayName": "Fred"},
+            "both": {"accountId": "712020:abc", "key": ""},
+            "none": null,
+        }});
+        let r = Record::new("issue", &v, &["key"]);
+        let id = |path: &str| r.opt_user_id(path).expect("reads");
+        assert_eq!(
+            id("fields.cloud").as_deref(),
+            Some("5b10ac8d82e05b22cc7d4ef5")
+        );
+        assert_eq!(id("fields.dc").as_deref(), Some("JIRAUSER10100"));
+        assert_eq!(id("fields.both").as_deref(), Some("712020:abc"));
+        assert_eq!(id("fields.none"), None);
+        assert_eq!(id("fields.missing"), None);
+    }
+
+    #[test]
+    fn a_user_without_any_id_or_with_a_bad_one_names_the_record_and_field() {
+        let v = json!({"key": "OPS-2", "fields": {
+            "anonymous": {"name": "fred", "displayName": "Fred"},
+            "empty_key": {"key": ""},
+            "numeric_key": {"key": {"id": 7}},
+            "text": "fred",
+        }});
+        let r = Record::new("issue", &v, &["key"]);
+        for (path, field) in [
+            ("fields.anonymous", "fields.anonymous.accountId"),
+            ("fields.empty_key", "fields.empty_key.accountId"),
+            ("fields.numeric_key", "fields.numeric_key.key"),
+            ("fields.text", "fields.text"),
+        ] {
+            let err = r.opt_user_id(path).expect_err(path);
+            assert_eq!(err.field, field);
+            assert_eq!(err.record, "key=OPS-2");
+        }
     }
 }
