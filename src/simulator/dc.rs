@@ -6,6 +6,11 @@
 //!   the username, a word of the display name or the e-mail address; `.` matches everyone, the
 //!   usual way to list all users), `includeActive` (default true) and `includeInactive` (default
 //!   false), `startAt`/`maxResults` (default 50, at most 1000, as before Jira 10), a bare array.
+//!   With `SimConfig::dc_user_window` set it behaves like Jira 10 (JRASERVER-78660): only the
+//!   first `window` matches can be read, `startAt` and `maxResults` included (`startAt=98`,
+//!   `maxResults=20` gives 2 users under a window of 100).
+//! - `GET /rest/api/2/user?username=...` (or `key=...`): one user, matched exactly and ignoring
+//!   case; 404 when there is none.
 //! - Users are identified by `key` (`JIRAUSER10000`, …) and `name` (the username); there is no
 //!   `accountId` and no `accountType`.
 //! - Cloud-only endpoints (`/rest/api/3/*`, `/project/search`, `/users/search`, `/search/jql`,
@@ -15,7 +20,9 @@
 //! module adds `includeArchived`, `browseArchive`), jira.js `server.findUsers` (`username`,
 //! `includeActive`, `includeInactive`, `startAt`, `maxResults`), a Data Center user example
 //! (`self`, `key`, `name`, `emailAddress`, `avatarUrls`, `displayName`, `active`, `deleted`,
-//! `timeZone`, `locale`), and the `username=.` idiom for listing every user.
+//! `timeZone`, `locale`), and the `username=.` idiom for listing every user (JRA-29069). The
+//! matching rule is Jira's `UserMatcherPredicate`: a case-insensitive prefix of the username,
+//! of the e-mail address, or of the display name or any of its space-separated words.
 
 use std::sync::Arc;
 
@@ -62,8 +69,9 @@ pub(crate) fn cloud_only(path: &str) -> bool {
 }
 
 impl Ctx<'_> {
-    /// A user in Data Center's shape (the full object of `/user/search` and `/myself`).
-    pub fn dc_user(&self, index: usize) -> Value {
+    /// A user as Data Center embeds it in issues, project leads and user fields: `key` and
+    /// `name` instead of `accountId`, no `accountType`.
+    pub fn dc_user_details(&self, index: usize) -> Value {
         let Some(user) = self.site.users.get(index) else {
             return Value::Null;
         };
@@ -75,14 +83,24 @@ impl Ctx<'_> {
             "avatarUrls": self.dc_avatars(&name),
             "displayName": user.display_name,
             "active": user.active,
-            "deleted": false,
         });
         if let Some(email) = &user.email {
             value["emailAddress"] = json!(email);
         }
         if let Some(zone) = &user.time_zone {
             value["timeZone"] = json!(zone);
-            value["locale"] = json!(user.locale);
+        }
+        value
+    }
+
+    /// A user in Data Center's full shape (`/user/search`, `/user`, `/myself`).
+    pub fn dc_user(&self, index: usize) -> Value {
+        let mut value = self.dc_user_details(index);
+        if let Some(user) = self.site.users.get(index) {
+            value["deleted"] = json!(false);
+            if user.time_zone.is_some() {
+                value["locale"] = json!(user.locale);
+            }
         }
         value
     }
@@ -114,7 +132,8 @@ impl Ctx<'_> {
             value["description"] = json!(format!("Work tracked by the {} team.", project.name));
         }
         if wants("lead") {
-            let lead = self.dc_user(project.lead as usize);
+            // A lead is the short user object: no e-mail address or zone.
+            let lead = self.dc_user_details(project.lead as usize);
             value["lead"] = json!({
                 "self": lead["self"], "key": lead["key"], "name": lead["name"],
                 "avatarUrls": lead["avatarUrls"], "displayName": lead["displayName"],
@@ -148,6 +167,7 @@ pub(crate) async fn project_list(
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     let mut chosen: Vec<usize> = (0..site.projects.len())
         .filter(|&i| archived || site.projects[i].archived_ms.is_none())
@@ -198,6 +218,9 @@ pub(crate) async fn user_search(
         m if m <= 0 => 50,
         m => m.min(1000) as usize,
     };
+    // Jira 10 reads no match past its window, however the request pages.
+    let window = shared.config.dc_user_window.unwrap_or(usize::MAX);
+    let max = start.saturating_add(max).min(window).saturating_sub(start);
     // Data Center answers an empty list, not 403, to an account without Browse Users.
     if !shared.is_admin() {
         return Ok(Json(Vec::<Value>::new()).into_response());
@@ -207,6 +230,7 @@ pub(crate) async fn user_search(
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     let users: Vec<Value> = site
         .users
@@ -221,8 +245,8 @@ pub(crate) async fn user_search(
     Ok(Json(users).into_response())
 }
 
-/// Data Center's user match: a prefix of the username, of a display-name word or of the
-/// e-mail address, ignoring case.
+/// Data Center's user match (`UserMatcherPredicate`): a prefix of the username, of the e-mail
+/// address, or of the display name or one of its words, ignoring case.
 fn matches_user(query: &str, user: &User, name: &str) -> bool {
     name.to_lowercase().starts_with(query)
         || user
@@ -233,6 +257,41 @@ fn matches_user(query: &str, user: &User, name: &str) -> bool {
             .email
             .as_deref()
             .is_some_and(|e| e.to_lowercase().starts_with(query))
+}
+
+/// `GET /rest/api/2/user` of Data Center: the user with this `username` (or `key`), matched
+/// exactly and ignoring case, active or not.
+pub(crate) async fn user_get(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
+    let params = Params::parse(raw);
+    if !shared.config.data_center {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "user look-up is simulated on Data Center only",
+        ));
+    }
+    let site = shared.site();
+    let wanted = |param: &str| params.get(param).map(|v| v.trim().to_lowercase());
+    let found = match (wanted("username"), wanted("key")) {
+        (Some(name), _) => (0..site.users.len())
+            .find(|&i| username(&site.users[i], i).to_lowercase() == name)
+            .ok_or(format!("The user named '{name}' does not exist")),
+        (None, Some(key)) => (0..site.users.len())
+            .find(|&i| user_key(i).to_lowercase() == key)
+            .ok_or(format!("The user with the key '{key}' does not exist")),
+        (None, None) => {
+            return Err(bad_request(
+                "Either the 'username' or the 'key' query parameter must be provided",
+            ));
+        }
+    };
+    let index = found.map_err(|message| ApiError::new(StatusCode::NOT_FOUND, message))?;
+    let ctx = Ctx {
+        site: &site,
+        base: &shared.base_url,
+        tz: shared.site_tz,
+        data_center: true,
+    };
+    Ok(Json(ctx.dc_user(index)).into_response())
 }
 
 fn flag(params: &Params, name: &str, default: bool) -> Result<bool, ApiError> {
@@ -253,6 +312,7 @@ pub(crate) fn myself(shared: &Shared) -> Response {
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     let mut user = ctx.dc_user(0);
     user["timeZone"] = json!(shared.config.user_time_zone);

@@ -76,6 +76,10 @@ pub struct SimConfig {
     /// `/rest/api/2/search` with `startAt` paging instead of `/search/jql`, `/project` and
     /// `/user/search` instead of the Cloud listings, users by `key` and `name` (see `dc.rs`).
     pub data_center: bool,
+    /// On Data Center, behave like Jira 10: a user search yields only its first this many
+    /// matches however it is paged (Jira 10 uses 100; JRASERVER-78660). `None`: Jira 9 and
+    /// earlier, where `startAt` pages through every match.
+    pub dc_user_window: Option<usize>,
     /// The OAuth 2.0 (3LO) app the token endpoint accepts.
     pub oauth_client_id: String,
     pub oauth_client_secret: String,
@@ -113,6 +117,7 @@ impl SimConfig {
             cloud_id: "3f5c1a7e-2b4d-4c6e-9a8b-7d1e0f2a3b4c".to_owned(),
             scoped_token: "demo-scoped-token".to_owned(),
             data_center: false,
+            dc_user_window: None,
             oauth_client_id: "demo-client-id".to_owned(),
             oauth_client_secret: "demo-client-secret".to_owned(),
             oauth_refresh_token: "demo-refresh-token".to_owned(),
@@ -166,6 +171,16 @@ pub struct TruthIssue {
     pub project_id: i64,
     /// Exactly the instant the API renders, at millisecond precision.
     pub updated: chrono::DateTime<chrono::Utc>,
+}
+
+/// The users an issue names, identified as the API identifies them: account ids, on Data
+/// Center user keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TruthIssueUsers {
+    pub id: i64,
+    pub assignee: Option<String>,
+    pub reporter: String,
+    pub creator: String,
 }
 
 /// One request as the simulator saw it (`/__sim/` requests are not logged).
@@ -336,6 +351,28 @@ impl Simulator {
 
     pub fn truth(&self) -> Truth {
         self.shared.truth()
+    }
+
+    /// Assignee, reporter and creator of every issue that exists, ascending by id.
+    pub fn issue_users(&self) -> Vec<TruthIssueUsers> {
+        let site = self.shared.site();
+        let ctx = render::Ctx {
+            site: &site,
+            base: &self.shared.base_url,
+            tz: self.shared.site_tz,
+            data_center: self.shared.config.data_center,
+        };
+        let id = |index: u32| ctx.user_id(index as usize).unwrap_or_default();
+        site.issues
+            .iter()
+            .filter(|i| !i.deleted)
+            .map(|i| TruthIssueUsers {
+                id: i.id,
+                assignee: i.assignee.map(id),
+                reporter: id(i.reporter),
+                creator: id(i.creator),
+            })
+            .collect()
     }
 
     /// Replaces the fault plan; request numbering for the random faults restarts at zero.

@@ -1,4 +1,6 @@
 //! JSON rendering of stored records in Jira Cloud's shapes: issues, users, projects, audit.
+//! On a Data Center site every embedded user (assignee, reporter, creator, user fields, audit
+//! authors) takes Data Center's shape instead (see `dc.rs`).
 
 use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
@@ -18,6 +20,8 @@ pub(crate) struct Ctx<'a> {
     pub site: &'a Site,
     pub base: &'a str,
     pub tz: Tz,
+    /// Render users in Data Center's shape (`key`, `name`, no `accountId`).
+    pub data_center: bool,
 }
 
 const ISSUE_EXPAND: &str =
@@ -45,8 +49,12 @@ impl Ctx<'_> {
         json!({"48x48": url(48), "24x24": url(24), "16x16": url(16), "32x32": url(32)})
     }
 
-    /// The compact user object embedded in issues (UserDetails).
+    /// The compact user object embedded in issues (UserDetails; on Data Center, a user with
+    /// `key` and `name` instead of `accountId`).
     pub fn user_details(&self, index: u32) -> Value {
+        if self.data_center {
+            return self.dc_user_details(index as usize);
+        }
         let Some(user) = self.site.users.get(index as usize) else {
             return Value::Null;
         };
@@ -332,16 +340,8 @@ impl Ctx<'_> {
     pub fn audit_record(&self, record: &AuditRecord) -> Value {
         let (category, summary, type_name) = AUDIT_KINDS[record.kind];
         let mut dice = Dice::new(mix64(record.seed));
-        let author = self
-            .site
-            .users
-            .get(record.author as usize)
-            .map_or("", |u| u.account_id.as_str());
-        let subject = self
-            .site
-            .users
-            .get(record.subject as usize)
-            .map_or("", |u| u.account_id.as_str());
+        let author = self.user_id(record.author as usize).unwrap_or_default();
+        let subject = self.user_id(record.subject as usize).unwrap_or_default();
         let group = dice.pick(&GROUPS);
         let object = match type_name {
             "USER" => {
@@ -365,12 +365,11 @@ impl Ctx<'_> {
         } else {
             json!([])
         };
-        json!({
+        let mut value = json!({
             "id": record.id,
             "summary": summary,
             "remoteAddress": format!("203.0.113.{}", dice.below(254) + 1),
             "authorKey": "",
-            "authorAccountId": author,
             "created": self.timestamp(record.created_ms),
             "category": category,
             "eventSource": if dice.chance(0.8) { "" } else { "Jira" },
@@ -378,6 +377,21 @@ impl Ctx<'_> {
             "objectItem": object,
             "changedValues": changed,
             "associatedItems": associated,
+        });
+        // Data Center names the author by user key; Cloud by account id, with an empty key.
+        match self.data_center {
+            true => value["authorKey"] = json!(author),
+            false => value["authorAccountId"] = json!(author),
+        }
+        value
+    }
+
+    /// The id the API gives the `index`-th user: its account id, on Data Center its key.
+    pub fn user_id(&self, index: usize) -> Option<String> {
+        let user = self.site.users.get(index)?;
+        Some(match self.data_center {
+            true => super::dc::user_key(index),
+            false => user.account_id.clone(),
         })
     }
 }

@@ -51,6 +51,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/rest/api/{version}/project/search", get(project_search))
         .route("/rest/api/{version}/project", get(dc::project_list))
         .route("/rest/api/{version}/user/search", get(dc::user_search))
+        .route("/rest/api/{version}/user", get(dc::user_get))
         .route("/rest/api/{version}/field", get(fields))
         .route("/rest/api/{version}/users/search", get(users))
         .route("/rest/api/{version}/users", get(users))
@@ -157,6 +158,7 @@ async fn myself(State(shared): State<Arc<Shared>>) -> Response {
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     let mut user = ctx.user(0);
     user["timeZone"] = json!(shared.config.user_time_zone);
@@ -174,6 +176,7 @@ async fn server_info(State(shared): State<Arc<Shared>>) -> Response {
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     Json(json!({
         "baseUrl": shared.base_url,
@@ -281,6 +284,7 @@ async fn project_search(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQue
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     let total = chosen.len();
     let values: Vec<Value> = chosen
@@ -339,6 +343,7 @@ async fn users(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Re
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     let end = (start + max).min(site.users.len());
     let users: Vec<Value> = (start.min(end)..end).map(|i| ctx.user(i as u32)).collect();
@@ -382,6 +387,7 @@ async fn audit(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Re
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     let window =
         site.audit.iter().rev().filter(|r| {

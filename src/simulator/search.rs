@@ -190,6 +190,7 @@ fn search(shared: &Shared, request: SearchRequest) -> Reply {
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     let issues: Vec<Value> = hits
         .iter()
@@ -257,6 +258,7 @@ pub(crate) async fn bulkfetch(State(shared): State<Arc<Shared>>, body: Bytes) ->
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     let issues: Vec<Value> = ids
         .iter()
@@ -284,6 +286,7 @@ pub(crate) async fn issue(
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     let mut value = ctx.issue(issue, &sel);
     let expand: Vec<String> = params
@@ -346,6 +349,7 @@ pub(crate) fn data_center_search(shared: &Shared, params: &Params, body: &Bytes)
         site: &site,
         base: &shared.base_url,
         tz: shared.site_tz,
+        data_center: shared.config.data_center,
     };
     let issues: Vec<Value> = hits
         .iter()

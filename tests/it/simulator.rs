@@ -1159,3 +1159,143 @@ async fn data_center_search_refuses_a_missing_issue_unless_validation_is_off() {
     let (status, _) = site.get(&format!("/rest/api/2/issue/{kept}"), &[]).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Whether a user object is in Data Center's shape: `key` and `name`, no Cloud ids.
+fn is_data_center_user(user: &Value) -> bool {
+    user["key"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("JIRAUSER"))
+        && user["name"].is_string()
+        && user.get("accountId").is_none()
+        && user.get("accountType").is_none()
+}
+
+#[tokio::test]
+async fn data_center_issues_and_audit_records_name_users_by_key_and_name() {
+    let site = data_center_site().await;
+    let truth = site.sim.truth();
+    let people = site.sim.issue_users();
+    let fields = [
+        "assignee",
+        "reporter",
+        "creator",
+        "customfield_10018",
+        "customfield_10019",
+    ];
+    let keys: Vec<&str> = truth.projects.iter().map(|p| p.key.as_str()).collect();
+    let jql = format!("project in ({}) order by id", keys.join(", "));
+    let mut issues = Vec::new();
+    loop {
+        let (status, body) = site
+            .post(
+                "/rest/api/2/search",
+                json!({"jql": jql, "fields": fields, "startAt": issues.len()}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let page = body["issues"].as_array().expect("issues").clone();
+        if page.is_empty() {
+            break;
+        }
+        issues.extend(page);
+    }
+    assert_eq!(issues.len(), truth.issues.len());
+    let mut users_seen = 0;
+    for (issue, want) in issues.iter().zip(&people) {
+        assert_eq!(issue["id"], want.id.to_string());
+        let f = &issue["fields"];
+        assert_eq!(f["reporter"]["key"], want.reporter.as_str(), "{issue}");
+        assert_eq!(f["creator"]["key"], want.creator.as_str(), "{issue}");
+        assert_eq!(f["assignee"]["key"].as_str(), want.assignee.as_deref());
+        let mut users: Vec<&Value> = vec![&f["reporter"], &f["creator"]];
+        users.extend(
+            [&f["assignee"], &f["customfield_10018"]]
+                .into_iter()
+                .filter(|u| !u.is_null()),
+        );
+        users.extend(f["customfield_10019"].as_array().into_iter().flatten());
+        for user in users {
+            assert!(is_data_center_user(user), "{user}");
+            users_seen += 1;
+        }
+    }
+    assert!(users_seen > 2 * issues.len(), "user fields were rendered");
+    assert!(people.iter().any(|p| p.assignee.is_some()));
+
+    let (status, audit) = site
+        .get("/rest/api/2/auditing/record", &[("limit", "100")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    let records = audit["records"].as_array().expect("records");
+    assert!(!records.is_empty());
+    for record in records {
+        assert!(record.get("authorAccountId").is_none(), "{record}");
+        assert!(
+            truth
+                .users
+                .iter()
+                .any(|k| record["authorKey"] == k.as_str()),
+            "{record}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_jira_10_window_caps_every_user_search_at_its_first_matches() {
+    let site = Site::start(SimConfig {
+        data_center: true,
+        dc_user_window: Some(100),
+        users: 350,
+        ..SimConfig::small()
+    })
+    .await;
+    let search = |username: &'static str, start: usize, max: usize| {
+        let site = &site;
+        async move {
+            let (start, max) = (start.to_string(), max.to_string());
+            let (status, page) = site
+                .get(
+                    "/rest/api/2/user/search",
+                    &[
+                        ("username", username),
+                        ("includeInactive", "true"),
+                        ("startAt", &start),
+                        ("maxResults", &max),
+                    ],
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page.as_array().expect("a bare array").clone()
+        }
+    };
+    assert_eq!(search(".", 0, 200).await.len(), 100);
+    assert_eq!(search(".", 98, 20).await.len(), 2);
+    assert!(search(".", 100, 200).await.is_empty());
+    // A narrower search still matches on name, e-mail and display-name words, under the cap.
+    let a = search("a", 0, 200).await;
+    assert!(!a.is_empty() && a.len() < 100, "{}", a.len());
+    let matches_a = |u: &Value| {
+        ["name", "emailAddress"].iter().any(|f| {
+            u[f].as_str()
+                .is_some_and(|s| s.to_lowercase().starts_with('a'))
+        }) || u["displayName"]
+            .as_str()
+            .is_some_and(|d| d.split(' ').any(|w| w.to_lowercase().starts_with('a')))
+    };
+    assert!(a.iter().all(matches_a));
+
+    // One user by username, exactly and ignoring case; 404 for none.
+    let name = a[0]["name"].as_str().expect("name").to_owned();
+    let (status, user) = site
+        .get("/rest/api/2/user", &[("username", &name.to_uppercase())])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["key"], a[0]["key"]);
+    let (status, _) = site
+        .get(
+            "/rest/api/2/user",
+            &[("username", &format!("{name}-nobody"))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
