@@ -5,9 +5,21 @@
 //! Data Center has no `/users/search`: it lists users with `/rest/api/2/user/search`, whose
 //! `username` is required (`.` matches every user) and which leaves inactive users out unless
 //! `includeInactive=true`. Its users have no `accountId`; they are stored under their `key`
-//! (stable across username changes) in `account_id`. Jira Data Center 10 returns only the
-//! first 100 matches of a user search, however paged (JRASERVER-78660), so a listing that ends
-//! at exactly 100 users is reported as possibly incomplete.
+//! (stable across username changes) in `account_id`.
+//!
+//! Jira Data Center 10 yields only the first 100 matches of a user search, however it is paged
+//! (JRASERVER-78660). A query whose matches end at exactly 100 is therefore split by username
+//! prefix (`a`, `b`, …, `0`, …, then `aa`, `ab`, … under a prefix that is itself capped), and
+//! the results are merged by user key. `username` matches a case-insensitive prefix of the
+//! username, the e-mail address, or a word of the display name, so the users whose username
+//! starts with a prefix are always among its matches; the other matches only overlap, and the
+//! merge absorbs them. A user whose username is exactly a capped prefix is not matched by any
+//! longer prefix, so it is looked up by name (`/rest/api/2/user?username=`). The children of a
+//! prefix are the characters usernames are made of (letters, digits, `.`, `-`, `_`, `@`, `'`,
+//! `+`) plus any other character seen after that prefix; a username continuing with a
+//! character outside both, under a capped prefix, is the one case this cannot reach. Past
+//! `MAX_PREFIX_LEN` characters a still-capped prefix is reported, naming it. On Jira 9 and
+//! earlier, and on sites under 100 users, the one `.` listing is complete and nothing is split.
 
 use super::parse::{ParseError, Record};
 use super::{RunCounters, StreamContext, StreamStatus};
@@ -15,24 +27,36 @@ use crate::jira::JiraError;
 use crate::store::rows::UserRow;
 use crate::sync::progress::Progress;
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// Well under Jira's 1000 cap: large user pages can exceed Jira's 10-second budget (409).
 const PAGE_SIZE: usize = 200;
 /// Jira Data Center 10's window on user search results, whatever `startAt` says.
 const DC_SEARCH_WINDOW: usize = 100;
+/// The characters a username prefix is extended by when its search is capped.
+const USERNAME_CHARS: &str = "abcdefghijklmnopqrstuvwxyz0123456789.-_@'+";
+/// The longest username prefix searched: a capped prefix this long is reported, not split.
+const MAX_PREFIX_LEN: usize = 12;
+/// The Data Center query that matches every user.
+const EVERYONE: &str = ".";
 
-/// The endpoint and query of one page of users.
-fn page_request(data_center: bool, start_at: usize) -> (&'static str, Vec<(&'static str, String)>) {
+const FORBIDDEN: &str = "the account lacks the \"Browse users and groups\" global permission \
+                         (Jira answered 403); grant it to sync users";
+
+/// The endpoint and query of one page of users; `username` is the Data Center search string.
+fn page_request(
+    username: Option<&str>,
+    start_at: usize,
+) -> (&'static str, Vec<(&'static str, String)>) {
     let mut query = vec![
         ("startAt", start_at.to_string()),
         ("maxResults", PAGE_SIZE.to_string()),
     ];
-    if !data_center {
+    let Some(username) = username else {
         return ("/rest/api/3/users/search", query);
-    }
+    };
     query.extend([
-        ("username", ".".to_owned()),
+        ("username", username.to_owned()),
         ("includeActive", "true".to_owned()),
         ("includeInactive", "true".to_owned()),
     ]);
@@ -44,49 +68,184 @@ pub async fn run(
     counters: &RunCounters,
     progress: &Progress,
 ) -> anyhow::Result<StreamStatus> {
-    let data_center = ctx.client.is_data_center();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut start_at = 0usize;
-    loop {
-        counters.request();
-        let (path, query) = page_request(data_center, start_at);
-        let page: Vec<Value> = match ctx.client.get(path, &query).await {
-            Ok(page) => page,
-            Err(JiraError::Forbidden { .. }) => {
-                return Ok(StreamStatus::Skipped(
-                    "the account lacks the \"Browse users and groups\" global permission \
-                     (Jira answered 403); grant it to sync users"
-                        .to_string(),
-                ));
+    let mut listing = Listing {
+        ctx,
+        counters,
+        progress,
+        seen: HashSet::new(),
+        names: HashSet::new(),
+    };
+    let result = match ctx.client.is_data_center() {
+        true => listing.data_center().await,
+        false => listing.search(None).await.map(|_| ()),
+    };
+    match result {
+        Ok(()) => Ok(StreamStatus::Done),
+        Err(Stop::Forbidden) => Ok(StreamStatus::Skipped(FORBIDDEN.to_string())),
+        Err(Stop::Failed(err)) => Err(err),
+    }
+}
+
+/// Why a listing ended early.
+enum Stop {
+    /// Jira answered 403: the stream is skipped.
+    Forbidden,
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Stop {
+    fn from(err: E) -> Stop {
+        Stop::Failed(err.into())
+    }
+}
+
+/// What one search matched: how many users, and the characters that follow the searched
+/// prefix in their usernames (lowercase).
+struct Matches {
+    count: usize,
+    next_chars: BTreeSet<char>,
+}
+
+/// The users read so far in this run, written page by page as they arrive.
+struct Listing<'a> {
+    ctx: &'a StreamContext,
+    counters: &'a RunCounters,
+    progress: &'a Progress,
+    /// Keys (account ids) already written in this run: each user is written once.
+    seen: HashSet<String>,
+    /// Lowercase Data Center usernames already read.
+    names: HashSet<String>,
+}
+
+impl Listing<'_> {
+    /// Every Data Center user: the `.` search, split by username prefix while a search
+    /// returns exactly Jira 10's window.
+    async fn data_center(&mut self) -> Result<(), Stop> {
+        let everyone = self.search(Some(EVERYONE)).await?;
+        if everyone.count != DC_SEARCH_WINDOW {
+            return Ok(());
+        }
+        tracing::info!(
+            "the user search stopped at Jira Data Center 10's window of 100 users; listing \
+             users by username prefix instead"
+        );
+        // Depth first, in alphabetical order. `.` is not a first character: `username=.`
+        // is the search for everyone.
+        let mut pending: Vec<String> = children("", &everyone.next_chars)
+            .filter(|p| p != EVERYONE)
+            .rev()
+            .collect();
+        while let Some(prefix) = pending.pop() {
+            let matches = self.search(Some(&prefix)).await?;
+            if matches.count != DC_SEARCH_WINDOW {
+                continue;
             }
+            if !self.names.contains(&prefix) {
+                self.lookup(&prefix).await?;
+            }
+            if prefix.chars().count() >= MAX_PREFIX_LEN {
+                tracing::warn!(
+                    prefix = %prefix,
+                    "the user search for the username prefix {prefix:?} still returns Jira Data \
+                     Center 10's window of 100 users; users whose username starts with it \
+                     beyond the first 100 may be missing from jira.users"
+                );
+                continue;
+            }
+            pending.extend(children(&prefix, &matches.next_chars).rev());
+        }
+        Ok(())
+    }
+
+    /// Every page of one search (`None`: Cloud's listing of all users), until an empty page.
+    async fn search(&mut self, username: Option<&str>) -> Result<Matches, Stop> {
+        let prefix = username.filter(|u| *u != EVERYONE).unwrap_or_default();
+        let mut matched: HashSet<String> = HashSet::new();
+        let mut next_chars = BTreeSet::new();
+        let mut start_at = 0usize;
+        loop {
+            self.counters.request();
+            let (path, query) = page_request(username, start_at);
+            let page: Vec<Value> = match self.ctx.client.get(path, &query).await {
+                Ok(page) => page,
+                Err(JiraError::Forbidden { .. }) => return Err(Stop::Forbidden),
+                Err(err) => return Err(err.into()),
+            };
+            if page.is_empty() {
+                break;
+            }
+            let fetched = page.len();
+            let mut rows = page.iter().map(parse_user).collect::<Result<Vec<_>, _>>()?;
+            let before = matched.len();
+            for row in &rows {
+                matched.insert(row.account_id.clone());
+                let Some(name) = row.raw.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                let name = name.to_lowercase();
+                if let Some(next) = name.strip_prefix(prefix).and_then(|r| r.chars().next()) {
+                    next_chars.insert(next);
+                }
+                self.names.insert(name);
+            }
+            if matched.len() == before {
+                // The list shifted while paging, or the server ignores `startAt`.
+                tracing::warn!(
+                    start_at,
+                    "a users page held only accounts already seen; stopping"
+                );
+                break;
+            }
+            rows.retain(|r| self.seen.insert(r.account_id.clone()));
+            self.write(&rows).await?;
+            start_at += fetched;
+        }
+        Ok(Matches {
+            count: matched.len(),
+            next_chars,
+        })
+    }
+
+    /// The user whose username is exactly `name`, if there is one (404: none).
+    async fn lookup(&mut self, name: &str) -> Result<(), Stop> {
+        self.counters.request();
+        let query = [("username", name.to_owned())];
+        let user: Value = match self.ctx.client.get("/rest/api/2/user", &query).await {
+            Ok(user) => user,
+            Err(JiraError::NotFound { .. }) => return Ok(()),
+            Err(JiraError::Forbidden { .. }) => return Err(Stop::Forbidden),
             Err(err) => return Err(err.into()),
         };
-        if page.is_empty() {
-            if data_center && seen.len() == DC_SEARCH_WINDOW {
-                tracing::warn!(
-                    users = seen.len(),
-                    "the user listing ended at exactly 100 users: Jira Data Center 10 returns \
-                     no more than the first 100 matches of a user search, so users beyond them \
-                     may be missing from jira.users"
-                );
-            }
-            return Ok(StreamStatus::Done);
+        let row = parse_user(&user)?;
+        self.names.insert(name.to_owned());
+        if self.seen.insert(row.account_id.clone()) {
+            self.write(&[row]).await?;
         }
-        let mut rows = page.iter().map(parse_user).collect::<Result<Vec<_>, _>>()?;
-        let fetched = rows.len();
-        // A repeated account (the list shifted while paging) is written once per page.
-        rows.retain(|r| seen.insert(r.account_id.clone()));
-        if rows.is_empty() {
-            tracing::warn!(
-                start_at,
-                "a users page held only accounts already seen; stopping"
-            );
-            return Ok(StreamStatus::Done);
-        }
-        let written = ctx.store.write_users(&ctx.site, &rows).await?;
-        counters.page(rows.len(), written, progress);
-        start_at += fetched;
+        Ok(())
     }
+
+    async fn write(&self, rows: &[UserRow]) -> anyhow::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let written = self.ctx.store.write_users(&self.ctx.site, rows).await?;
+        self.counters.page(rows.len(), written, self.progress);
+        Ok(())
+    }
+}
+
+/// The prefixes one character longer than `prefix`: every usual username character, then any
+/// other character seen after `prefix`, in order and without repeats.
+fn children<'a>(
+    prefix: &'a str,
+    seen: &'a BTreeSet<char>,
+) -> impl DoubleEndedIterator<Item = String> + 'a {
+    let usual = USERNAME_CHARS.chars();
+    let unusual = seen
+        .iter()
+        .copied()
+        .filter(|c| !USERNAME_CHARS.contains(*c));
+    usual.chain(unusual).map(move |c| format!("{prefix}{c}"))
 }
 
 /// Reads one user record into a row. Hidden emails and zones read as absent. A Data Center
@@ -108,4 +267,32 @@ pub fn parse_user(value: &Value) -> Result<UserRow, ParseError> {
         locale: r.opt_str("locale")?,
         raw: value.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_splits_into_every_username_character_then_the_unusual_ones_seen() {
+        let seen: BTreeSet<char> = ['b', 'é', '.'].into_iter().collect();
+        let all: Vec<String> = children("jo", &seen).collect();
+        assert_eq!(all.len(), USERNAME_CHARS.len() + 1);
+        assert_eq!(all[0], "joa");
+        assert!(all.contains(&"jo9".to_owned()));
+        assert!(all.contains(&"jo_".to_owned()));
+        assert_eq!(all.last().map(String::as_str), Some("joé"));
+    }
+
+    #[test]
+    fn data_center_pages_search_by_username_and_include_inactive_users() {
+        let (path, query) = page_request(Some("ab"), 200);
+        assert_eq!(path, "/rest/api/2/user/search");
+        assert!(query.contains(&("username", "ab".to_owned())));
+        assert!(query.contains(&("includeInactive", "true".to_owned())));
+        assert!(query.contains(&("startAt", "200".to_owned())));
+        let (path, query) = page_request(None, 0);
+        assert_eq!(path, "/rest/api/3/users/search");
+        assert!(!query.iter().any(|(k, _)| *k == "username"));
+    }
 }

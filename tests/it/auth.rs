@@ -90,11 +90,15 @@ async fn scoped_tokens_sync_through_the_gateway_and_the_cloud_id_is_cached() {
 
 /// A Data Center site and settings for a bearer personal access token.
 async fn data_center() -> Env {
-    let mut env = Env::start(SimConfig {
+    data_center_with(SimConfig {
         data_center: true,
         ..SimConfig::small()
     })
-    .await;
+    .await
+}
+
+async fn data_center_with(config: SimConfig) -> Env {
+    let mut env = Env::start(config).await;
     env.settings.jira.auth = AuthMode::Bearer;
     env.settings.jira.email = String::new();
     env
@@ -130,16 +134,43 @@ async fn assert_projects_and_users_match(env: &Env) {
         .collect();
     want.sort();
     assert_eq!(stored, want);
-    let users: Vec<(String,)> = sqlx::query_as("SELECT account_id FROM jira.users ORDER BY 1")
-        .fetch_all(&env.db.pool)
-        .await
-        .expect("read users");
-    let mut want_users = truth.users.clone();
-    want_users.sort();
-    assert_eq!(
-        users.into_iter().map(|(u,)| u).collect::<Vec<_>>(),
-        want_users
+    assert_users_match(env).await;
+}
+
+/// An issue's id with its assignee, reporter and creator ids.
+type IssueUsers = (i64, Option<String>, Option<String>, Option<String>);
+
+/// Assignee, reporter and creator stored for every issue equal the simulator's (on Data
+/// Center, user keys), and every one of them joins to a row of `jira.users`.
+async fn assert_issue_users_match(env: &Env) {
+    let stored: Vec<IssueUsers> = sqlx::query_as(
+        "SELECT id, assignee_account_id, reporter_account_id, creator_account_id \
+         FROM jira.issues WHERE deleted_at IS NULL ORDER BY id",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .expect("read issue users");
+    let want: Vec<_> = env
+        .sim
+        .issue_users()
+        .into_iter()
+        .map(|u| (u.id, u.assignee, Some(u.reporter), Some(u.creator)))
+        .collect();
+    assert_eq!(stored, want);
+    assert!(
+        stored.iter().any(|(_, a, _, _)| a.is_some()),
+        "some issue is assigned"
     );
+    let (unjoined,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM jira.issues i, \
+           unnest(array[i.assignee_account_id, i.reporter_account_id, i.creator_account_id]) u \
+         WHERE u IS NOT NULL AND NOT EXISTS \
+           (SELECT 1 FROM jira.users s WHERE s.site = i.site AND s.account_id = u)",
+    )
+    .fetch_one(&env.db.pool)
+    .await
+    .expect("join issue users");
+    assert_eq!(unjoined, 0, "every issue user is a row of jira.users");
 }
 
 #[tokio::test]
@@ -149,6 +180,7 @@ async fn bearer_tokens_on_data_center_sync_projects_users_and_issues_equal_to_th
     sync_all(&env, &streams, true).await;
     assert_projects_and_users_match(&env).await;
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+    assert_issue_users_match(&env).await;
     // Users are keyed by their Data Center key, and so are project leads.
     let leads: Vec<(Option<String>,)> = sqlx::query_as("SELECT lead_account_id FROM jira.projects")
         .fetch_all(&env.db.pool)
@@ -171,6 +203,7 @@ async fn bearer_tokens_on_data_center_sync_projects_users_and_issues_equal_to_th
     sync_all(&env, &streams, false).await;
     assert_projects_and_users_match(&env).await;
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+    assert_issue_users_match(&env).await;
 
     // Only Data Center's own endpoints were used, and none answered an error.
     let log = env.sim.request_log();
@@ -184,6 +217,82 @@ async fn bearer_tokens_on_data_center_sync_projects_users_and_issues_equal_to_th
     );
     let failed: Vec<_> = log.iter().filter(|e| e.status >= 400).collect();
     assert!(failed.is_empty(), "{failed:?}");
+}
+
+/// The `username` of every user search the simulator answered, in order.
+fn user_searches(sim: &Simulator) -> Vec<String> {
+    sim.request_log()
+        .iter()
+        .filter(|e| e.path == "/rest/api/2/user/search")
+        .filter_map(|e| {
+            url::form_urlencoded::parse(e.query.as_bytes())
+                .find(|(k, _)| k == "username")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn users_beyond_jira_10s_window_of_100_are_listed_by_username_prefix() {
+    let env = data_center_with(SimConfig {
+        data_center: true,
+        dc_user_window: Some(100),
+        users: 350,
+        ..SimConfig::small()
+    })
+    .await;
+    sync_all(&env, &[StreamKind::Users], true).await;
+    assert_users_match(&env).await;
+    let searches = user_searches(&env.sim);
+    assert_eq!(searches[0], ".");
+    assert!(searches.iter().any(|u| u == "a"), "{searches:?}");
+    assert!(
+        searches.iter().any(|u| u.chars().count() >= 2),
+        "some prefix was itself capped and split deeper: {searches:?}"
+    );
+    // Only look-ups of a username that does not exist may answer an error (404).
+    let failed: Vec<_> = env
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|e| e.status >= 400 && !(e.status == 404 && e.path == "/rest/api/2/user"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+
+    // A second run writes nothing new and still holds every user.
+    sync_all(&env, &[StreamKind::Users], false).await;
+    assert_users_match(&env).await;
+}
+
+#[tokio::test]
+async fn a_data_center_site_within_the_window_is_listed_without_prefix_searches() {
+    for (users, window) in [(80, Some(100)), (350, None)] {
+        let env = data_center_with(SimConfig {
+            data_center: true,
+            dc_user_window: window,
+            users,
+            ..SimConfig::small()
+        })
+        .await;
+        sync_all(&env, &[StreamKind::Users], true).await;
+        assert_users_match(&env).await;
+        let searches = user_searches(&env.sim);
+        assert!(searches.iter().all(|u| u == "."), "{users}: {searches:?}");
+        let lookups = env.sim.request_log().into_iter();
+        assert_eq!(lookups.filter(|e| e.path == "/rest/api/2/user").count(), 0);
+        assert_eq!(env.sim.truth().users.len(), users);
+    }
+}
+
+/// User ids stored equal the simulator's, nothing more or less.
+async fn assert_users_match(env: &Env) {
+    let users: Vec<(String,)> = sqlx::query_as("SELECT account_id FROM jira.users ORDER BY 1")
+        .fetch_all(&env.db.pool)
+        .await
+        .expect("read users");
+    let mut want = env.sim.truth().users;
+    want.sort();
+    assert_eq!(users.into_iter().map(|(u,)| u).collect::<Vec<_>>(), want);
 }
 
 #[tokio::test]
