@@ -45,26 +45,62 @@ pub async fn list_selected(
     if ctx.client.is_data_center() {
         return list_data_center(ctx, counters).await;
     }
+    // Live and archived projects are listed at the same time.
+    let (live, archived) = futures::future::try_join(
+        list_status(ctx, counters, "live"),
+        list_status(ctx, counters, "archived"),
+    )
+    .await?;
     let mut all = Vec::new();
-    for status in ["live", "archived"] {
-        let mut start_at = 0usize;
-        loop {
-            let page = fetch_page(ctx, counters, status, start_at).await?;
-            for value in &page.values {
-                let row = parse_project(value)?;
-                if project_selected(&ctx.sync, &row.key) {
-                    all.push(row);
-                }
-            }
-            if page.values.is_empty() || page.is_last.unwrap_or(page.values.len() < PAGE_SIZE) {
-                break;
-            }
-            start_at += page.values.len();
+    for value in live.iter().chain(&archived) {
+        let row = parse_project(value)?;
+        if project_selected(&ctx.sync, &row.key) {
+            all.push(row);
         }
     }
     all.sort_by_key(|p| p.id);
     all.dedup_by_key(|p| p.id);
     Ok(all)
+}
+
+/// Every project of one `status`, paged to `isLast`. When the first page tells the total, the
+/// other pages are asked for at once; the paging then goes on from the last of them, so a
+/// total that grew meanwhile (or a page that came back short) loses nothing (rows seen twice
+/// are deduplicated by the caller).
+async fn list_status(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+    status: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let first = fetch_page(ctx, counters, status, 0).await?;
+    let mut start_at = first.values.len();
+    let mut last = is_last_page(&first);
+    let mut values = first.values;
+    if !last && let Some(total) = first.total.and_then(|t| usize::try_from(t).ok()) {
+        let starts: Vec<usize> = (start_at..total).step_by(PAGE_SIZE).collect();
+        // The client's in-flight cap bounds how many go out at once.
+        let requests: Vec<_> = starts
+            .iter()
+            .map(|&at| fetch_page(ctx, counters, status, at))
+            .collect();
+        let pages = futures::future::try_join_all(requests).await?;
+        for (at, page) in starts.iter().zip(pages) {
+            start_at = at + page.values.len();
+            last = is_last_page(&page);
+            values.extend(page.values);
+        }
+    }
+    while !last {
+        let page = fetch_page(ctx, counters, status, start_at).await?;
+        start_at += page.values.len();
+        last = is_last_page(&page);
+        values.extend(page.values);
+    }
+    Ok(values)
+}
+
+fn is_last_page(page: &ProjectPage) -> bool {
+    page.values.is_empty() || page.is_last.unwrap_or(page.values.len() < PAGE_SIZE)
 }
 
 /// Data Center: every project, archived ones included, in one array (no paging).
