@@ -204,6 +204,8 @@ pub(crate) struct Shared {
     site: RwLock<site::Site>,
     faults: Mutex<faults::FaultState>,
     log: Mutex<Vec<RequestLogEntry>>,
+    /// The JQL of every `POST /rest/api/3/search/jql` answered, in order of arrival.
+    searches: Mutex<Vec<String>>,
     /// Locked before `site` where a handler needs both.
     org: Mutex<org::Org>,
     oauth: Mutex<oauth::OAuth>,
@@ -222,6 +224,10 @@ impl Shared {
 
     pub fn faults(&self) -> MutexGuard<'_, faults::FaultState> {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn searches(&self) -> MutexGuard<'_, Vec<String>> {
+        self.searches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn log(&self) -> MutexGuard<'_, Vec<RequestLogEntry>> {
@@ -309,6 +315,7 @@ impl Simulator {
             site: RwLock::new(site),
             faults: Mutex::new(faults::FaultState::new(FaultPlan::default())),
             log: Mutex::new(Vec::new()),
+            searches: Mutex::new(Vec::new()),
             org: Mutex::new(org),
             oauth: Mutex::new(oauth::OAuth::new(&config_refresh_token)),
         });
@@ -382,6 +389,11 @@ impl Simulator {
 
     pub fn request_log(&self) -> Vec<RequestLogEntry> {
         self.shared.log().clone()
+    }
+
+    /// The JQL of every `POST /rest/api/3/search/jql` the simulator answered, oldest first.
+    pub fn search_log(&self) -> Vec<String> {
+        self.shared.searches().clone()
     }
 
     /// How many logged requests had a path starting with `path_prefix`.

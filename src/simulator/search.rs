@@ -112,10 +112,12 @@ pub(crate) async fn search_get(
 
 pub(crate) async fn search_post(State(shared): State<Arc<Shared>>, body: Bytes) -> Reply {
     let body: SearchBody = parse_body(&body)?;
+    let jql = body.jql.unwrap_or_default();
+    shared.searches().push(jql.clone());
     search(
         &shared,
         SearchRequest {
-            jql: body.jql.unwrap_or_default(),
+            jql,
             token: body.next_page_token,
             max: body.max_results,
             fields: body.fields.unwrap_or_default(),

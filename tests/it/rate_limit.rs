@@ -389,3 +389,48 @@ async fn a_big_project_is_read_as_parallel_ranges_and_an_interrupted_split_resum
         "the ranges were read one request at a time"
     );
 }
+
+#[tokio::test]
+async fn a_project_bigger_than_a_listing_page_is_listed_in_id_ranges_and_read_exactly() {
+    let mut env = Env::start(SimConfig {
+        projects: 1,
+        issues: 7_000,
+        ..SimConfig::small()
+    })
+    .await;
+    env.settings.rate_limit.max_in_flight = 4;
+    let outcomes = sync(&env, &[StreamKind::Issues], true).await;
+    assert_succeeded(&outcomes);
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+    let searches = env.sim.search_log();
+    // The span of ids comes from the oldest and the newest issue...
+    assert!(
+        searches
+            .iter()
+            .any(|j| j.ends_with("ORDER BY created DESC, key DESC")),
+        "{searches:#?}"
+    );
+    // ...and the listing of `updated` goes by ranges of ids: the first open below, the last
+    // open above, so every issue is in one.
+    let listings: Vec<&String> = searches.iter().filter(|j| j.contains(" AND id ")).collect();
+    assert!(listings.len() >= 2, "{searches:#?}");
+    assert!(
+        listings
+            .iter()
+            .any(|j| j.contains(" AND id < ") && !j.contains(" AND id >= ")),
+        "{listings:#?}"
+    );
+    assert!(
+        listings
+            .iter()
+            .any(|j| j.contains(" AND id >= ") && !j.contains(" AND id < ")),
+        "{listings:#?}"
+    );
+    let cp = issues_checkpoint(&env).await;
+    assert!(
+        cp.projects
+            .values()
+            .all(|c| c.complete && c.split.is_none() && c.mark.is_some()),
+        "{cp:?}"
+    );
+}
