@@ -51,8 +51,16 @@ pub async fn list_selected(
         list_status(ctx, counters, "archived"),
     )
     .await?;
+    selected(ctx, live.iter().chain(&archived))
+}
+
+/// The projects of `values` that the config selects, parsed, by id, once each.
+fn selected<'a>(
+    ctx: &StreamContext,
+    values: impl Iterator<Item = &'a Value>,
+) -> anyhow::Result<Vec<ProjectRow>> {
     let mut all = Vec::new();
-    for value in live.iter().chain(&archived) {
+    for value in values {
         let row = parse_project(value)?;
         if project_selected(&ctx.sync, &row.key) {
             all.push(row);
@@ -114,16 +122,7 @@ async fn list_data_center(
         ("expand", DC_EXPAND.to_owned()),
     ];
     let values: Vec<Value> = ctx.client.get("/rest/api/2/project", &query).await?;
-    let mut all = Vec::new();
-    for value in &values {
-        let row = parse_project(value)?;
-        if project_selected(&ctx.sync, &row.key) {
-            all.push(row);
-        }
-    }
-    all.sort_by_key(|p| p.id);
-    all.dedup_by_key(|p| p.id);
-    Ok(all)
+    selected(ctx, values.iter())
 }
 
 async fn fetch_page(
