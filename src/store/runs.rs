@@ -4,6 +4,7 @@
 
 use super::Store;
 use crate::jira::metrics::RequestMetrics;
+use sqlx::PgConnection;
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -21,6 +22,21 @@ const FINISH: &str = "UPDATE jira.sync_runs SET finished_at = now(), status = $2
      rows_written = $4, requests = $5, error = $6, http_requests = $7, retries = $8, \
      throttled = $9, limiter_wait_ms = $10, retry_after_wait_ms = $11, metrics = $12 \
      WHERE id = $1";
+
+/// Closes as failed the runs of `site` still marked `running`, on `conn` (the writer lease's
+/// own connection: only the lease holder may call it, since nobody else can be running them
+/// then). Returns how many it closed.
+pub async fn close_abandoned_runs(conn: &mut PgConnection, site: &str) -> sqlx::Result<u64> {
+    let closed = sqlx::query(
+        "UPDATE jira.sync_runs SET status = 'failed', finished_at = now(), \
+         error = 'abandoned: the jira-sync process running it stopped without finishing it' \
+         WHERE site = $1 AND status = 'running'",
+    )
+    .bind(site)
+    .execute(conn)
+    .await?;
+    Ok(closed.rows_affected())
+}
 
 impl Store {
     /// Opens a run row and returns its id.

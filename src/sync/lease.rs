@@ -172,16 +172,10 @@ impl Lease {
     /// Closes as failed the runs a dead writer left `running`: nobody else can be running
     /// them while we hold the lease. Failure here is only logged; the rows are history.
     async fn closing_abandoned_runs(mut self) -> Lease {
-        let closed = sqlx::query(
-            "UPDATE jira.sync_runs SET status = 'failed', finished_at = now(), \
-             error = 'abandoned: the jira-sync process running it stopped without finishing it' \
-             WHERE site = $1 AND status = 'running'",
-        )
-        .bind(&self.site)
-        .execute(&mut self.conn);
+        let closed = crate::store::runs::close_abandoned_runs(&mut self.conn, &self.site);
         match tokio::time::timeout(QUERY_TIMEOUT, closed).await {
-            Ok(Ok(done)) if done.rows_affected() > 0 => tracing::warn!(
-                site = %self.site, runs = done.rows_affected(),
+            Ok(Ok(runs)) if runs > 0 => tracing::warn!(
+                site = %self.site, runs,
                 "closed runs left unfinished by a previous writer as failed"
             ),
             Ok(Ok(_)) => {}
