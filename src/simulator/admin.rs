@@ -134,12 +134,29 @@ struct StreamCursor {
     pos: usize,
 }
 
-fn page_url(shared: &Shared, path: &str, params: &Params, cursor: &str) -> String {
-    format!(
-        "{}{path}?{}",
-        shared.base_url,
-        params.with("cursor", cursor)
-    )
+/// A page of either endpoint: the events, the cursor of the next page if there is one, and the
+/// links (`next` repeats the request's parameters with that cursor).
+fn page(
+    shared: &Shared,
+    path: &str,
+    params: &Params,
+    data: Vec<Value>,
+    next: Option<String>,
+) -> Response {
+    let mut links = json!({"self": format!("{}{path}", shared.base_url)});
+    if let Some(next) = &next {
+        links["next"] = json!(format!(
+            "{}{path}?{}",
+            shared.base_url,
+            params.with("cursor", next)
+        ));
+    }
+    let body = json!({
+        "data": data,
+        "meta": {"next": next, "page_size": data.len()},
+        "links": links,
+    });
+    Json(body).into_response()
 }
 
 async fn events_stream(
@@ -191,16 +208,7 @@ async fn events_stream(
     // Ascending, the cursor always comes back: reused after the last page it finds new events.
     let next = (!cursor.desc || pos > 0).then(|| encode(&StreamCursor { pos, ..cursor }));
     let path = format!("/admin/v1/orgs/{org_id}/events-stream");
-    let mut links = json!({"self": format!("{}{path}", shared.base_url)});
-    if let Some(next) = &next {
-        links["next"] = json!(page_url(&shared, &path, &params, next));
-    }
-    let body = json!({
-        "data": data,
-        "meta": {"next": next, "page_size": picked.len()},
-        "links": links,
-    });
-    Ok(Json(body).into_response())
+    Ok(page(&shared, &path, &params, data, next))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -260,16 +268,7 @@ async fn events(
     let end = offset + data.len();
     let next = (end < found.len()).then(|| encode(&SearchCursor { offset: end }));
     let path = format!("/admin/v1/orgs/{org_id}/events");
-    let mut links = json!({"self": format!("{}{path}", shared.base_url)});
-    if let Some(next) = &next {
-        links["next"] = json!(page_url(&shared, &path, &params, next));
-    }
-    let body = json!({
-        "data": data,
-        "meta": {"next": next, "page_size": data.len()},
-        "links": links,
-    });
-    Ok(Json(body).into_response())
+    Ok(page(&shared, &path, &params, data, next))
 }
 
 /// Appends an event processed now and returns its id (the control API and the handle).

@@ -28,12 +28,12 @@ use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Json};
 use serde_json::{Value, json};
 
 use super::Shared;
 use super::data::User;
-use super::render::Ctx;
+use super::render::{Ctx, add_contact};
 use super::routes::{ApiError, Params, Reply, bad_request};
 
 /// The first user key Data Center hands out in these simulated sites.
@@ -84,12 +84,7 @@ impl Ctx<'_> {
             "displayName": user.display_name,
             "active": user.active,
         });
-        if let Some(email) = &user.email {
-            value["emailAddress"] = json!(email);
-        }
-        if let Some(zone) = &user.time_zone {
-            value["timeZone"] = json!(zone);
-        }
+        add_contact(&mut value, user);
         value
     }
 
@@ -157,18 +152,9 @@ pub(crate) async fn project_list(
 ) -> Reply {
     let params = Params::parse(raw);
     let archived = flag(&params, "includeArchived", false)?;
-    let expand: Vec<String> = params
-        .list("expand")
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let expand: Vec<String> = params.owned_list("expand");
     let site = shared.site();
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
-    };
+    let ctx = Ctx::new(&shared, &site);
     let mut chosen: Vec<usize> = (0..site.projects.len())
         .filter(|&i| archived || site.projects[i].archived_ms.is_none())
         .collect();
@@ -226,12 +212,7 @@ pub(crate) async fn user_search(
         return Ok(Json(Vec::<Value>::new()).into_response());
     }
     let site = shared.site();
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
-    };
+    let ctx = Ctx::new(&shared, &site);
     let users: Vec<Value> = site
         .users
         .iter()
@@ -285,13 +266,7 @@ pub(crate) async fn user_get(State(shared): State<Arc<Shared>>, RawQuery(raw): R
         }
     };
     let index = found.map_err(|message| ApiError::new(StatusCode::NOT_FOUND, message))?;
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: true,
-    };
-    Ok(Json(ctx.dc_user(index)).into_response())
+    Ok(Json(Ctx::new(&shared, &site).dc_user(index)).into_response())
 }
 
 fn flag(params: &Params, name: &str, default: bool) -> Result<bool, ApiError> {
@@ -303,25 +278,6 @@ fn flag(params: &Params, name: &str, default: bool) -> Result<bool, ApiError> {
             "The value '{v}' is not valid for the parameter '{name}'."
         ))),
     }
-}
-
-/// `/myself` of Data Center: the API user (user 0) with its zone and address.
-pub(crate) fn myself(shared: &Shared) -> Response {
-    let site = shared.site();
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
-    };
-    let mut user = ctx.dc_user(0);
-    user["timeZone"] = json!(shared.config.user_time_zone);
-    user["emailAddress"] = json!(shared.config.email);
-    user["locale"] = json!("en_US");
-    user["groups"] = json!({"size": 2, "items": []});
-    user["applicationRoles"] = json!({"size": 1, "items": []});
-    user["expand"] = json!("groups,applicationRoles");
-    Json(user).into_response()
 }
 
 #[cfg(test)]

@@ -363,12 +363,7 @@ impl Simulator {
     /// Assignee, reporter and creator of every issue that exists, ascending by id.
     pub fn issue_users(&self) -> Vec<TruthIssueUsers> {
         let site = self.shared.site();
-        let ctx = render::Ctx {
-            site: &site,
-            base: &self.shared.base_url,
-            tz: self.shared.site_tz,
-            data_center: self.shared.config.data_center,
-        };
+        let ctx = render::Ctx::new(&self.shared, &site);
         let id = |index: u32| ctx.user_id(index as usize).unwrap_or_default();
         site.issues
             .iter()

@@ -5,12 +5,13 @@
 use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
 
+use super::Shared;
 use super::catalog::{
     AUDIT_KINDS, CATEGORIES, COMPONENTS, DAY_MS, GROUPS, ISSUE_TYPES, PRIORITIES,
     PROJECT_CATEGORIES, RESOLUTIONS, STATUSES,
 };
 use super::custom;
-use super::data::{AccountKind, AuditRecord, Dice, Issue, mix64};
+use super::data::{AccountKind, AuditRecord, Dice, Issue, User, mix64};
 use super::fields::{FIELDS, FieldSel};
 use super::site::{Site, to_utc};
 use crate::jira::time::format_jira_timestamp;
@@ -22,6 +23,29 @@ pub(crate) struct Ctx<'a> {
     pub tz: Tz,
     /// Render users in Data Center's shape (`key`, `name`, no `accountId`).
     pub data_center: bool,
+}
+
+impl<'a> Ctx<'a> {
+    /// The context for rendering `site` as the simulator behind `shared` serves it.
+    pub fn new(shared: &'a Shared, site: &'a Site) -> Ctx<'a> {
+        Ctx {
+            site,
+            base: &shared.base_url,
+            tz: shared.site_tz,
+            data_center: shared.config.data_center,
+        }
+    }
+}
+
+/// Adds the user's e-mail address and zone to a rendered user (Cloud or Data Center shape),
+/// each only where the user has one.
+pub(super) fn add_contact(value: &mut Value, user: &User) {
+    if let Some(email) = &user.email {
+        value["emailAddress"] = json!(email);
+    }
+    if let Some(zone) = &user.time_zone {
+        value["timeZone"] = json!(zone);
+    }
 }
 
 const ISSUE_EXPAND: &str =
@@ -70,12 +94,7 @@ impl Ctx<'_> {
                 AccountKind::Customer => "customer",
             },
         });
-        if let Some(email) = &user.email {
-            value["emailAddress"] = json!(email);
-        }
-        if let Some(zone) = &user.time_zone {
-            value["timeZone"] = json!(zone);
-        }
+        add_contact(&mut value, user);
         value
     }
 

@@ -127,6 +127,11 @@ impl Params {
             .collect()
     }
 
+    /// `list` as owned strings, for values kept past the parameters (`expand`, `fields`).
+    pub fn owned_list(&self, name: &str) -> Vec<String> {
+        self.list(name).into_iter().map(str::to_owned).collect()
+    }
+
     pub fn int(&self, name: &str, default: i64) -> Result<i64, ApiError> {
         match self.get(name).map(str::trim).filter(|v| !v.is_empty()) {
             None => Ok(default),
@@ -149,18 +154,15 @@ impl Params {
     }
 }
 
+/// `/myself`: the API user (user 0) in the site's user shape, with its zone and address.
 async fn myself(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.config.data_center {
-        return dc::myself(&shared);
-    }
     let site = shared.site();
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
+    let ctx = Ctx::new(&shared, &site);
+    let mut user = if shared.config.data_center {
+        ctx.dc_user(0)
+    } else {
+        ctx.user(0)
     };
-    let mut user = ctx.user(0);
     user["timeZone"] = json!(shared.config.user_time_zone);
     user["emailAddress"] = json!(shared.config.email);
     user["locale"] = json!("en_US");
@@ -172,12 +174,7 @@ async fn myself(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn server_info(State(shared): State<Arc<Shared>>) -> Response {
     let site = shared.site();
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
-    };
+    let ctx = Ctx::new(&shared, &site);
     Json(json!({
         "baseUrl": shared.base_url,
         "displayUrl": shared.base_url,
@@ -272,20 +269,11 @@ async fn project_search(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQue
     let params = Params::parse(raw);
     let start = params.int("startAt", 0)?.max(0) as usize;
     let max = params.int("maxResults", 50)?.clamp(1, 100) as usize;
-    let expand: Vec<String> = params
-        .list("expand")
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let expand: Vec<String> = params.owned_list("expand");
     let site = shared.site();
     let chosen = select_projects(&site, &params)?;
     let insight = insight(&site);
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
-    };
+    let ctx = Ctx::new(&shared, &site);
     let total = chosen.len();
     let values: Vec<Value> = chosen
         .iter()
@@ -339,12 +327,7 @@ async fn users(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Re
         m => m.min(1000) as usize,
     };
     let site = shared.site();
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
-    };
+    let ctx = Ctx::new(&shared, &site);
     let end = (start + max).min(site.users.len());
     let users: Vec<Value> = (start.min(end)..end).map(|i| ctx.user(i as u32)).collect();
     Ok(Json(users).into_response())
@@ -383,12 +366,7 @@ async fn audit(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Re
         .map(str::to_lowercase)
         .collect();
     let site = shared.site();
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
-    };
+    let ctx = Ctx::new(&shared, &site);
     let window =
         site.audit.iter().rev().filter(|r| {
             from.is_none_or(|f| r.created_ms >= f) && to.is_none_or(|t| r.created_ms <= t)

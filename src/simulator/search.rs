@@ -95,16 +95,8 @@ pub(crate) async fn search_get(
             jql: params.get("jql").unwrap_or_default().to_owned(),
             token: params.get("nextPageToken").map(str::to_owned),
             max,
-            fields: params
-                .list("fields")
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            expand: params
-                .list("expand")
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            fields: params.owned_list("fields"),
+            expand: params.owned_list("expand"),
             reconcile,
         },
     )
@@ -188,12 +180,7 @@ fn search(shared: &Shared, request: SearchRequest) -> Reply {
     };
     let site = shared.site();
     let hits = matching(shared, &site, &request.jql, &request.reconcile)?;
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
-    };
+    let ctx = Ctx::new(shared, &site);
     let issues: Vec<Value> = hits
         .iter()
         .skip(offset)
@@ -256,12 +243,7 @@ pub(crate) async fn bulkfetch(State(shared): State<Arc<Shared>>, body: Bytes) ->
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
-    };
+    let ctx = Ctx::new(&shared, &site);
     let issues: Vec<Value> = ids
         .iter()
         .filter_map(|&id| site.issue(id))
@@ -284,18 +266,9 @@ pub(crate) async fn issue(
             "Issue does not exist or you do not have permission to see it.",
         ));
     };
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
-    };
+    let ctx = Ctx::new(&shared, &site);
     let mut value = ctx.issue(issue, &sel);
-    let expand: Vec<String> = params
-        .list("expand")
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let expand: Vec<String> = params.owned_list("expand");
     add_names_and_schema(&mut value, &expand);
     Ok(Json(value).into_response())
 }
@@ -332,13 +305,7 @@ pub(crate) fn data_center_search(shared: &Shared, params: &Params, body: &Bytes)
         )));
     }
     let start = body.start_at.unwrap_or(params.int("startAt", 0)?).max(0) as usize;
-    let fields = body.fields.unwrap_or_else(|| {
-        params
-            .list("fields")
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    });
+    let fields = body.fields.unwrap_or_else(|| params.owned_list("fields"));
     let sel = FieldSel::parse(fields.iter().map(String::as_str), "id");
     let cap = if sel.is_narrow() { 1000 } else { 100 };
     let max = body
@@ -347,12 +314,7 @@ pub(crate) fn data_center_search(shared: &Shared, params: &Params, body: &Bytes)
         .clamp(1, cap) as usize;
     let site = shared.site();
     let hits = matching(shared, &site, &jql, &[])?;
-    let ctx = Ctx {
-        site: &site,
-        base: &shared.base_url,
-        tz: shared.site_tz,
-        data_center: shared.config.data_center,
-    };
+    let ctx = Ctx::new(shared, &site);
     let issues: Vec<Value> = hits
         .iter()
         .skip(start)
