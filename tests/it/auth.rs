@@ -3,13 +3,15 @@
 //! and rotating refresh tokens, `auth login`, and wrong secrets of every mode.
 
 use crate::support::cli::{ConfigFile, jira_sync, run, run_with_config, text, write_config};
-use crate::support::{Env, stored_issues, truth_issues};
+use crate::support::{
+    Env, ProjectFacts, deleted_issue_ids, issue_key_and_project, stored_issues, sync_succeeds,
+    truth_issues, truth_projects,
+};
 use jira_sync::config::AuthMode;
 use jira_sync::simulator::{SimConfig, Simulator};
 use jira_sync::streams::StreamKind;
-use jira_sync::sync::engine::OutcomeStatus;
-use jira_sync::sync::sync_once;
 use secrecy::SecretString;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -25,16 +27,7 @@ async fn full_then_incremental(env: &Env) {
             let id = env.sim.truth().issues[0].id;
             env.sim.update_issue(id).expect("update an issue");
         }
-        let outcomes = sync_once(&env.settings, env.store(), &STREAMS, full, false)
-            .await
-            .expect("the sync starts");
-        for o in &outcomes {
-            assert!(
-                matches!(o.status, OutcomeStatus::Succeeded),
-                "{}",
-                o.summary()
-            );
-        }
+        sync_succeeds(env, &STREAMS, full).await;
         assert_eq!(
             stored_issues(&env.db.pool).await,
             truth_issues(&env.sim),
@@ -104,36 +97,15 @@ async fn data_center_with(config: SimConfig) -> Env {
     env
 }
 
-/// Runs `streams` once and fails unless every one succeeded (a skip is a failure here).
-async fn sync_all(env: &Env, streams: &[StreamKind], full: bool) {
-    let outcomes = sync_once(&env.settings, env.store(), streams, full, false)
-        .await
-        .expect("the sync starts");
-    for o in &outcomes {
-        assert!(
-            matches!(o.status, OutcomeStatus::Succeeded),
-            "{}",
-            o.summary()
-        );
-    }
-}
-
 /// Projects (id, key, archived) and user ids stored, against the simulator's truth.
 async fn assert_projects_and_users_match(env: &Env) {
-    let stored: Vec<(i64, String, bool)> = sqlx::query_as(
+    let stored: Vec<ProjectFacts> = sqlx::query_as(
         "SELECT id, key, archived FROM jira.projects WHERE deleted_at IS NULL ORDER BY id",
     )
     .fetch_all(&env.db.pool)
     .await
     .expect("read projects");
-    let truth = env.sim.truth();
-    let mut want: Vec<(i64, String, bool)> = truth
-        .projects
-        .iter()
-        .map(|p| (p.id, p.key.clone(), p.archived))
-        .collect();
-    want.sort();
-    assert_eq!(stored, want);
+    assert_eq!(stored, truth_projects(&env.sim.truth()));
     assert_users_match(env).await;
 }
 
@@ -177,7 +149,7 @@ async fn assert_issue_users_match(env: &Env) {
 async fn bearer_tokens_on_data_center_sync_projects_users_and_issues_equal_to_the_truth() {
     let env = data_center().await;
     let streams = [StreamKind::Projects, StreamKind::Issues, StreamKind::Users];
-    sync_all(&env, &streams, true).await;
+    sync_succeeds(&env, &streams, true).await;
     assert_projects_and_users_match(&env).await;
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
     assert_issue_users_match(&env).await;
@@ -200,7 +172,7 @@ async fn bearer_tokens_on_data_center_sync_projects_users_and_issues_equal_to_th
     env.sim.update_issue(id).expect("update an issue");
     let added = env.sim.add_user();
     assert!(added.starts_with("JIRAUSER"), "{added}");
-    sync_all(&env, &streams, false).await;
+    sync_succeeds(&env, &streams, false).await;
     assert_projects_and_users_match(&env).await;
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
     assert_issue_users_match(&env).await;
@@ -241,7 +213,7 @@ async fn users_beyond_jira_10s_window_of_100_are_listed_by_username_prefix() {
         ..SimConfig::small()
     })
     .await;
-    sync_all(&env, &[StreamKind::Users], true).await;
+    sync_succeeds(&env, &[StreamKind::Users], true).await;
     assert_users_match(&env).await;
     let searches = user_searches(&env.sim);
     assert_eq!(searches[0], ".");
@@ -260,7 +232,7 @@ async fn users_beyond_jira_10s_window_of_100_are_listed_by_username_prefix() {
     assert!(failed.is_empty(), "{failed:?}");
 
     // A second run writes nothing new and still holds every user.
-    sync_all(&env, &[StreamKind::Users], false).await;
+    sync_succeeds(&env, &[StreamKind::Users], false).await;
     assert_users_match(&env).await;
 }
 
@@ -274,7 +246,7 @@ async fn a_data_center_site_within_the_window_is_listed_without_prefix_searches(
             ..SimConfig::small()
         })
         .await;
-        sync_all(&env, &[StreamKind::Users], true).await;
+        sync_succeeds(&env, &[StreamKind::Users], true).await;
         assert_users_match(&env).await;
         let searches = user_searches(&env.sim);
         assert!(searches.iter().all(|u| u == "."), "{users}: {searches:?}");
@@ -298,7 +270,7 @@ async fn assert_users_match(env: &Env) {
 #[tokio::test]
 async fn the_census_on_data_center_marks_deleted_issues_and_keeps_moved_ones() {
     let env = data_center().await;
-    sync_all(&env, &[StreamKind::Projects, StreamKind::Issues], true).await;
+    sync_succeeds(&env, &[StreamKind::Projects, StreamKind::Issues], true).await;
     let truth = env.sim.truth();
     let live: Vec<_> = truth.projects.iter().filter(|p| !p.archived).collect();
     let (from, to) = (live[0], live[1]);
@@ -308,20 +280,15 @@ async fn the_census_on_data_center_marks_deleted_issues_and_keeps_moved_ones() {
     env.sim.delete_issue(gone).expect("delete");
     let moved = env.sim.move_issue(mover, &to.key).expect("move");
 
-    sync_all(&env, &[StreamKind::Census], false).await;
-    let deleted: Vec<(i64,)> =
-        sqlx::query_as("SELECT id FROM jira.issues WHERE deleted_at IS NOT NULL")
-            .fetch_all(&env.db.pool)
-            .await
-            .expect("read deleted");
-    assert_eq!(deleted, vec![(gone,)]);
-    let (key, project): (String, i64) =
-        sqlx::query_as("SELECT key, project_id FROM jira.issues WHERE id = $1")
-            .bind(moved.id)
-            .fetch_one(&env.db.pool)
-            .await
-            .expect("moved row");
-    assert_eq!((key, project), (moved.key.clone(), to.id));
+    sync_succeeds(&env, &[StreamKind::Census], false).await;
+    assert_eq!(
+        deleted_issue_ids(&env.db.pool).await,
+        BTreeSet::from([gone])
+    );
+    assert_eq!(
+        issue_key_and_project(&env.db.pool, moved.id).await,
+        (moved.key.clone(), to.id)
+    );
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
     let (cursor,): (serde_json::Value,) =
         sqlx::query_as("SELECT checkpoint FROM jira.sync_state WHERE stream = 'census'")
@@ -493,6 +460,18 @@ async fn auth_login_stores_a_refresh_token_that_then_syncs() {
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
 }
 
+/// A small Cloud site and a small Data Center site, each on its own simulator.
+async fn cloud_and_data_center_sites() -> (Simulator, Simulator) {
+    let cloud = Simulator::start(SimConfig::small()).await.expect("sim");
+    let dc = Simulator::start(SimConfig {
+        data_center: true,
+        ..SimConfig::small()
+    })
+    .await
+    .expect("dc sim");
+    (cloud, dc)
+}
+
 /// `check` with a wrong secret: exit 3 after one request to Jira, no secret in the output.
 async fn assert_wrong_secret(sim: &Simulator, file: &ConfigFile, jira_requests: &str) {
     let before = sim.request_count(jira_requests);
@@ -505,13 +484,7 @@ async fn assert_wrong_secret(sim: &Simulator, file: &ConfigFile, jira_requests: 
 
 #[tokio::test]
 async fn wrong_secrets_of_every_mode_exit_3_after_one_request() {
-    let sim = Simulator::start(SimConfig::small()).await.expect("sim");
-    let dc = Simulator::start(SimConfig {
-        data_center: true,
-        ..SimConfig::small()
-    })
-    .await
-    .expect("dc sim");
+    let (sim, dc) = cloud_and_data_center_sites().await;
     let base = sim.base_url();
     let email = &sim.config().email;
     let scoped = write_config(&format!(
@@ -568,13 +541,7 @@ async fn assert_quiet_trace_sync(sim: &Simulator, file: &ConfigFile, extra_secre
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trace_level_sync_in_every_auth_mode_prints_none_of_its_secrets() {
     use base64::Engine;
-    let sim = Simulator::start(SimConfig::small()).await.expect("sim");
-    let dc = Simulator::start(SimConfig {
-        data_center: true,
-        ..SimConfig::small()
-    })
-    .await
-    .expect("dc sim");
+    let (sim, dc) = cloud_and_data_center_sites().await;
     let c = sim.config().clone();
     let base = sim.base_url();
     let org = format!(

@@ -1,7 +1,8 @@
 //! Integration tests: `jira-sync check`, the real binary against the simulator over HTTP.
 
 use crate::support::cli::{
-    closed_port, html_server, jira_sync, run, run_with_config, site_toml, text, write_config,
+    closed_port, expect_exit, html_server, jira_sync, run, run_with_config, site_toml, text,
+    write_config,
 };
 use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator};
 use std::process::Output;
@@ -24,6 +25,14 @@ async fn check(sim: &Simulator, config: &SimConfig, token: &str, args: &[&str]) 
     let mut all = vec!["check"];
     all.extend_from_slice(args);
     run_with_config(&file, &all).await
+}
+
+/// A simulator serving the site `config` describes, and that configuration.
+async fn site_with(config: SimConfig) -> (Simulator, SimConfig) {
+    let sim = Simulator::start(config.clone())
+        .await
+        .expect("simulator starts");
+    (sim, config)
 }
 
 fn report(output: &Output) -> serde_json::Value {
@@ -54,21 +63,14 @@ fn requests_to(sim: &Simulator, path: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_against_the_simulator_prints_the_report_and_exits_0() {
-    let config = SimConfig {
+    let (sim, config) = site_with(SimConfig {
         user_time_zone: "Australia/Sydney".to_owned(),
         ..SimConfig::small()
-    };
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    })
+    .await;
     let me = myself(&sim, &config).await;
     let output = check(&sim, &config, &config.api_token, &[]).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (stdout, _) = expect_exit(&output, 0);
     let name = me["displayName"].as_str().expect("display name");
     assert_eq!(me["timeZone"], "Australia/Sydney");
     assert!(stdout.starts_with("connected: "), "{stdout}");
@@ -85,13 +87,11 @@ async fn check_against_the_simulator_prints_the_report_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_json_prints_one_object_with_the_account_and_every_stream_available() {
-    let config = SimConfig {
+    let (sim, config) = site_with(SimConfig {
         user_time_zone: "America/Los_Angeles".to_owned(),
         ..SimConfig::small()
-    };
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    })
+    .await;
     let me = myself(&sim, &config).await;
     let output = check(&sim, &config, &config.api_token, &["--json"]).await;
     assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
@@ -112,17 +112,9 @@ async fn check_json_prints_one_object_with_the_account_and_every_stream_availabl
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_token_exits_3_after_a_single_request() {
-    let config = SimConfig::small();
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    let (sim, config) = site_with(SimConfig::small()).await;
     let output = check(&sim, &config, "not-the-token", &[]).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (_, stderr) = expect_exit(&output, 3);
     assert!(stderr.contains("invalid credentials"), "{stderr}");
     assert!(stderr.contains("jira.api_token"), "{stderr}");
     assert_eq!(
@@ -143,20 +135,13 @@ async fn a_wrong_token_exits_3_after_a_single_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_non_admin_account_gets_users_and_audit_reported_as_skipped_and_exits_0() {
-    let config = SimConfig {
+    let (sim, config) = site_with(SimConfig {
         admin: false,
         ..SimConfig::small()
-    };
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    })
+    .await;
     let output = check(&sim, &config, &config.api_token, &[]).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (stdout, _) = expect_exit(&output, 0);
     let (users, users_line) = stream_line(&stdout, "users");
     assert!(users == "skipped" && users_line.contains("403"), "{stdout}");
     assert_eq!(
@@ -199,12 +184,7 @@ async fn a_closed_port_exits_5_naming_the_host() {
         "t0ken",
     ));
     let output = run_with_config(&file, &["check"]).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(5),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (_, stderr) = expect_exit(&output, 5);
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
     assert!(stderr.contains("cannot connect"), "{stderr}");
 }
@@ -214,12 +194,7 @@ async fn an_html_page_at_the_base_url_exits_5_as_not_a_jira_site() {
     let base_url = html_server().await;
     let file = write_config(&site_toml(&base_url, "ada@example.com", "t0ken"));
     let output = run_with_config(&file, &["check"]).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(5),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (_, stderr) = expect_exit(&output, 5);
     assert!(
         stderr.contains("does not look like a Jira Cloud site"),
         "{stderr}"
@@ -228,10 +203,7 @@ async fn an_html_page_at_the_base_url_exits_5_as_not_a_jira_site() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_429_with_retry_after_is_waited_out_and_the_check_succeeds() {
-    let config = SimConfig::small();
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    let (sim, config) = site_with(SimConfig::small()).await;
     sim.set_faults(FaultPlan {
         script: vec![FaultKind::TooManyRequests {
             retry_after_secs: Some(1),
@@ -240,12 +212,7 @@ async fn a_429_with_retry_after_is_waited_out_and_the_check_succeeds() {
     });
     let started = std::time::Instant::now();
     let output = check(&sim, &config, &config.api_token, &[]).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (_, stderr) = expect_exit(&output, 0);
     assert!(stderr.contains("retrying after"), "{stderr}");
     assert!(
         started.elapsed() >= std::time::Duration::from_secs(1),
@@ -259,10 +226,7 @@ async fn a_429_with_retry_after_is_waited_out_and_the_check_succeeds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retry_after_longer_than_the_bound_exits_6_without_waiting() {
-    let config = SimConfig::small();
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    let (sim, config) = site_with(SimConfig::small()).await;
     sim.set_faults(FaultPlan {
         script: vec![FaultKind::TooManyRequests {
             retry_after_secs: Some(3600),
@@ -273,12 +237,7 @@ async fn a_retry_after_longer_than_the_bound_exits_6_without_waiting() {
         .replace("[rate_limit]", "[rate_limit]\nmax_retry_after_secs = 5");
     let file = write_config(&toml);
     let output = run_with_config(&file, &["check"]).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(6),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (_, stderr) = expect_exit(&output, 6);
     assert!(
         stderr.contains("rate limited") && stderr.contains("3600"),
         "{stderr}"
@@ -288,13 +247,11 @@ async fn a_retry_after_longer_than_the_bound_exits_6_without_waiting() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_appears_nowhere_in_trace_level_output() {
     let secret = "tok-SECRET-5b2f9e";
-    let config = SimConfig {
+    let (sim, config) = site_with(SimConfig {
         api_token: secret.to_owned(),
         ..SimConfig::small()
-    };
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    })
+    .await;
     for (token, expected_code) in [(secret, 0), ("tok-WRONG-SECRET-c41d07", 3)] {
         let file = write_config(&site_toml(&sim.base_url(), &config.email, token));
         let mut cmd = jira_sync();
@@ -303,12 +260,7 @@ async fn the_token_appears_nowhere_in_trace_level_output() {
             .arg(&file.path)
             .args(["--log-level", "trace", "check"]);
         let output = run(cmd).await;
-        let (stdout, stderr) = text(&output);
-        assert_eq!(
-            output.status.code(),
-            Some(expected_code),
-            "stdout: {stdout}\nstderr: {stderr}"
-        );
+        let (stdout, stderr) = expect_exit(&output, expected_code);
         assert!(
             stderr.lines().count() > 5,
             "trace logging was not on: {stderr}"
@@ -328,21 +280,13 @@ async fn the_token_appears_nowhere_in_trace_level_output() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_403_from_myself_exits_4_and_json_still_prints_an_object() {
-    let config = SimConfig::small();
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    let (sim, config) = site_with(SimConfig::small()).await;
     sim.set_faults(FaultPlan {
         script: vec![FaultKind::Status(403)],
         ..Default::default()
     });
     let output = check(&sim, &config, &config.api_token, &["--json"]).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(4),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (_, stderr) = expect_exit(&output, 4);
     assert!(
         stderr.contains("permission denied on GET /rest/api/3/myself"),
         "{stderr}"
@@ -354,21 +298,13 @@ async fn a_403_from_myself_exits_4_and_json_still_prints_an_object() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_404_from_myself_exits_5_as_not_a_jira_site() {
-    let config = SimConfig::small();
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    let (sim, config) = site_with(SimConfig::small()).await;
     sim.set_faults(FaultPlan {
         script: vec![FaultKind::Status(404)],
         ..Default::default()
     });
     let output = check(&sim, &config, &config.api_token, &[]).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(5),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (_, stderr) = expect_exit(&output, 5);
     assert!(
         stderr.contains("does not look like a Jira Cloud site"),
         "{stderr}"
@@ -381,20 +317,12 @@ async fn a_404_from_myself_exits_5_as_not_a_jira_site() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_are_one_object_per_line_on_stderr() {
-    let config = SimConfig::small();
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    let (sim, config) = site_with(SimConfig::small()).await;
     let toml = site_toml(&sim.base_url(), &config.email, &config.api_token)
         + "\n[log]\nformat = \"json\"\nlevel = \"jira_sync=debug\"\n";
     let file = write_config(&toml);
     let output = run_with_config(&file, &["check"]).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (_, stderr) = expect_exit(&output, 0);
     let lines: Vec<serde_json::Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -419,10 +347,7 @@ async fn json_logs_are_one_object_per_line_on_stderr() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bearer_token_needs_no_email() {
-    let config = SimConfig::small();
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    let (sim, config) = site_with(SimConfig::small()).await;
     let toml = site_toml(&sim.base_url(), "", &config.api_token)
         .replace("[jira]", "[jira]\nauth = \"bearer\"");
     let output = run_with_config(&write_config(&toml), &["check", "--json"]).await;
@@ -441,10 +366,7 @@ async fn check_ok(toml: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_succeeds_in_every_auth_mode() {
-    let config = SimConfig::small();
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
+    let (sim, config) = site_with(SimConfig::small()).await;
     let base = sim.base_url();
     let basic = check_ok(&site_toml(&base, &config.email, &config.api_token)).await;
     assert_eq!(basic["server"]["deployment_type"], "Cloud");

@@ -1,7 +1,7 @@
 //! Integration tests of the `sync` and `demo` commands: the real binary, the simulator over
 //! HTTP, a real PostgreSQL.
 
-use crate::support::cli::{jira_sync, run, site_toml, text, write_config};
+use crate::support::cli::{expect_exit, jira_sync, run, site_toml, text, write_config};
 use crate::support::test_db;
 use jira_sync::simulator::{SimConfig, Simulator};
 
@@ -21,12 +21,7 @@ async fn sync_once_from_the_command_line_writes_the_site_and_prints_a_line_per_s
         .args(["sync", "--once", "--no-progress"])
         .env("DATABASE_URL", &db.url);
     let output = run(cmd).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, _) = expect_exit(&output, 0);
     for stream in ["projects", "issues", "users", "audit_records"] {
         assert!(
             stdout
@@ -74,12 +69,7 @@ async fn sync_with_a_revoked_token_exits_3_without_writing_anything() {
         .args(["sync", "--once", "--no-progress"])
         .env("DATABASE_URL", &db.url);
     let output = run(cmd).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (_, stderr) = expect_exit(&output, 3);
     assert!(stderr.contains("invalid credentials"), "{stderr}");
     assert_eq!(
         sim.request_count("/rest/api/3/myself"),
@@ -93,12 +83,7 @@ async fn demo_run_as_a_new_user_would_ends_with_data_in_postgresql() {
     let mut cmd = jira_sync();
     cmd.args(["demo", "--size", "small", "--no-wait"]);
     let output = run(cmd).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, _) = expect_exit(&output, 0);
     let count = |table: &str| -> i64 {
         stdout
             .lines()

@@ -1,7 +1,7 @@
 //! Integration tests: configuration layering, validation and secrecy, through `Settings::load_from`
 //! (no process environment is touched) and through the real binary.
 
-use crate::support::cli::{jira_sync, run, text, write_config};
+use crate::support::cli::{expect_exit, jira_sync, run, write_config};
 use jira_sync::config::{AuthMode, ConfigError, LogFormat, Settings};
 use secrecy::ExposeSecret;
 use std::collections::HashMap;
@@ -356,11 +356,6 @@ async fn a_typo_in_the_config_file_exits_2_naming_the_key() {
     let mut cmd = jira_sync();
     cmd.arg("--config").arg(&file.path).arg("check");
     let output = run(cmd).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (_, stderr) = expect_exit(&output, 2);
     assert!(stderr.contains("jira.emial"), "{stderr}");
 }

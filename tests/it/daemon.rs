@@ -2,12 +2,10 @@
 //! (signals, a second replica, a database restart), the simulator over HTTP, real PostgreSQL.
 
 use crate::support::cli::{ConfigFile, closed_port, jira_sync, run, site_toml, text, write_config};
-use crate::support::{Env, eventually, test_db};
+use crate::support::{Env, eventually, sync_every_stream, test_db};
 use jira_sync::config::Settings;
 use jira_sync::pg::TempCluster;
 use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator, Truth};
-use jira_sync::streams::StreamKind;
-use jira_sync::sync::sync_once;
 use secrecy::SecretString;
 use sqlx::Connection;
 use std::process::{ExitStatus, Stdio};
@@ -488,11 +486,7 @@ async fn status(env: &Env, database_url: &str, args: &[&str]) -> std::process::O
 #[tokio::test]
 async fn status_after_a_sync_shows_every_stream_with_its_last_success_cursor_and_rows() {
     let env = Env::start(SimConfig::small()).await;
-    let streams = [StreamKind::ALL.as_slice(), &[StreamKind::Census]].concat();
-    let outcomes = sync_once(&env.settings, env.store(), &streams, false, false)
-        .await
-        .expect("sync");
-    assert!(outcomes.iter().all(|o| !o.failed()), "{outcomes:?}");
+    sync_every_stream(&env).await;
 
     let output = status(&env, &env.db.url, &[]).await;
     let (stdout, stderr) = text(&output);

@@ -4,31 +4,16 @@
 //! big project (parallel, interrupted, resumed).
 
 use crate::support::cli::{site_toml, text, write_config};
-use crate::support::{Env, audit_ids, stored_issues, truth_issues};
+use crate::support::{
+    Env, assert_all_succeeded, audit_ids, stored_issues, sync, sync_succeeds, truth_issues,
+};
 use jira_sync::simulator::{FaultKind, FaultPlan, RequestLogEntry, SimConfig, Storm};
 use jira_sync::streams::StreamKind;
 use jira_sync::streams::issues::IssuesCheckpoint;
-use jira_sync::sync::engine::{OutcomeStatus, StreamOutcome};
 use jira_sync::sync::sync_once;
 use std::time::{Duration, Instant, SystemTime};
 
 const SEARCH: &str = "/rest/api/3/search/jql";
-
-async fn sync(env: &Env, streams: &[StreamKind], full: bool) -> Vec<StreamOutcome> {
-    sync_once(&env.settings, env.store(), streams, full, false)
-        .await
-        .expect("the sync starts")
-}
-
-fn assert_succeeded(outcomes: &[StreamOutcome]) {
-    for o in outcomes {
-        assert!(
-            matches!(o.status, OutcomeStatus::Succeeded),
-            "{}",
-            o.summary()
-        );
-    }
-}
 
 async fn assert_equals_truth(env: &Env) {
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
@@ -89,12 +74,11 @@ async fn full_and_incremental_syncs_end_equal_to_the_truth_with_a_tenth_of_respo
         ],
         ..FaultPlan::default()
     });
-    assert_succeeded(&sync(&env, &StreamKind::ALL, true).await);
+    sync_succeeds(&env, &StreamKind::ALL, true).await;
     assert_equals_truth(&env).await;
 
     crate::support::change_site(&env.sim, 37, 5);
-    let incremental = sync(&env, &StreamKind::ALL, false).await;
-    assert_succeeded(&incremental);
+    let incremental = sync_succeeds(&env, &StreamKind::ALL, false).await;
     assert!(
         incremental
             .iter()
@@ -125,7 +109,7 @@ async fn during_a_429_storm_no_request_arrives_inside_an_announced_wait() {
         ..SimConfig::small()
     })
     .await;
-    assert_succeeded(&sync(&env, &[StreamKind::Projects], true).await);
+    sync_succeeds(&env, &[StreamKind::Projects], true).await;
     let settings = env.settings.clone();
     let store = env.store();
     let run = tokio::spawn(async move {
@@ -146,7 +130,7 @@ async fn during_a_429_storm_no_request_arrives_inside_an_announced_wait() {
         ..FaultPlan::default()
     });
     let outcomes = run.await.expect("the run task").expect("the sync starts");
-    assert_succeeded(&outcomes);
+    assert_all_succeeded(&outcomes);
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
 
     let log = env.sim.request_log();
@@ -199,7 +183,7 @@ async fn against_a_site_limited_to_r_requests_per_second_the_client_gets_90_perc
         ..SimConfig::small()
     })
     .await;
-    assert_succeeded(&sync(&env, &[StreamKind::Projects], true).await);
+    sync_succeeds(&env, &[StreamKind::Projects], true).await;
     // What a user should set for a site allowing R requests a second: a little under R, and
     // a burst of 1 so the client never spends the site's bucket faster than it refills.
     env.settings.rate_limit.requests_per_second = R * 0.95;
@@ -209,7 +193,7 @@ async fn against_a_site_limited_to_r_requests_per_second_the_client_gets_90_perc
         ..FaultPlan::default()
     });
     let before = env.sim.request_log().len();
-    assert_succeeded(&sync(&env, &[StreamKind::Issues], true).await);
+    sync_succeeds(&env, &[StreamKind::Issues], true).await;
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
 
     let log = env.sim.request_log();
@@ -314,7 +298,7 @@ async fn a_big_project_is_read_as_parallel_ranges_and_an_interrupted_split_resum
     })
     .await;
     env.settings.rate_limit.max_in_flight = 2;
-    assert_succeeded(&sync(&env, &[StreamKind::Projects], true).await);
+    sync_succeeds(&env, &[StreamKind::Projects], true).await;
     // `/myself`, two project listings, the count, the small project's page and the listing of
     // the big one (whose listed issue count sends it straight to the split), then range pages;
     // the thirteenth request fails for good (a 400 is never retried).
@@ -361,8 +345,7 @@ async fn a_big_project_is_read_as_parallel_ranges_and_an_interrupted_split_resum
     });
     let searches_before = env.sim.request_count(SEARCH);
     let log_before = env.sim.request_log().len();
-    let resumed = sync(&env, &[StreamKind::Issues], false).await;
-    assert_succeeded(&resumed);
+    sync_succeeds(&env, &[StreamKind::Issues], false).await;
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
     let cp = issues_checkpoint(&env).await;
     let cursor = &cp.projects[id];
@@ -399,8 +382,7 @@ async fn a_project_bigger_than_a_listing_page_is_listed_in_id_ranges_and_read_ex
     })
     .await;
     env.settings.rate_limit.max_in_flight = 4;
-    let outcomes = sync(&env, &[StreamKind::Issues], true).await;
-    assert_succeeded(&outcomes);
+    sync_succeeds(&env, &[StreamKind::Issues], true).await;
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
     let searches = env.sim.search_log();
     // The span of ids comes from the oldest and the newest issue...

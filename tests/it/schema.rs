@@ -2,10 +2,8 @@
 //! simulator and return rows, and every table and column the migrations create is documented
 //! (and drawn in its entity diagram).
 
-use crate::support::Env;
+use crate::support::{Env, sync_every_stream};
 use jira_sync::simulator::SimConfig;
-use jira_sync::streams::StreamKind;
-use jira_sync::sync::sync_once;
 use std::collections::BTreeMap;
 
 fn schema_doc() -> String {
@@ -42,11 +40,7 @@ fn fenced(text: &str, language: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn the_example_queries_of_the_schema_doc_run_on_synced_data_and_return_rows() {
     let env = Env::start(SimConfig::small()).await;
-    let streams = [StreamKind::ALL.as_slice(), &[StreamKind::Census]].concat();
-    let outcomes = sync_once(&env.settings, env.store(), &streams, false, false)
-        .await
-        .expect("sync");
-    assert!(outcomes.iter().all(|o| !o.failed()), "{outcomes:?}");
+    sync_every_stream(&env).await;
 
     let doc = schema_doc();
     let examples = doc

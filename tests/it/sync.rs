@@ -1,49 +1,32 @@
 //! Integration tests: bulk and incremental sync against the simulator and a real PostgreSQL,
 //! compared with the simulator's ground truth row by row.
 
-use crate::support::{Env, audit_ids, stored_issues, truth_issues};
+use crate::support::{
+    Env, ProjectFacts, audit_ids, issue_key_and_project, stored_issues, sync, sync_succeeds,
+    truth_issues, truth_projects,
+};
 use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Truth};
 use jira_sync::streams::StreamKind;
-use jira_sync::sync::engine::{OutcomeStatus, StreamOutcome};
-use jira_sync::sync::sync_once;
+use jira_sync::sync::engine::OutcomeStatus;
 use std::collections::BTreeSet;
-
-async fn sync_all(env: &Env, full: bool) -> Vec<StreamOutcome> {
-    sync_once(&env.settings, env.store(), &StreamKind::ALL, full, false)
-        .await
-        .expect("the sync starts")
-}
-
-fn assert_all_succeeded(outcomes: &[StreamOutcome]) {
-    for o in outcomes {
-        assert!(
-            matches!(o.status, OutcomeStatus::Succeeded),
-            "{} did not succeed: {}",
-            o.stream,
-            o.summary()
-        );
-    }
-}
 
 /// Compares every table with the simulator's ground truth.
 async fn assert_database_equals_truth(env: &Env, truth: &Truth) {
     let site = env.site();
     let pool = &env.db.pool;
 
-    let projects: Vec<(i64, String, bool)> = sqlx::query_as(
+    let projects: Vec<ProjectFacts> = sqlx::query_as(
         "SELECT id, key, archived FROM jira.projects WHERE site = $1 AND deleted_at IS NULL ORDER BY id",
     )
     .bind(&site)
     .fetch_all(pool)
     .await
     .expect("read projects");
-    let mut want: Vec<(i64, String, bool)> = truth
-        .projects
-        .iter()
-        .map(|p| (p.id, p.key.clone(), p.archived))
-        .collect();
-    want.sort();
-    assert_eq!(projects, want, "projects differ from the API");
+    assert_eq!(
+        projects,
+        truth_projects(truth),
+        "projects differ from the API"
+    );
 
     let issues = stored_issues(pool).await;
     let want = truth_issues(&env.sim);
@@ -67,8 +50,7 @@ async fn assert_database_equals_truth(env: &Env, truth: &Truth) {
 #[tokio::test]
 async fn a_full_sync_copies_exactly_what_the_api_shows() {
     let env = Env::start(SimConfig::small()).await;
-    let outcomes = sync_all(&env, true).await;
-    assert_all_succeeded(&outcomes);
+    sync_succeeds(&env, &StreamKind::ALL, true).await;
     let truth = env.sim.truth();
     assert!(!truth.issues.is_empty() && !truth.users.is_empty() && !truth.audit_ids.is_empty());
     assert_database_equals_truth(&env, &truth).await;
@@ -90,9 +72,8 @@ async fn a_full_sync_copies_exactly_what_the_api_shows() {
 #[tokio::test]
 async fn a_second_full_sync_writes_zero_changed_rows() {
     let env = Env::start(SimConfig::small()).await;
-    assert_all_succeeded(&sync_all(&env, true).await);
-    let again = sync_all(&env, true).await;
-    assert_all_succeeded(&again);
+    sync_succeeds(&env, &StreamKind::ALL, true).await;
+    let again = sync_succeeds(&env, &StreamKind::ALL, true).await;
     for outcome in &again {
         assert!(outcome.rows_seen > 0, "{} saw nothing", outcome.stream);
         assert_eq!(outcome.rows_written, 0, "{} rewrote rows", outcome.stream);
@@ -110,7 +91,7 @@ async fn a_site_larger_than_one_page_of_every_endpoint_is_covered() {
         ..SimConfig::small()
     };
     let env = Env::start(config).await;
-    assert_all_succeeded(&sync_all(&env, true).await);
+    sync_succeeds(&env, &StreamKind::ALL, true).await;
     let truth = env.sim.truth();
     assert!(truth.projects.len() > 100, "projects fit one page");
     assert!(truth.users.len() > 200, "users fit one page");
@@ -135,7 +116,7 @@ async fn a_non_admin_account_syncs_projects_and_issues_and_skips_users_and_audit
         ..SimConfig::small()
     })
     .await;
-    let outcomes = sync_all(&env, true).await;
+    let outcomes = sync(&env, &StreamKind::ALL, true).await;
     for o in &outcomes {
         match o.stream {
             StreamKind::Projects | StreamKind::Issues => {
@@ -182,7 +163,7 @@ async fn a_non_admin_account_syncs_projects_and_issues_and_skips_users_and_audit
 #[tokio::test]
 async fn an_incremental_sync_picks_up_updates_creations_and_moves_without_duplicates() {
     let env = Env::start(SimConfig::small()).await;
-    assert_all_succeeded(&sync_all(&env, false).await);
+    sync_succeeds(&env, &StreamKind::ALL, false).await;
     let before = env.sim.truth();
     let live: Vec<_> = before.projects.iter().filter(|p| !p.archived).collect();
     let (from, to) = (live[0], live[1]);
@@ -203,8 +184,7 @@ async fn an_incremental_sync_picks_up_updates_creations_and_moves_without_duplic
     assert_eq!(moved.id, victim.id);
     assert_ne!(moved.key, victim.key);
 
-    let outcomes = sync_all(&env, false).await;
-    assert_all_succeeded(&outcomes);
+    let outcomes = sync_succeeds(&env, &StreamKind::ALL, false).await;
     let issues = outcomes
         .iter()
         .find(|o| o.stream == StreamKind::Issues)
@@ -220,29 +200,16 @@ async fn an_incremental_sync_picks_up_updates_creations_and_moves_without_duplic
         "update, create and move: three rows change"
     );
     assert_database_equals_truth(&env, &env.sim.truth()).await;
-    let (key, project_id): (String, i64) =
-        sqlx::query_as("SELECT key, project_id FROM jira.issues WHERE id = $1")
-            .bind(victim.id)
-            .fetch_one(&env.db.pool)
-            .await
-            .expect("the moved issue is one row");
-    assert_eq!((key, project_id), (moved.key, to.id));
+    assert_eq!(
+        issue_key_and_project(&env.db.pool, victim.id).await,
+        (moved.key, to.id)
+    );
 }
 
 #[tokio::test]
 async fn a_run_that_fails_midway_keeps_its_cursor_behind_and_the_next_run_completes() {
     let env = Env::start(SimConfig::small()).await;
-    let store = env.store();
-    let projects = sync_once(
-        &env.settings,
-        store.clone(),
-        &[StreamKind::Projects],
-        true,
-        false,
-    )
-    .await
-    .expect("projects");
-    assert_all_succeeded(&projects);
+    sync_succeeds(&env, &[StreamKind::Projects], true).await;
 
     // Let eight requests through (project listing, counts, the first pages), then answer the
     // next one with a 400, which is never retried: the run dies in the middle of the scan.
@@ -253,15 +220,7 @@ async fn a_run_that_fails_midway_keeps_its_cursor_behind_and_the_next_run_comple
         script,
         ..FaultPlan::default()
     });
-    let failed = sync_once(
-        &env.settings,
-        store.clone(),
-        &[StreamKind::Issues],
-        false,
-        false,
-    )
-    .await
-    .expect("issues starts");
+    let failed = sync(&env, &[StreamKind::Issues], false).await;
     assert!(failed[0].failed(), "the injected fault should fail the run");
     let (written,): (i64,) = sqlx::query_as("SELECT count(*) FROM jira.issues")
         .fetch_one(&env.db.pool)
@@ -281,10 +240,7 @@ async fn a_run_that_fails_midway_keeps_its_cursor_behind_and_the_next_run_comple
     assert_eq!(status, "failed");
 
     env.sim.set_faults(FaultPlan::default());
-    let again = sync_once(&env.settings, store, &[StreamKind::Issues], false, false)
-        .await
-        .expect("issues again");
-    assert_all_succeeded(&again);
+    sync_succeeds(&env, &[StreamKind::Issues], false).await;
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM jira.issues")
         .fetch_one(&env.db.pool)
         .await

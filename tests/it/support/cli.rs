@@ -79,6 +79,17 @@ pub fn text(output: &Output) -> (String, String) {
     )
 }
 
+/// stdout and stderr of a run that must have exited with `code`; both are shown if it did not.
+pub fn expect_exit(output: &Output, code: i32) -> (String, String) {
+    let (stdout, stderr) = text(output);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
 /// A server on 127.0.0.1 that answers every request with an HTML page, like a marketing site
 /// or a proxy's login page at a mistyped base_url. Returns its base URL.
 pub async fn html_server() -> String {

@@ -8,10 +8,14 @@ pub mod cli;
 
 use jira_sync::config::Settings;
 use jira_sync::pg::TempCluster;
-use jira_sync::simulator::{SimConfig, Simulator};
+use jira_sync::simulator::{SimConfig, Simulator, Truth};
 use jira_sync::store::Store;
+use jira_sync::streams::StreamKind;
+use jira_sync::sync::engine::{OutcomeStatus, StreamOutcome};
+use jira_sync::sync::sync_once;
 use secrecy::SecretString;
 use sqlx::PgPool;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::sync::OnceCell;
 
@@ -117,6 +121,40 @@ impl Env {
     }
 }
 
+/// Runs `streams` once against the environment (full or incremental), whatever the outcomes.
+pub async fn sync(env: &Env, streams: &[StreamKind], full: bool) -> Vec<StreamOutcome> {
+    sync_once(&env.settings, env.store(), streams, full, false)
+        .await
+        .expect("the sync starts")
+}
+
+/// Fails unless every outcome succeeded (a skip is a failure here).
+pub fn assert_all_succeeded(outcomes: &[StreamOutcome]) {
+    for o in outcomes {
+        assert!(
+            matches!(o.status, OutcomeStatus::Succeeded),
+            "{} did not succeed: {}",
+            o.stream,
+            o.summary()
+        );
+    }
+}
+
+/// Runs `streams` once and fails unless every one succeeded; returns the outcomes.
+pub async fn sync_succeeds(env: &Env, streams: &[StreamKind], full: bool) -> Vec<StreamOutcome> {
+    let outcomes = sync(env, streams, full).await;
+    assert_all_succeeded(&outcomes);
+    outcomes
+}
+
+/// Syncs every stream and the census once, incrementally, failing if any stream failed (a
+/// skip is allowed): synced data for tests that look at the tables as a whole.
+pub async fn sync_every_stream(env: &Env) {
+    let streams = [StreamKind::ALL.as_slice(), &[StreamKind::Census]].concat();
+    let outcomes = sync(env, &streams, false).await;
+    assert!(outcomes.iter().all(|o| !o.failed()), "{outcomes:?}");
+}
+
 /// An issue as compared with the ground truth: id, key, project id, `updated`.
 pub type IssueFacts = (i64, String, i64, chrono::DateTime<chrono::Utc>);
 
@@ -137,6 +175,39 @@ pub fn truth_issues(sim: &Simulator) -> Vec<IssueFacts> {
         .issues
         .iter()
         .map(|i| (i.id, i.key.clone(), i.project_id, i.updated))
+        .collect();
+    want.sort();
+    want
+}
+
+/// The ids of the issues stored and marked deleted.
+pub async fn deleted_issue_ids(pool: &PgPool) -> BTreeSet<i64> {
+    let rows: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM jira.issues WHERE deleted_at IS NOT NULL")
+            .fetch_all(pool)
+            .await
+            .expect("read deleted");
+    rows.into_iter().map(|(id,)| id).collect()
+}
+
+/// The key and project id stored for the issue `id` (after a move, say).
+pub async fn issue_key_and_project(pool: &PgPool, id: i64) -> (String, i64) {
+    sqlx::query_as("SELECT key, project_id FROM jira.issues WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .expect("the issue is one row")
+}
+
+/// A project as compared with the ground truth: id, key, archived.
+pub type ProjectFacts = (i64, String, bool);
+
+/// The projects `truth` shows, ordered by id.
+pub fn truth_projects(truth: &Truth) -> Vec<ProjectFacts> {
+    let mut want: Vec<ProjectFacts> = truth
+        .projects
+        .iter()
+        .map(|p| (p.id, p.key.clone(), p.archived))
         .collect();
     want.sort();
     want
