@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use jira_sync::jira::time::{jql_datetime_literal, parse_jira_timestamp, parse_zone};
 use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator, Storm};
-use reqwest::{Client, Method, RequestBuilder, StatusCode};
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
 const UNBOUNDED: &str =
@@ -51,6 +51,23 @@ impl Site {
             .expect("request");
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A request without credentials (the control API, `/__sim/...`, takes none), with a JSON
+    /// body if one is given.
+    async fn anonymous(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        let url = format!("{}{path}", self.sim.base_url());
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// A request without credentials whose answer is JSON.
+    async fn anonymous_json(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let response = self.anonymous(method, path, body).await;
+        response.json().await.expect("json")
     }
 
     /// Follows `nextPageToken` to the end and returns every issue seen, in order.
@@ -433,11 +450,8 @@ async fn a_bad_token_gets_a_plain_text_401_and_server_info_stays_open() {
         .expect("request");
     assert_eq!(bearer.status(), StatusCode::OK);
     let info = site
-        .http
-        .get(format!("{}/rest/api/3/serverInfo", site.sim.base_url()))
-        .send()
-        .await
-        .expect("request");
+        .anonymous(Method::GET, "/rest/api/3/serverInfo", None)
+        .await;
     assert_eq!(info.status(), StatusCode::OK);
     let info: Value = info.json().await.expect("json");
     assert_eq!(info["deploymentType"], "Cloud");
@@ -516,12 +530,7 @@ async fn legacy_search_answers_410_and_unknown_paths_404() {
         body["errorMessages"][0],
         "Issue does not exist or you do not have permission to see it."
     );
-    let page = site
-        .http
-        .get(format!("{}/browse/OPS-1", site.sim.base_url()))
-        .send()
-        .await
-        .expect("request");
+    let page = site.anonymous(Method::GET, "/browse/OPS-1", None).await;
     assert_eq!(page.status(), StatusCode::NOT_FOUND);
     assert!(
         page.text()
@@ -619,12 +628,7 @@ async fn a_429_storm_answers_every_request_with_retry_after_until_it_ends() {
             headers.contains_key("x-ratelimit-reset") && headers.contains_key("ratelimit-reason")
         );
     }
-    let control = site
-        .http
-        .get(format!("{}/__sim/truth", site.sim.base_url()))
-        .send()
-        .await
-        .expect("request");
+    let control = site.anonymous(Method::GET, "/__sim/truth", None).await;
     assert_eq!(
         control.status(),
         StatusCode::OK,
@@ -873,63 +877,33 @@ async fn timestamps_render_in_the_site_zone() {
 #[tokio::test]
 async fn the_control_api_mutates_counts_and_sets_faults() {
     let site = Site::start(SimConfig::small()).await;
-    let base = site.sim.base_url();
     let created: Value = site
-        .http
-        .post(format!("{base}/__sim/issues"))
-        .json(&json!({ "project_key": "OPS" }))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+        .anonymous_json(
+            Method::POST,
+            "/__sim/issues",
+            Some(json!({ "project_key": "OPS" })),
+        )
+        .await;
     let id = created["id"].as_i64().expect("id");
     let moved: Value = site
-        .http
-        .post(format!("{base}/__sim/issues/{id}/move"))
-        .json(&json!({ "to_project_key": "WEB" }))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+        .anonymous_json(
+            Method::POST,
+            &format!("/__sim/issues/{id}/move"),
+            Some(json!({ "to_project_key": "WEB" })),
+        )
+        .await;
     assert!(moved["key"].as_str().expect("key").starts_with("WEB-"));
     let deleted = site
-        .http
-        .delete(format!("{base}/__sim/issues/{id}"))
-        .send()
-        .await
-        .expect("request");
+        .anonymous(Method::DELETE, &format!("/__sim/issues/{id}"), None)
+        .await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     let user: Value = site
-        .http
-        .post(format!("{base}/__sim/users"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+        .anonymous_json(Method::POST, "/__sim/users", None)
+        .await;
     let audit: Value = site
-        .http
-        .post(format!("{base}/__sim/audit"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
-    let truth: Value = site
-        .http
-        .get(format!("{base}/__sim/truth"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+        .anonymous_json(Method::POST, "/__sim/audit", None)
+        .await;
+    let truth: Value = site.anonymous_json(Method::GET, "/__sim/truth", None).await;
     assert_eq!(
         truth["users"].as_array().expect("users").last(),
         Some(&user["accountId"])
@@ -948,12 +922,8 @@ async fn the_control_api_mutates_counts_and_sets_faults() {
 
     let plan = json!({ "script": ["Unauthorized", { "Status": 502 }] });
     let set = site
-        .http
-        .put(format!("{base}/__sim/faults"))
-        .json(&plan)
-        .send()
-        .await
-        .expect("request");
+        .anonymous(Method::PUT, "/__sim/faults", Some(plan))
+        .await;
     assert_eq!(set.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         site.get("/rest/api/3/myself", &[]).await.0,
@@ -965,12 +935,8 @@ async fn the_control_api_mutates_counts_and_sets_faults() {
     );
     assert_eq!(site.get("/rest/api/3/myself", &[]).await.0, StatusCode::OK);
     let admin = site
-        .http
-        .put(format!("{base}/__sim/admin"))
-        .json(&json!({ "admin": false }))
-        .send()
-        .await
-        .expect("request");
+        .anonymous(Method::PUT, "/__sim/admin", Some(json!({ "admin": false })))
+        .await;
     assert_eq!(admin.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         site.get("/rest/api/3/users/search", &[]).await.0,
@@ -978,14 +944,8 @@ async fn the_control_api_mutates_counts_and_sets_faults() {
     );
 
     let counts: Value = site
-        .http
-        .get(format!("{base}/__sim/requests"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+        .anonymous_json(Method::GET, "/__sim/requests", None)
+        .await;
     assert_eq!(counts["total"], 5);
     assert_eq!(counts["endpoints"]["GET /rest/api/3/myself"], 3);
     assert_eq!(site.sim.request_count("/rest/api/3/"), 5);
