@@ -4,23 +4,26 @@
 use crate::support::cli::{expect_exit, jira_sync, run, site_toml, text, write_config};
 use crate::support::test_db;
 use jira_sync::simulator::{SimConfig, Simulator};
+use std::process::Output;
 
-#[tokio::test]
-async fn sync_once_from_the_command_line_writes_the_site_and_prints_a_line_per_stream() {
-    let config = SimConfig::small();
-    let sim = Simulator::start(config.clone()).await.expect("simulator");
-    let db = test_db().await;
-    let file = write_config(&site_toml(
-        &sim.base_url(),
-        &config.email,
-        &config.api_token,
-    ));
+/// `jira-sync sync --once --no-progress` against `sim` with `token`, writing to `database_url`.
+async fn sync_once(sim: &Simulator, token: &str, database_url: &str) -> Output {
+    let file = write_config(&site_toml(&sim.base_url(), &sim.config().email, token));
     let mut cmd = jira_sync();
     cmd.arg("--config")
         .arg(&file.path)
         .args(["sync", "--once", "--no-progress"])
-        .env("DATABASE_URL", &db.url);
-    let output = run(cmd).await;
+        .env("DATABASE_URL", database_url);
+    run(cmd).await
+}
+
+#[tokio::test]
+async fn sync_once_from_the_command_line_writes_the_site_and_prints_a_line_per_stream() {
+    let sim = Simulator::start(SimConfig::small())
+        .await
+        .expect("simulator");
+    let db = test_db().await;
+    let output = sync_once(&sim, &sim.config().api_token, &db.url).await;
     let (stdout, _) = expect_exit(&output, 0);
     for stream in ["projects", "issues", "users", "audit_records"] {
         assert!(
@@ -59,16 +62,11 @@ async fn sync_without_a_database_url_exits_2_and_says_how_to_set_it() {
 
 #[tokio::test]
 async fn sync_with_a_revoked_token_exits_3_without_writing_anything() {
-    let config = SimConfig::small();
-    let sim = Simulator::start(config.clone()).await.expect("simulator");
+    let sim = Simulator::start(SimConfig::small())
+        .await
+        .expect("simulator");
     let db = test_db().await;
-    let file = write_config(&site_toml(&sim.base_url(), &config.email, "revoked-token"));
-    let mut cmd = jira_sync();
-    cmd.arg("--config")
-        .arg(&file.path)
-        .args(["sync", "--once", "--no-progress"])
-        .env("DATABASE_URL", &db.url);
-    let output = run(cmd).await;
+    let output = sync_once(&sim, "revoked-token", &db.url).await;
     let (_, stderr) = expect_exit(&output, 3);
     assert!(stderr.contains("invalid credentials"), "{stderr}");
     assert_eq!(

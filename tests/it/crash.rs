@@ -2,11 +2,11 @@
 //! incremental sync, restarted, and finally let finish, ends with the database equal to the
 //! simulator's ground truth, and re-fetches at most the pages that were in flight.
 
-use crate::support::cli::{site_toml, write_config};
+use crate::support::cli::{quiet_sync, site_toml, sync_to_the_end, write_config};
 use crate::support::{Env, audit_ids, stored_issues, truth_issues};
 use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig};
 use rand::{Rng, SeedableRng};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const STREAMS: &str = "issues,audit";
@@ -20,23 +20,11 @@ fn config() -> SimConfig {
 }
 
 fn sync_command(env: &Env, config_path: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jira-sync"));
-    cmd.arg("--config")
-        .arg(config_path)
-        .args([
-            "sync",
-            "--once",
-            "--no-progress",
-            "--no-census",
-            "--stream",
-            STREAMS,
-        ])
-        .env("DATABASE_URL", &env.db.url)
-        .env("JIRA_SYNC__LOG__LEVEL", "warn")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    cmd
+    quiet_sync(
+        config_path,
+        &env.db.url,
+        &["--no-census", "--stream", STREAMS],
+    )
 }
 
 /// Starts a sync, kills it with SIGKILL after a random delay. Returns whether it was killed
@@ -53,11 +41,7 @@ async fn start_and_kill(env: &Env, config_path: &std::path::Path, delay: Duratio
 }
 
 async fn finish(env: &Env, config_path: &std::path::Path) {
-    let mut cmd = sync_command(env, config_path);
-    let status = tokio::task::spawn_blocking(move || cmd.status().expect("run jira-sync"))
-        .await
-        .expect("thread");
-    assert!(status.success(), "the final run failed: {status}");
+    sync_to_the_end(sync_command(env, config_path)).await;
 }
 
 async fn assert_equals_truth(env: &Env) {

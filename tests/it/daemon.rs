@@ -111,6 +111,13 @@ impl Daemon {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// Sends the signal `name` and fails unless the process then exits 0 in time.
+    async fn stop(&mut self, name: &str) {
+        self.signal(name);
+        let status = self.wait_exit(DEADLINE).await;
+        assert_eq!(status.code(), Some(0), "{}", self.logs());
+    }
+
     /// Waits for the process to exit and for its last log lines to be read: the reader task
     /// may still hold lines the process wrote just before it ended.
     async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
@@ -234,13 +241,7 @@ async fn run_syncs_the_site_then_brings_in_updates_and_new_issues_on_its_next_sc
         daemon.logs()
     );
 
-    daemon.signal("TERM");
-    assert_eq!(
-        daemon.wait_exit(DEADLINE).await.code(),
-        Some(0),
-        "{}",
-        daemon.logs()
-    );
+    daemon.stop("TERM").await;
 }
 
 #[tokio::test]
@@ -256,9 +257,7 @@ async fn sigterm_interrupts_runs_in_progress_exits_0_in_time_and_frees_the_lease
     let mut daemon = Daemon::spawn(&env.sim, &env.db.url, &[timeout], &[]);
     daemon.wait_for_log("stream run started", 1).await;
     let signalled = Instant::now();
-    daemon.signal("TERM");
-    let status = daemon.wait_exit(DEADLINE).await;
-    assert_eq!(status.code(), Some(0), "{}", daemon.logs());
+    daemon.stop("TERM").await;
     assert!(
         signalled.elapsed() < Duration::from_secs(10),
         "took {:?}",
@@ -290,13 +289,7 @@ async fn sigterm_interrupts_runs_in_progress_exits_0_in_time_and_frees_the_lease
     let mut next = Daemon::spawn(&env.sim, &env.db.url, &[], &[]);
     next.wait_for_log("writer lease acquired", 1).await;
     assert_eq!(next.count("waiting to take over"), 0, "{}", next.logs());
-    next.signal("INT");
-    assert_eq!(
-        next.wait_exit(DEADLINE).await.code(),
-        Some(0),
-        "{}",
-        next.logs()
-    );
+    next.stop("INT").await;
 }
 
 #[tokio::test]
@@ -346,13 +339,7 @@ async fn a_second_replica_waits_without_searching_and_takes_over_when_the_first_
     let id = env.sim.truth().issues[1].id;
     env.sim.update_issue(id).expect("update an issue");
     wait_until_equal(&env.sim, &env.db.url, &site, &second).await;
-    second.signal("TERM");
-    assert_eq!(
-        second.wait_exit(DEADLINE).await.code(),
-        Some(0),
-        "{}",
-        second.logs()
-    );
+    second.stop("TERM").await;
 }
 
 /// A daemon on a PostgreSQL of its own that has synced the site once; then every request is
@@ -416,13 +403,7 @@ async fn the_daemon_survives_a_database_restart_mid_run_and_catches_up_when_it_r
         daemon.logs()
     );
 
-    daemon.signal("TERM");
-    assert_eq!(
-        daemon.wait_exit(DEADLINE).await.code(),
-        Some(0),
-        "{}",
-        daemon.logs()
-    );
+    daemon.stop("TERM").await;
     assert_eq!(count_runs(&url, "status = 'running'").await, 0);
 }
 

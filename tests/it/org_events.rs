@@ -3,7 +3,9 @@
 //! a SIGKILL of the real binary mid-run, and the key kept out of trace-level output.
 
 use crate::support::Env;
-use crate::support::cli::{ConfigFile, jira_sync, run, site_toml, text, write_config};
+use crate::support::cli::{
+    ConfigFile, jira_sync, quiet_sync, run, site_toml, sync_to_the_end, text, write_config,
+};
 use jira_sync::config::Settings;
 use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator};
 use jira_sync::streams::StreamKind;
@@ -13,7 +15,6 @@ use jira_sync::sync::{select_streams, sync_once};
 use secrecy::SecretString;
 use sqlx::PgPool;
 use std::future::Future;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const STREAM_PATH: &str = "/admin/v1/orgs/";
@@ -335,18 +336,7 @@ async fn killing_the_binary_mid_run_loses_nothing_and_the_rerun_resumes_from_the
     })
     .await;
     let file = org_config(&env.sim, &env.sim.config().org_api_key);
-    let sync = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jira-sync"));
-        cmd.arg("--config")
-            .arg(&file.path)
-            .args(["sync", "--once", "--no-progress", "--stream", "org_events"])
-            .env("DATABASE_URL", &env.db.url)
-            .env("JIRA_SYNC__LOG__LEVEL", "warn")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        cmd
-    };
+    let sync = || quiet_sync(&file.path, &env.db.url, &["--stream", "org_events"]);
     env.sim.set_faults(slow(60));
     let mut child = sync().spawn().expect("start jira-sync");
     eventually("a committed page", || async {
@@ -361,11 +351,7 @@ async fn killing_the_binary_mid_run_loses_nothing_and_the_rerun_resumes_from_the
         "the kill landed mid-run ({after_kill} stored)"
     );
 
-    let mut finish = sync();
-    let status = tokio::task::spawn_blocking(move || finish.status().expect("run jira-sync"))
-        .await
-        .expect("thread");
-    assert!(status.success(), "the complete run failed: {status}");
+    sync_to_the_end(sync()).await;
     assert_eq!(stored_ids(&env.db.pool).await, truth_ids(&env.sim));
     // Ten pages and the final poll, plus at most the page that was in flight at the kill.
     let requests = env.sim.request_count(STREAM_PATH);

@@ -1,7 +1,7 @@
 //! Helpers to run the real `jira-sync` binary with a temporary configuration file.
 
-use std::path::PathBuf;
-use std::process::Output;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use tempfile::TempDir;
 
 /// A configuration file in a temporary directory, removed on drop.
@@ -62,6 +62,30 @@ pub async fn run_with_config(config: &ConfigFile, args: &[&str]) -> Output {
     let mut cmd = jira_sync();
     cmd.arg("--config").arg(&config.path).args(args);
     run(cmd).await
+}
+
+/// `jira-sync --config <config> sync --once --no-progress <args>` writing to `database_url`, as a
+/// plain process that logs warnings only and discards its output: for tests that kill it.
+pub fn quiet_sync(config: &Path, database_url: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jira-sync"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(["sync", "--once", "--no-progress"])
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("JIRA_SYNC__LOG__LEVEL", "warn")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// Runs a `quiet_sync` process to its end on a blocking thread; fails unless it succeeded.
+pub async fn sync_to_the_end(mut cmd: Command) {
+    let status = tokio::task::spawn_blocking(move || cmd.status().expect("run jira-sync"))
+        .await
+        .expect("thread");
+    assert!(status.success(), "the run to the end failed: {status}");
 }
 
 /// Runs a prepared command on a blocking thread and returns its output.
