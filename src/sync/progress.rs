@@ -106,16 +106,25 @@ impl Progress {
             return;
         }
         *last = Instant::now();
-        let total = self.total.load(Ordering::Relaxed);
-        let (per_sec, eta_secs) = rate_and_eta(done, total, self.started.elapsed());
-        tracing::info!(
-            stream = self.stream,
-            done,
-            total,
-            per_sec,
-            eta_secs,
-            "progress"
-        );
+        let elapsed = self.started.elapsed();
+        match known_total(self.total.load(Ordering::Relaxed), done) {
+            Some(total) => {
+                let (per_sec, eta_secs) = rate_and_eta(done, total, elapsed);
+                tracing::info!(
+                    stream = self.stream,
+                    done,
+                    total,
+                    per_sec,
+                    eta_secs,
+                    "progress"
+                );
+            }
+            // Some listings do not say how long they are (users): no total, no estimate.
+            None => {
+                let (per_sec, _) = rate_and_eta(done, 0, elapsed);
+                tracing::info!(stream = self.stream, done, per_sec, "progress");
+            }
+        }
     }
 
     pub fn finish(&self) {
@@ -124,6 +133,12 @@ impl Progress {
             BARS.remove(bar);
         }
     }
+}
+
+/// The total to show beside `done`: none when no total was given; never less than `done`
+/// (Jira's counts are estimates, and work found during a run adds to them).
+fn known_total(total: u64, done: u64) -> Option<u64> {
+    (total > 0).then(|| total.max(done))
 }
 
 /// Items per second so far, and the seconds left at that rate (none when the total is reached
@@ -146,6 +161,13 @@ mod tests {
         );
         assert_eq!(rate_and_eta(150, 150, Duration::from_secs(10)), (15, None));
         assert_eq!(rate_and_eta(0, 150, Duration::from_secs(10)), (0, None));
+    }
+
+    #[test]
+    fn a_total_is_shown_only_when_known_and_never_below_what_is_done() {
+        assert_eq!(known_total(0, 1100), None);
+        assert_eq!(known_total(150, 50), Some(150));
+        assert_eq!(known_total(150, 180), Some(180));
     }
 
     #[test]

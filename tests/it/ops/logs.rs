@@ -23,7 +23,12 @@ async fn without_a_terminal_a_long_run_logs_progress_with_done_total_and_an_esti
     });
     let every = ("JIRA_SYNC__LOG__PROGRESS_INTERVAL_SECS", "1");
     let daemon = Daemon::spawn(&env.sim, &env.db.url, &[every]);
-    let line = daemon.wait_for_log("progress").await;
+    // The issues stream's lines: Jira counts its issues, so they carry a total and an estimate.
+    let line = daemon
+        .wait_for("a progress line of the issues stream", |l| {
+            l["message"] == "progress" && l["stream"] == "issues"
+        })
+        .await;
     for key in ["stream", "done", "total", "per_sec", "site"] {
         assert!(!line[key].is_null(), "{key} missing in {line}");
     }

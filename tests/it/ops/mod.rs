@@ -77,24 +77,30 @@ impl Daemon {
 
     /// The log lines whose message contains `needle`.
     fn find(&self, needle: &str) -> Vec<Value> {
+        self.find_where(|l| l["message"].as_str().is_some_and(|m| m.contains(needle)))
+    }
+
+    fn find_where(&self, pick: impl Fn(&Value) -> bool) -> Vec<Value> {
         let lines = self.lines.lock().expect("lock");
-        lines
-            .iter()
-            .filter(|l| l["message"].as_str().is_some_and(|m| m.contains(needle)))
-            .cloned()
-            .collect()
+        lines.iter().filter(|l| pick(l)).cloned().collect()
     }
 
     async fn wait_for_log(&self, needle: &str) -> Value {
-        let what = format!("a log line with {needle:?}");
+        let message = |l: &Value| l["message"].as_str().is_some_and(|m| m.contains(needle));
+        self.wait_for(&format!("a log line with {needle:?}"), message)
+            .await
+    }
+
+    /// The first log line `pick` accepts, once there is one.
+    async fn wait_for(&self, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
         eventually(
             DEADLINE,
-            &what,
-            || async { !self.find(needle).is_empty() },
+            what,
+            || async { !self.find_where(&pick).is_empty() },
             || self.logs(),
         )
         .await;
-        self.find(needle).remove(0)
+        self.find_where(&pick).remove(0)
     }
 
     /// The listener's base URL, from the start-up line.
