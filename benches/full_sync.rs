@@ -15,7 +15,10 @@
 //! the scenarios whose label contains it, `BENCH_VERBOSE=1` to print each run's summary lines
 //! (one per stream, with its duration) and its requests per half second, `DATABASE_URL` to use
 //! an existing server (its role must be allowed to create databases), `BENCH_LOG=debug` for
-//! the sync's log level (default `warn`; the log goes to standard error). Pacing is lifted by
+//! the sync's log level (default `warn`; the log goes to standard error), `BENCH_WARM=0` to
+//! have the simulator render every issue anew in every run (by default one unmeasured sync per
+//! site renders them once and the simulator serves that JSON from then on, as a real site
+//! renders on machines of its own rather than on the client's cores). Pacing is lifted by
 //! default, so the figures measure jira-sync, not a pacing policy. The simulator runs in this
 //! process and shares the machine's cores with the sync and PostgreSQL.
 
@@ -40,6 +43,7 @@ struct Knobs {
     size: String,
     serial: bool,
     only: Option<String>,
+    warm: bool,
 }
 
 impl Knobs {
@@ -53,6 +57,7 @@ impl Knobs {
             size: env_or("BENCH_SIZE", "medium".to_string()),
             serial: std::env::var("BENCH_SERIAL").map_or(true, |v| v != "0"),
             only: std::env::var("BENCH_ONLY").ok(),
+            warm: std::env::var("BENCH_WARM").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -135,8 +140,25 @@ async fn bench() -> anyhow::Result<()> {
             .as_ref()
             .is_none_or(|o| s.label.contains(o.as_str()))
     });
+    // One unmeasured sync per site first: the simulator renders each issue once and serves
+    // that JSON afterwards (until the site changes), as a real site renders on machines of its
+    // own; without it the first scenario would also pay for rendering, on the client's cores.
+    for (name, sim) in [(m, &many), (o, &single)] {
+        if knobs.warm && plan.iter().any(|s| std::ptr::eq(s.sim, sim)) {
+            let warm = scenario(name, sim, 0, in_flight, None, FULL);
+            let db = server.fresh_database().await?;
+            let measured = measure(&warm, &db, &server, &knobs).await?;
+            println!(
+                "warm-up {name}: {:.2} s, not counted (the simulator renders every issue once)",
+                measured.elapsed.as_secs_f64()
+            );
+        }
+    }
     let mut results = Vec::new();
     for s in &plan {
+        if !knobs.warm {
+            s.sim.forget_rendered();
+        }
         let db = server.fresh_database().await?;
         let measured = measure(s, &db, &server, &knobs).await?;
         print_row(s, &measured);

@@ -20,12 +20,13 @@ mod jql;
 mod oauth;
 mod org;
 mod render;
+mod rendered;
 mod routes;
 mod search;
 mod site;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
@@ -206,6 +207,9 @@ pub(crate) struct Shared {
     log: Mutex<Vec<RequestLogEntry>>,
     /// The JQL of every `POST /rest/api/3/search/jql` answered, in order of arrival.
     searches: Mutex<Vec<String>>,
+    /// Counts write accesses to `site`, so rendered issues are never served stale.
+    generation: AtomicU64,
+    rendered: Mutex<rendered::Rendered>,
     /// Locked before `site` where a handler needs both.
     org: Mutex<org::Org>,
     oauth: Mutex<oauth::OAuth>,
@@ -219,7 +223,32 @@ impl Shared {
     }
 
     pub fn site_mut(&self) -> RwLockWriteGuard<'_, site::Site> {
-        self.site.write().unwrap_or_else(PoisonError::into_inner)
+        let site = self.site.write().unwrap_or_else(PoisonError::into_inner);
+        // Under the write lock: no reader can render between this and the change.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        site
+    }
+
+    /// `issue` rendered under `sel` (fingerprint `sel_key`), from the cache when it holds it.
+    /// `ctx` must render the site held by the caller's read guard.
+    pub fn rendered_issue(
+        &self,
+        ctx: &render::Ctx<'_>,
+        issue: &data::Issue,
+        sel: &fields::FieldSel,
+        sel_key: u64,
+    ) -> Box<serde_json::value::RawValue> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let cached = self.rendered().get(generation, issue, sel_key);
+        cached.unwrap_or_else(|| {
+            let json = rendered::render(ctx, issue, sel);
+            self.rendered().put(generation, issue, sel_key, &json);
+            json
+        })
+    }
+
+    fn rendered(&self) -> MutexGuard<'_, rendered::Rendered> {
+        self.rendered.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn faults(&self) -> MutexGuard<'_, faults::FaultState> {
@@ -316,6 +345,8 @@ impl Simulator {
             faults: Mutex::new(faults::FaultState::new(FaultPlan::default())),
             log: Mutex::new(Vec::new()),
             searches: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
+            rendered: Mutex::new(rendered::Rendered::default()),
             org: Mutex::new(org),
             oauth: Mutex::new(oauth::OAuth::new(&config_refresh_token)),
         });
@@ -384,6 +415,12 @@ impl Simulator {
 
     pub fn request_log(&self) -> Vec<RequestLogEntry> {
         self.shared.log().clone()
+    }
+
+    /// Drops the issues rendered so far: the next searches render them again, as the first
+    /// search of each did (the benchmark's cold runs).
+    pub fn forget_rendered(&self) {
+        drop(self.shared.site_mut());
     }
 
     /// The JQL of every `POST /rest/api/3/search/jql` the simulator answered, oldest first.

@@ -14,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::data::Issue;
@@ -181,19 +182,38 @@ fn search(shared: &Shared, request: SearchRequest) -> Reply {
     let site = shared.site();
     let hits = matching(shared, &site, &request.jql, &request.reconcile)?;
     let ctx = Ctx::new(shared, &site);
-    let issues: Vec<Value> = hits
+    let sel_key = super::rendered::fingerprint(&sel);
+    let issues: Vec<Box<RawValue>> = hits
         .iter()
         .skip(offset)
         .take(max)
-        .map(|i| ctx.issue(i, &sel))
+        .map(|i| shared.rendered_issue(&ctx, i, &sel, sel_key))
         .collect();
     let is_last = offset + issues.len() >= hits.len();
-    let mut page = json!({ "issues": issues, "isLast": is_last });
-    if !is_last {
-        page["nextPageToken"] = json!(encode_token(offset + max, &request.jql));
-    }
-    add_names_and_schema(&mut page, &request.expand);
+    let mut extra = json!({});
+    add_names_and_schema(&mut extra, &request.expand);
+    let page = SearchPage {
+        issues,
+        is_last,
+        next_page_token: (!is_last).then(|| encode_token(offset + max, &request.jql)),
+        names: extra.get("names").cloned(),
+        schema: extra.get("schema").cloned(),
+    };
     Ok(Json(page).into_response())
+}
+
+/// A page of `POST /rest/api/3/search/jql`; the issues come as rendered JSON.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchPage {
+    issues: Vec<Box<RawValue>>,
+    is_last: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    names: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<Value>,
 }
 
 fn add_names_and_schema(target: &mut Value, expand: &[String]) {

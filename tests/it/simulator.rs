@@ -745,6 +745,37 @@ async fn mutations_show_up_in_truth_search_and_bulkfetch() {
 }
 
 #[tokio::test]
+async fn issues_rendered_once_are_served_unchanged_and_never_after_a_change() {
+    let site = Site::start(SimConfig::small()).await;
+    let jql = "project = OPS ORDER BY updated ASC, key ASC";
+    let first = site.search_all(jql, &["*all"], 100).await;
+    // Served again from what the first search rendered: the same documents.
+    assert_eq!(site.search_all(jql, &["*all"], 100).await, first);
+    // Rendered anew: still the same documents.
+    site.sim.forget_rendered();
+    assert_eq!(site.search_all(jql, &["*all"], 100).await, first);
+    // Another selection of the same issues is rendered for it, not taken from the first.
+    let keys = site.search_all(jql, &["key"], 100).await;
+    assert_eq!(ids(&keys), ids(&first));
+    assert!(keys.iter().all(|i| i["fields"].get("summary").is_none()));
+    // A change shows at once: nothing rendered before it is served after it.
+    let id = ids(&first)[0];
+    let changed = site.sim.update_issue(id).expect("update");
+    let moved = site.sim.move_issue(ids(&first)[1], "WEB").expect("move");
+    let after = site.search_all(jql, &["*all"], 100).await;
+    let now = after
+        .iter()
+        .find(|i| i["id"] == id.to_string().as_str())
+        .expect("the changed issue");
+    assert_eq!(
+        parse_jira_timestamp(now["fields"]["updated"].as_str().expect("updated")),
+        Some(changed.updated)
+    );
+    assert!(!ids(&after).contains(&moved.id), "the moved issue left OPS");
+    assert_eq!(after.len(), first.len() - 1);
+}
+
+#[tokio::test]
 async fn an_issue_updated_while_paging_moves_to_the_end() {
     let site = Site::start(SimConfig::small()).await;
     let jql = "project = OPS ORDER BY updated ASC, key ASC";
