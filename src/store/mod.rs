@@ -190,25 +190,6 @@ impl Store {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
-    /// The ids among `ids` that the table lacks or holds as deleted.
-    pub async fn ids_not_live(
-        &self,
-        site: &str,
-        ids: &std::collections::BTreeSet<i64>,
-    ) -> anyhow::Result<Vec<i64>> {
-        let ids: Vec<i64> = ids.iter().copied().collect();
-        let rows: Vec<(i64,)> = sqlx::query_as(
-            "SELECT u.id FROM UNNEST($2::int8[]) AS u(id) \
-             WHERE NOT EXISTS (SELECT 1 FROM jira.issues i \
-                               WHERE i.site = $1 AND i.id = u.id AND i.deleted_at IS NULL)",
-        )
-        .bind(site)
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-
     /// Soft-deletes issues (never `DELETE`): sets `deleted_at` where it is not set yet.
     pub async fn mark_issues_deleted(&self, site: &str, ids: &[i64]) -> anyhow::Result<u64> {
         let result = sqlx::query(

@@ -4,9 +4,10 @@
 //!
 //! Candidates are confirmed with `POST /rest/api/3/issue/bulkfetch` (up to 100 ids): an issue
 //! that comes back was moved (or is still there) and is upserted with its current key and
-//! project; one that does not is gone and gets `deleted_at`. Ids the API lists but the table
-//! lacks (or holds as deleted) are fetched the same way, so an issue that reappears clears its
-//! `deleted_at`. Losing permission looks exactly like deletion, so when more than
+//! project; one that does not is gone and gets `deleted_at`. Ids the API lists for a project
+//! that the table does not hold live in it (new, deleted, or under another project) are
+//! fetched the same way, so an issue that reappears clears its `deleted_at` and one moved in
+//! gets its new project. The diff is made in memory against the project's stored ids. Losing permission looks exactly like deletion, so when more than
 //! `sync.census_max_delete_share` of a project vanishes at once nothing is marked and the run
 //! warns instead.
 //!
@@ -120,7 +121,8 @@ async fn census_project(
         false => list_ids_in_ranges(ctx, project.id, &stored, counters).await?,
     };
     let vanished: Vec<i64> = stored.difference(&listed).copied().collect();
-    let unknown = ctx.store.ids_not_live(&ctx.site, &listed).await?;
+    // Listed here but not live here: new, restored, or moved in from another project.
+    let unknown: Vec<i64> = listed.difference(&stored).copied().collect();
     if vanished.is_empty() && unknown.is_empty() {
         return Ok(());
     }
