@@ -1,5 +1,9 @@
 //! The one integration-test binary: real PostgreSQL, real HTTP to the built-in Jira simulator.
 
+// A test awaiting a whole sync (client, auth, engine, streams) nests async state machines
+// deeper than the default query limit of 128 lets a clean build lay out.
+#![recursion_limit = "256"]
+
 mod auth;
 mod check;
 mod commands;
