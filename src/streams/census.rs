@@ -1,6 +1,6 @@
 //! The delete census: search never returns deleted issues, so deletions are found by listing
-//! every issue id per project (id-only pages of up to 5000; a big project in ranges of ids cut
-//! from the stored ones, listed at once) and diffing against the table.
+//! every issue id per project (id-only pages of up to 5000; a big project in ranges of
+//! `created` listed at once) and diffing against the table.
 //!
 //! Candidates are confirmed with `POST /rest/api/3/issue/bulkfetch` (up to 100 ids): an issue
 //! that comes back was moved (or is still there) and is upserted with its current key and
@@ -172,21 +172,26 @@ async fn census_project(
     Ok(())
 }
 
-/// Every issue id Jira lists for the project now: the id space cut at every
-/// [`ID_PAGE_SIZE`]th stored id, each range listed on its own, all at once. An issue's id never
-/// changes, so the ranges hold every issue exactly once whatever happens during the listing
-/// (the last range is open and takes issues created since). A big project is thus listed in
-/// one round trip rather than a page after another.
+/// Every issue id Jira lists for the project now. A project of more than a listing page is
+/// listed in ranges of `created`, all at once ([`crate::streams::ranges`]), so a big project
+/// takes about one round trip rather than a page after another.
 async fn list_ids_in_ranges(
     ctx: &StreamContext,
     project_id: i64,
     stored: &BTreeSet<i64>,
     counters: &RunCounters,
 ) -> anyhow::Result<BTreeSet<i64>> {
-    let ranges = id_ranges(stored, ID_PAGE_SIZE as usize);
-    let lists = ranges
-        .iter()
-        .map(|&(from, to)| list_ids(ctx, project_id, from, to, counters));
+    let scope = format!("project = {project_id}");
+    let filters = crate::streams::ranges::created_ranges(
+        ctx,
+        counters,
+        &scope,
+        stored.len(),
+        ID_PAGE_SIZE as usize,
+        ctx.max_in_flight,
+    )
+    .await?;
+    let lists = filters.iter().map(|filter| list_ids(ctx, filter, counters));
     let mut ids = BTreeSet::new();
     for list in futures::future::try_join_all(lists).await? {
         ids.extend(list);
@@ -194,37 +199,13 @@ async fn list_ids_in_ranges(
     Ok(ids)
 }
 
-/// `[from, to)` ranges of ids, `None` meaning unbounded, holding about `per_range` of
-/// `stored` each and covering every id together.
-pub fn id_ranges(stored: &BTreeSet<i64>, per_range: usize) -> Vec<(Option<i64>, Option<i64>)> {
-    let cuts: Vec<i64> = stored
-        .iter()
-        .copied()
-        .skip(per_range.max(1))
-        .step_by(per_range.max(1))
-        .collect();
-    let mut bounds: Vec<Option<i64>> = vec![None];
-    bounds.extend(cuts.into_iter().map(Some));
-    bounds.push(None);
-    bounds.windows(2).map(|w| (w[0], w[1])).collect()
-}
-
-/// Every issue id Jira lists for the project in `[from, to)`, from id-only pages.
+/// Every issue id Jira lists for `filter`, from id-only pages.
 async fn list_ids(
     ctx: &StreamContext,
-    project_id: i64,
-    from: Option<i64>,
-    to: Option<i64>,
+    filter: &str,
     counters: &RunCounters,
 ) -> anyhow::Result<BTreeSet<i64>> {
-    let mut jql = format!("project = {project_id}");
-    if let Some(from) = from {
-        jql.push_str(&format!(" AND id >= {from}"));
-    }
-    if let Some(to) = to {
-        jql.push_str(&format!(" AND id < {to}"));
-    }
-    jql.push_str(" ORDER BY created ASC, key ASC");
+    let jql = format!("{filter} ORDER BY created ASC, key ASC");
     let mut ids = BTreeSet::new();
     let mut token: Option<String> = None;
     loop {
@@ -293,52 +274,4 @@ async fn bulk_fetch(
         }
     }
     Ok((found, errored))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::id_ranges;
-    use std::collections::BTreeSet;
-
-    /// Which range of `ranges` holds `id` (exactly one must).
-    fn holder(ranges: &[(Option<i64>, Option<i64>)], id: i64) -> usize {
-        let holding: Vec<usize> = (0..ranges.len())
-            .filter(|&i| {
-                let (from, to) = ranges[i];
-                from.is_none_or(|f| id >= f) && to.is_none_or(|t| id < t)
-            })
-            .collect();
-        assert_eq!(holding.len(), 1, "{id} in {holding:?} of {ranges:?}");
-        holding[0]
-    }
-
-    #[test]
-    fn id_ranges_cover_every_id_once_and_hold_about_a_page_each() {
-        let stored: BTreeSet<i64> = (0..12_345).map(|i| 10_000 + 3 * i).collect();
-        let ranges = id_ranges(&stored, 5000);
-        assert_eq!(ranges.len(), 3, "{ranges:?}");
-        assert_eq!(ranges[0].0, None);
-        assert_eq!(ranges[2].1, None);
-        let mut sizes = [0usize; 3];
-        for &id in &stored {
-            sizes[holder(&ranges, id)] += 1;
-        }
-        assert_eq!(sizes, [5000, 5000, 2345]);
-        // Ids never stored (gaps, older, newer) still fall in exactly one range.
-        for id in [i64::MIN, 0, 10_001, 25_001, 47_000, i64::MAX] {
-            holder(&ranges, id);
-        }
-    }
-
-    #[test]
-    fn a_small_or_empty_project_is_one_open_range() {
-        assert_eq!(id_ranges(&BTreeSet::new(), 5000), vec![(None, None)]);
-        let stored: BTreeSet<i64> = (1..=5000).collect();
-        assert_eq!(id_ranges(&stored, 5000), vec![(None, None)]);
-        let stored: BTreeSet<i64> = (1..=5001).collect();
-        assert_eq!(
-            id_ranges(&stored, 5000),
-            vec![(None, Some(5001)), (Some(5001), None)]
-        );
-    }
 }

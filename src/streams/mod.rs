@@ -8,6 +8,7 @@ pub mod issues;
 pub mod org_events;
 pub mod parse;
 pub mod projects;
+pub mod ranges;
 pub mod users;
 
 use crate::config::SyncSettings;

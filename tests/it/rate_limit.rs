@@ -373,8 +373,39 @@ async fn a_big_project_is_read_as_parallel_ranges_and_an_interrupted_split_resum
     );
 }
 
+/// The `created` bounds of ranged listings: (lower, upper) literals, `None` where open.
+fn created_bounds(jql: &str) -> (Option<String>, Option<String>) {
+    let bound = |op: &str| {
+        let at = jql.find(&format!("created {op} \""))? + op.len() + 10;
+        Some(jql[at..].split('"').next()?.to_owned())
+    };
+    (bound(">="), bound("<"))
+}
+
+/// Checks that the listings ending in `order` cut their scope at shared `created` bounds: the
+/// first open below, the last open above, each next one starting where the one before ends.
+fn assert_partition(searches: &[String], order: &str) {
+    let mut ranges: Vec<(Option<String>, Option<String>)> = searches
+        .iter()
+        .filter(|j| j.ends_with(order) && j.contains(" AND created "))
+        .map(|j| created_bounds(j))
+        .collect();
+    ranges.sort();
+    ranges.dedup();
+    assert!(ranges.len() >= 2, "{searches:#?}");
+    assert_eq!(ranges[0].0, None, "{ranges:?}");
+    let mut expected_lower = ranges[0].1.clone();
+    for range in &ranges[1..] {
+        assert!(range.0.is_some(), "{ranges:?}");
+        if range.0 == expected_lower {
+            expected_lower = range.1.clone();
+        }
+    }
+    assert_eq!(expected_lower, None, "the ranges do not chain: {ranges:?}");
+}
+
 #[tokio::test]
-async fn a_project_bigger_than_a_listing_page_is_listed_in_id_ranges_and_read_exactly() {
+async fn a_project_bigger_than_a_listing_page_is_listed_in_created_ranges_and_read_exactly() {
     let mut env = Env::start(SimConfig {
         projects: 1,
         issues: 7_000,
@@ -382,37 +413,62 @@ async fn a_project_bigger_than_a_listing_page_is_listed_in_id_ranges_and_read_ex
     })
     .await;
     env.settings.rate_limit.max_in_flight = 4;
-    sync_succeeds(&env, &[StreamKind::Issues], true).await;
+    let outcomes = sync(&env, &[StreamKind::Issues], true).await;
+    assert_all_succeeded(&outcomes);
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
     let searches = env.sim.search_log();
-    // The span of ids comes from the oldest and the newest issue...
+    // The span comes from the oldest and the newest issue, and the listing of `updated` goes
+    // by ranges of `created` that hold every issue once.
     assert!(
         searches
             .iter()
             .any(|j| j.ends_with("ORDER BY created DESC, key DESC")),
         "{searches:#?}"
     );
-    // ...and the listing of `updated` goes by ranges of ids: the first open below, the last
-    // open above, so every issue is in one.
-    let listings: Vec<&String> = searches.iter().filter(|j| j.contains(" AND id ")).collect();
-    assert!(listings.len() >= 2, "{searches:#?}");
-    assert!(
-        listings
-            .iter()
-            .any(|j| j.contains(" AND id < ") && !j.contains(" AND id >= ")),
-        "{listings:#?}"
-    );
-    assert!(
-        listings
-            .iter()
-            .any(|j| j.contains(" AND id >= ") && !j.contains(" AND id < ")),
-        "{listings:#?}"
-    );
+    assert_partition(&searches, "ORDER BY updated ASC, key ASC");
     let cp = issues_checkpoint(&env).await;
     assert!(
         cp.projects
             .values()
             .all(|c| c.complete && c.split.is_none() && c.mark.is_some()),
         "{cp:?}"
+    );
+
+    // The census lists the big project the same way and finds exactly the deleted issue.
+    let big = env
+        .sim
+        .truth()
+        .issues
+        .iter()
+        .map(|i| i.project_id)
+        .fold(
+            std::collections::BTreeMap::<i64, usize>::new(),
+            |mut n, p| {
+                *n.entry(p).or_default() += 1;
+                n
+            },
+        )
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(p, _)| p)
+        .expect("a project");
+    let gone = env
+        .sim
+        .truth()
+        .issues
+        .iter()
+        .find(|i| i.project_id == big)
+        .expect("an issue")
+        .id;
+    env.sim.delete_issue(gone).expect("delete");
+    let before = env.sim.search_log().len();
+    assert_all_succeeded(&sync(&env, &[StreamKind::Census], false).await);
+    assert_eq!(
+        crate::support::deleted_issue_ids(&env.db.pool).await,
+        [gone].into_iter().collect()
+    );
+    assert_partition(
+        &env.sim.search_log()[before..],
+        "ORDER BY created ASC, key ASC",
     );
 }

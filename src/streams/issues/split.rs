@@ -5,7 +5,7 @@
 //! is worth splitting (at least [`SPLIT_MIN_PAGES`] pages); a full scan of a project whose
 //! listing reported that many issues (`insight.totalIssueCount`) skips both and splits at
 //! once. If so, an id-only listing of the rest (pages of up to 5000, `fields: ["updated"]`;
-//! a rest bigger than a page in ranges of issue ids listed at once) gives the exact
+//! a rest bigger than a page in ranges of `created` listed at once) gives the exact
 //! distribution of `updated`, and the rest is cut into ranges of a whole number of pages:
 //! `project = P AND updated >= "a" AND updated < "b" ORDER BY updated ASC, key ASC`. Adjacent
 //! ranges share the same JQL literal as bound, so whatever instant Jira reads it as (minute
@@ -154,7 +154,7 @@ pub fn range_jql(scan: &Scan<'_>, project_id: i64, range: &RangeCursor) -> Strin
     if let Some(to) = &range.to {
         jql.push_str(&format!(" AND updated < \"{to}\""));
     }
-    jql.push_str(" ORDER BY updated ASC, key ASC");
+    jql.push_str(ORDER);
     jql
 }
 
@@ -173,11 +173,11 @@ pub async fn try_split(
     let from = cursor
         .mark
         .map(|mark| jql_lower_bound_literal(mark - scan.overlap(), ctx.user_zone));
-    let mut jql = format!("project = {}", project.id);
+    let mut scope = format!("project = {}", project.id);
     if let Some(from) = &from {
-        jql.push_str(&format!(" AND updated >= \"{from}\""));
+        scope.push_str(&format!(" AND updated >= \"{from}\""));
     }
-    jql.push_str(ORDER);
+    let jql = format!("{scope}{ORDER}");
     let rest = match known {
         Some(rest) => rest,
         None => {
@@ -196,7 +196,6 @@ pub async fn try_split(
     if !worth_splitting(rest) {
         return Ok(None);
     }
-    let scope = jql.trim_end_matches(ORDER).to_owned();
     let updated = list_updated_in_parallel(scan, &scope, rest).await?;
     let pages = range_pages(updated.len(), scan.max_ranges());
     let Some(ranges) = plan(from.as_deref(), &updated, pages, ctx.user_zone) else {
@@ -288,84 +287,31 @@ async fn read_range(
 /// Every `updated` of the issues `scope` (a JQL filter without `ORDER BY`) finds, ascending.
 ///
 /// A rest of about `expected` issues that needs more than one listing page is listed in ranges
-/// of issue ids, all at once, rather than one 5000-issue page after another: the ids of its
-/// oldest and newest issues (two one-issue searches, at once) give the span, which is cut
-/// evenly. The first and last ranges are open, and ids never change, so every issue is listed
-/// exactly once however the guess of the span turns out; an uneven range only pages longer.
+/// of `created`, all at once ([`crate::streams::ranges`]), rather than one 5000-issue page after
+/// another; an uneven range only pages longer.
 async fn list_updated_in_parallel(
     scan: &Scan<'_>,
     scope: &str,
     expected: usize,
 ) -> anyhow::Result<Vec<DateTime<Utc>>> {
-    let per_page = LIST_PAGE_SIZE as usize;
-    if expected <= per_page {
-        return list_updated(scan, &format!("{scope}{ORDER}")).await;
-    }
-    let (oldest, newest) = futures::future::try_join(
-        edge_id(scan, &format!("{scope} ORDER BY created ASC, key ASC")),
-        edge_id(scan, &format!("{scope} ORDER BY created DESC, key DESC")),
+    let filters = crate::streams::ranges::created_ranges(
+        scan.ctx,
+        scan.counters,
+        scope,
+        expected,
+        LIST_PAGE_SIZE as usize,
+        scan.ctx.max_in_flight,
     )
     .await?;
-    let (Some(low), Some(high)) = (oldest, newest) else {
-        return list_updated(scan, &format!("{scope}{ORDER}")).await;
-    };
-    // A quarter more ranges than pages, so an uneven spread still fits a page per range.
-    let ranges = (expected + expected / 4)
-        .div_ceil(per_page)
-        .clamp(2, scan.ctx.max_in_flight.max(2));
-    let lists = id_cuts(low.min(high), low.max(high), ranges)
-        .into_iter()
-        .map(|(from, to)| {
-            let mut jql = scope.to_owned();
-            if let Some(from) = from {
-                jql.push_str(&format!(" AND id >= {from}"));
-            }
-            if let Some(to) = to {
-                jql.push_str(&format!(" AND id < {to}"));
-            }
-            jql.push_str(ORDER);
-            jql
-        })
+    let lists = filters
+        .iter()
+        .map(|filter| format!("{filter}{ORDER}"))
         .collect::<Vec<_>>();
     let listed =
         futures::future::try_join_all(lists.iter().map(|jql| list_updated(scan, jql))).await?;
     let mut updated: Vec<DateTime<Utc>> = listed.into_iter().flatten().collect();
     updated.sort_unstable();
     Ok(updated)
-}
-
-/// `ranges` ranges of ids `[from, to)` cut evenly between `low` and `high`, the first and the
-/// last open (`None`), so that together they hold every id.
-pub fn id_cuts(low: i64, high: i64, ranges: usize) -> Vec<(Option<i64>, Option<i64>)> {
-    let ranges = ranges.max(1) as i128;
-    let span = i128::from(high) - i128::from(low) + 1;
-    let mut cuts: Vec<i64> = (1..ranges)
-        .filter_map(|i| i64::try_from(i128::from(low) + span * i / ranges).ok())
-        .filter(|&cut| cut > low)
-        .collect();
-    cuts.dedup();
-    let mut bounds: Vec<Option<i64>> = vec![None];
-    bounds.extend(cuts.into_iter().map(Some));
-    bounds.push(None);
-    bounds.windows(2).map(|w| (w[0], w[1])).collect()
-}
-
-/// The id of the first issue `jql` finds, if any.
-async fn edge_id(scan: &Scan<'_>, jql: &str) -> anyhow::Result<Option<i64>> {
-    let body = json!({ "jql": jql, "fields": ["updated"], "maxResults": 1 });
-    scan.counters.request();
-    let page: SearchPage = {
-        let _slot = scan.slot().await?;
-        scan.ctx
-            .client
-            .post("/rest/api/3/search/jql", &body)
-            .await?
-    };
-    let Some(issue) = page.issues.first() else {
-        return Ok(None);
-    };
-    let record = crate::streams::parse::Record::new("issue", issue, &["key", "id"]);
-    Ok(Some(record.req_id("id")?))
 }
 
 /// Every `updated` of the issues `jql` finds, ascending, from id-only pages.
@@ -408,41 +354,6 @@ async fn list_updated(scan: &Scan<'_>, jql: &str) -> anyhow::Result<Vec<DateTime
 mod tests {
     use super::*;
     use chrono::TimeZone;
-
-    #[test]
-    fn id_cuts_hold_every_id_once_and_split_the_span_evenly() {
-        let ranges = id_cuts(10_000, 29_999, 5);
-        assert_eq!(
-            ranges,
-            vec![
-                (None, Some(14_000)),
-                (Some(14_000), Some(18_000)),
-                (Some(18_000), Some(22_000)),
-                (Some(22_000), Some(26_000)),
-                (Some(26_000), None),
-            ]
-        );
-        for id in [
-            i64::MIN,
-            9_999,
-            10_000,
-            13_999,
-            14_000,
-            29_999,
-            40_000,
-            i64::MAX,
-        ] {
-            let holding = ranges
-                .iter()
-                .filter(|(from, to)| from.is_none_or(|f| id >= f) && to.is_none_or(|t| id < t))
-                .count();
-            assert_eq!(holding, 1, "{id}");
-        }
-        // A span narrower than the ranges asked for gives fewer, never empty-bounded, ranges.
-        assert_eq!(id_cuts(7, 8, 5), vec![(None, Some(8)), (Some(8), None)]);
-        assert_eq!(id_cuts(7, 7, 5), vec![(None, None)]);
-        assert_eq!(id_cuts(i64::MIN, i64::MAX, 3).len(), 3);
-    }
 
     fn minutes(spec: &[(i64, usize)]) -> Vec<DateTime<Utc>> {
         let base = Utc

@@ -1,0 +1,156 @@
+//! Listing a big set of issues at once rather than a page after another: the set is cut into
+//! ranges of `created`, each listed on its own, all at the same time.
+//!
+//! `created` never changes, so an issue stays in one range however long the listing takes.
+//! The cuts are JQL date literals in the API user's zone, and adjacent ranges share theirs
+//! (`created < "c"` / `created >= "c"`), so whatever instant Jira reads a literal as (minute
+//! precision, a DST fold), every issue falls in exactly one range; the outer ranges are open.
+//! Numeric issue-id bounds would not do: Jira compares `id >= N` by key number within the
+//! referenced issue's project, and refuses an `N` that names no issue.
+
+use super::{RunCounters, StreamContext};
+use crate::jira::model::SearchPage;
+use crate::jira::time::{jql_datetime_literal, parse_jira_timestamp_value};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::json;
+
+/// JQL filters (without `ORDER BY`) that together select exactly what `scope` selects, each
+/// about `per_range` of the `expected` issues if they were created evenly between the oldest
+/// and the newest; just `scope` when one range will do. At most `max_ranges` ranges.
+pub async fn created_ranges(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+    scope: &str,
+    expected: usize,
+    per_range: usize,
+    max_ranges: usize,
+) -> anyhow::Result<Vec<String>> {
+    if expected <= per_range {
+        return Ok(vec![scope.to_owned()]);
+    }
+    let (oldest, newest) = futures::future::try_join(
+        edge_created(
+            ctx,
+            counters,
+            &format!("{scope} ORDER BY created ASC, key ASC"),
+        ),
+        edge_created(
+            ctx,
+            counters,
+            &format!("{scope} ORDER BY created DESC, key DESC"),
+        ),
+    )
+    .await?;
+    let (Some(oldest), Some(newest)) = (oldest, newest) else {
+        return Ok(vec![scope.to_owned()]);
+    };
+    // A quarter more ranges than pages, so an uneven spread still fits about a page per range.
+    let ranges = (expected + expected / 4)
+        .div_ceil(per_range.max(1))
+        .clamp(2, max_ranges.max(2));
+    let cuts = created_cuts(oldest, newest, ranges, ctx.user_zone);
+    Ok(range_filters(scope, &cuts))
+}
+
+/// `ranges - 1` literals cut evenly between `oldest` and `newest`, in order, each once.
+pub fn created_cuts(
+    oldest: DateTime<Utc>,
+    newest: DateTime<Utc>,
+    ranges: usize,
+    zone: Tz,
+) -> Vec<String> {
+    let (oldest, newest) = (oldest.min(newest), oldest.max(newest));
+    let span = (newest - oldest).num_milliseconds();
+    let ranges = i64::try_from(ranges.max(1)).unwrap_or(i64::MAX);
+    let mut cuts: Vec<(DateTime<Utc>, String)> = (1..ranges)
+        .map(|i| oldest + chrono::Duration::milliseconds(span / ranges * i))
+        .map(|at| (at, jql_datetime_literal(at, zone)))
+        .collect();
+    // Minute precision: near cuts may print alike; a DST fold may print a later instant as an
+    // earlier one. Keep each literal once, in the order of the instants Jira reads them as.
+    cuts.dedup_by(|b, a| b.1 == a.1);
+    let first = jql_datetime_literal(oldest, zone);
+    cuts.retain(|(_, literal)| *literal != first);
+    cuts.into_iter().map(|(_, literal)| literal).collect()
+}
+
+/// `scope` cut at `cuts`: below the first, between each pair, from the last on.
+pub fn range_filters(scope: &str, cuts: &[String]) -> Vec<String> {
+    if cuts.is_empty() {
+        return vec![scope.to_owned()];
+    }
+    let mut filters = vec![format!("{scope} AND created < \"{}\"", cuts[0])];
+    for pair in cuts.windows(2) {
+        filters.push(format!(
+            "{scope} AND created >= \"{}\" AND created < \"{}\"",
+            pair[0], pair[1]
+        ));
+    }
+    filters.push(format!(
+        "{scope} AND created >= \"{}\"",
+        cuts[cuts.len() - 1]
+    ));
+    filters
+}
+
+/// When the first issue `jql` finds was created, if it finds one.
+async fn edge_created(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+    jql: &str,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let body = json!({ "jql": jql, "fields": ["created"], "maxResults": 1 });
+    counters.request();
+    let page: SearchPage = ctx.client.post("/rest/api/3/search/jql", &body).await?;
+    let Some(issue) = page.issues.first() else {
+        return Ok(None);
+    };
+    let created = issue
+        .pointer("/fields/created")
+        .unwrap_or(&json!(null))
+        .clone();
+    Ok(parse_jira_timestamp_value(&created))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, h, m, 0)
+            .single()
+            .expect("valid")
+    }
+
+    #[test]
+    fn cuts_split_the_span_evenly_in_the_users_zone() {
+        let cuts = created_cuts(at(8, 0), at(12, 0), 4, chrono_tz::Europe::Berlin);
+        assert_eq!(
+            cuts,
+            vec!["2026/03/02 10:00", "2026/03/02 11:00", "2026/03/02 12:00"]
+        );
+    }
+
+    #[test]
+    fn near_cuts_that_print_alike_are_kept_once_and_never_the_oldest_minute() {
+        let cuts = created_cuts(at(8, 0), at(8, 2), 8, chrono_tz::UTC);
+        assert_eq!(cuts, vec!["2026/03/02 08:01"]);
+        assert!(created_cuts(at(8, 0), at(8, 0), 5, chrono_tz::UTC).is_empty());
+    }
+
+    #[test]
+    fn filters_share_their_bounds_and_leave_the_outer_ranges_open() {
+        let cuts = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            range_filters("project = 7", &cuts),
+            vec![
+                "project = 7 AND created < \"a\"",
+                "project = 7 AND created >= \"a\" AND created < \"b\"",
+                "project = 7 AND created >= \"b\"",
+            ]
+        );
+        assert_eq!(range_filters("project = 7", &[]), vec!["project = 7"]);
+    }
+}
