@@ -5,8 +5,9 @@
 //! The cuts are JQL date literals in the API user's zone, and adjacent ranges share theirs
 //! (`created < "c"` / `created >= "c"`), so whatever instant Jira reads a literal as (minute
 //! precision, a DST fold), every issue falls in exactly one range; the outer ranges are open.
-//! Numeric issue-id bounds would not do: Jira compares `id >= N` by key number within the
-//! referenced issue's project, and refuses an `N` that names no issue.
+//! Numeric issue-id bounds are not safe on a real site: Jira resolves the value of an issue
+//! clause to an issue (one that does not exist is a 400 on Data Center and may be on Cloud),
+//! and its range operators on issue keys compare key numbers, which moved issues reorder.
 
 use super::{RunCounters, StreamContext};
 use crate::jira::model::SearchPage;
