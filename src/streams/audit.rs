@@ -92,12 +92,6 @@ pub async fn run(
             }
             Err(err) => return Err(err.into()),
         };
-        if seen.is_empty()
-            && let Some(total) = page.total.and_then(|t| u64::try_from(t).ok())
-        {
-            // The window's size as Jira counts it, less what an interrupted run already read.
-            progress.add_total(total.saturating_sub(window.next_offset as u64));
-        }
         let fetched = page.records.len();
         let limit = page
             .limit

@@ -72,20 +72,22 @@ fn selected<'a>(
 }
 
 /// Every project of one `status`, paged to `isLast`. When the first page tells the total, the
-/// other pages are asked for at once; the paging then goes on from the last of them, so a
-/// total that grew meanwhile (or a page that came back short) loses nothing (rows seen twice
-/// are deduplicated by the caller).
+/// pages after it are asked for at once, stepping by as many as the first page held (the page
+/// size Jira applied). Should one of them come back short of a full page before the end (the
+/// total grew or shrank meanwhile), paging goes on one page after another from there, so
+/// nothing is skipped; rows seen twice are deduplicated by the caller.
 async fn list_status(
     ctx: &StreamContext,
     counters: &RunCounters,
     status: &str,
 ) -> anyhow::Result<Vec<Value>> {
     let first = fetch_page(ctx, counters, status, 0).await?;
-    let mut start_at = first.values.len();
+    let step = first.values.len();
+    let mut start_at = step;
     let mut last = is_last_page(&first);
     let mut values = first.values;
     if !last && let Some(total) = first.total.and_then(|t| usize::try_from(t).ok()) {
-        let starts: Vec<usize> = (start_at..total).step_by(PAGE_SIZE).collect();
+        let starts: Vec<usize> = (step..total).step_by(step.max(1)).collect();
         // The client's in-flight cap bounds how many go out at once.
         let requests: Vec<_> = starts
             .iter()
@@ -93,9 +95,14 @@ async fn list_status(
             .collect();
         let pages = futures::future::try_join_all(requests).await?;
         for (at, page) in starts.iter().zip(pages) {
+            let full = page.values.len() >= step;
             start_at = at + page.values.len();
             last = is_last_page(&page);
             values.extend(page.values);
+            if !full && !last {
+                // A gap may follow this page: read on from here.
+                break;
+            }
         }
     }
     while !last {

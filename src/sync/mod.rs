@@ -78,8 +78,8 @@ pub async fn sync_once(
 /// [`StreamKind`] (whatever order they ended in).
 ///
 /// The streams read different endpoints and write different tables, so nothing orders them
-/// but the census: it runs once the issues stream has ended (successful or not), as in the
-/// daemon. Every stream goes through the engine's one client, so the limiter and the
+/// but the census: it runs once the issues stream has succeeded, as in the daemon (against a
+/// table the issues run left partial it would only fetch again what that run could not). Every stream goes through the engine's one client, so the limiter and the
 /// `max_in_flight` cap are shared: running them together fills the slots that one stream's
 /// chain of dependent requests (user pages, audit pages, project listings) leaves idle, rather
 /// than sending more than the site allows. Each stream runs on its own task, so decoding
@@ -101,7 +101,12 @@ pub async fn run_streams(
         tasks.spawn(async move {
             let mut ended = vec![engine.run_once(stream, full, interactive).await];
             if stream == StreamKind::Issues && census {
-                ended.push(engine.run_once(StreamKind::Census, full, interactive).await);
+                ended.push(match &ended[0].status {
+                    OutcomeStatus::Succeeded => {
+                        engine.run_once(StreamKind::Census, full, interactive).await
+                    }
+                    _ => census_not_run(),
+                });
             }
             ended
         });
@@ -117,6 +122,22 @@ pub async fn run_streams(
     }
     outcomes.sort_by_key(|outcome| outcome.stream);
     outcomes
+}
+
+/// The outcome of a census left out because the issues stream did not succeed.
+fn census_not_run() -> StreamOutcome {
+    StreamOutcome {
+        stream: StreamKind::Census,
+        mode: crate::streams::Mode::Full,
+        status: OutcomeStatus::Skipped(
+            "the issues stream did not succeed; the census runs after one that does".to_owned(),
+        ),
+        rows_seen: 0,
+        rows_written: 0,
+        requests: 0,
+        duration: std::time::Duration::ZERO,
+        http: Default::default(),
+    }
 }
 
 /// The streams named by `--stream`, or those enabled in `[sync]`, in dependency order.
