@@ -81,6 +81,9 @@ pub struct SimConfig {
     /// matches however it is paged (Jira 10 uses 100; JRASERVER-78660). `None`: Jira 9 and
     /// earlier, where `startAt` pages through every match.
     pub dc_user_window: Option<usize>,
+    /// On Data Center, the most full issues a `/rest/api/2/search` page holds, whatever
+    /// `maxResults` asks (an admin's `jira.search.views.default.max`; 100 when `None`).
+    pub dc_search_max: Option<usize>,
     /// The OAuth 2.0 (3LO) app the token endpoint accepts.
     pub oauth_client_id: String,
     pub oauth_client_secret: String,
@@ -119,6 +122,7 @@ impl SimConfig {
             scoped_token: "demo-scoped-token".to_owned(),
             data_center: false,
             dc_user_window: None,
+            dc_search_max: None,
             oauth_client_id: "demo-client-id".to_owned(),
             oauth_client_secret: "demo-client-secret".to_owned(),
             oauth_refresh_token: "demo-refresh-token".to_owned(),

@@ -327,7 +327,8 @@ pub(crate) fn data_center_search(shared: &Shared, params: &Params, body: &Bytes)
     let start = body.start_at.unwrap_or(params.int("startAt", 0)?).max(0) as usize;
     let fields = body.fields.unwrap_or_else(|| params.owned_list("fields"));
     let sel = FieldSel::parse(fields.iter().map(String::as_str), "id");
-    let cap = if sel.is_narrow() { 1000 } else { 100 };
+    let full_cap = shared.config.dc_search_max.map_or(100, |m| m.max(1) as i64);
+    let cap = if sel.is_narrow() { 1000 } else { full_cap };
     let max = body
         .max_results
         .unwrap_or(params.int("maxResults", 50)?)

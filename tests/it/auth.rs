@@ -308,6 +308,52 @@ async fn the_census_on_data_center_marks_deleted_issues_and_keeps_moved_ones() {
 }
 
 #[tokio::test]
+async fn the_census_on_data_center_pages_its_confirmations_where_the_server_caps_search_pages() {
+    // An admin capped search pages at 20 full issues: confirming 30 moved issues takes two
+    // pages, and none of them may be taken for deleted for missing from the first.
+    let env = data_center_with(SimConfig {
+        data_center: true,
+        dc_search_max: Some(20),
+        ..SimConfig::small()
+    })
+    .await;
+    sync_succeeds(&env, &[StreamKind::Projects, StreamKind::Issues], true).await;
+    let truth = env.sim.truth();
+    let live: Vec<_> = truth.projects.iter().filter(|p| !p.archived).collect();
+    let (from, to) = live
+        .iter()
+        .map(|p| {
+            (
+                p,
+                truth.issues.iter().filter(|i| i.project_id == p.id).count(),
+            )
+        })
+        .max_by_key(|(_, n)| *n)
+        .map(|(p, _)| {
+            (
+                *p,
+                live.iter().find(|q| q.id != p.id).expect("two projects"),
+            )
+        })
+        .expect("projects");
+    let movers: Vec<i64> = truth
+        .issues
+        .iter()
+        .filter(|i| i.project_id == from.id)
+        .take(30)
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(movers.len(), 30, "the biggest project holds 30 issues");
+    for &id in &movers {
+        env.sim.move_issue(id, &to.key).expect("move");
+    }
+
+    sync_succeeds(&env, &[StreamKind::Census], false).await;
+    assert_eq!(deleted_issue_ids(&env.db.pool).await, BTreeSet::new());
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+}
+
+#[tokio::test]
 async fn oauth_refreshes_expired_tokens_mid_sync_and_stores_the_rotated_token_encrypted() {
     let mut env = Env::start(SimConfig::small()).await;
     oauth(&mut env, Some("demo-refresh-token"));

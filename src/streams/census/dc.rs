@@ -75,7 +75,7 @@ pub(super) async fn fetch(
             .map(i64::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let body = json!({
+        let mut body = json!({
             "jql": format!("id in ({list}) ORDER BY id ASC"),
             "startAt": 0,
             "maxResults": chunk.len(),
@@ -88,9 +88,22 @@ pub(super) async fn fetch(
             .post::<LegacyPage>("/rest/api/2/search", &body)
             .await
         {
-            Ok(page) => {
-                for issue in &page.issues {
-                    found.push(parse_issue(issue)?);
+            Ok(mut page) => {
+                // A server whose page cap is below the chunk answers part of it: page on to
+                // the total, so no issue is taken for gone because it did not fit.
+                let mut read = 0usize;
+                loop {
+                    for issue in &page.issues {
+                        found.push(parse_issue(issue)?);
+                    }
+                    read += page.issues.len();
+                    let total = page.total.unwrap_or(read).min(chunk.len());
+                    if page.issues.is_empty() || read >= total {
+                        break;
+                    }
+                    body["startAt"] = json!(read);
+                    counters.request();
+                    page = ctx.client.post("/rest/api/2/search", &body).await?;
                 }
             }
             Err(JiraError::BadRequest { .. }) => {
