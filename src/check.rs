@@ -276,6 +276,13 @@ async fn stream_reports(
         false => probe(client, "/rest/api/3/users/search", &one("maxResults")).await?,
     };
     let users = match users {
+        // Data Center lists nobody, rather than answering 403, to an account that may not
+        // browse users (the site has at least the API user).
+        Ok(body) if dc && body.as_array().is_some_and(Vec::is_empty) => StreamReport::unavailable(
+            sync.users,
+            "GET /rest/api/2/user/search?username=. listed no user".to_owned(),
+            USERS_FIX,
+        ),
         Ok(_) => StreamReport::available(sync.users, None),
         Err(reason) => StreamReport::unavailable(sync.users, reason, USERS_FIX),
     };

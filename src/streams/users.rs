@@ -41,7 +41,8 @@ const MAX_PREFIX_LEN: usize = 12;
 const EVERYONE: &str = ".";
 
 const FORBIDDEN: &str = "the account lacks the \"Browse users and groups\" global permission \
-                         (Jira answered 403); grant it to sync users";
+                         (Jira answered 403, or on Data Center listed no user at all); grant it \
+                         to sync users";
 
 /// The endpoint and query of one page of users; `username` is the Data Center search string.
 fn page_request(
@@ -122,6 +123,11 @@ impl Listing<'_> {
     /// returns exactly Jira 10's window.
     async fn data_center(&mut self) -> Result<(), Stop> {
         let everyone = self.search(Some(EVERYONE)).await?;
+        if everyone.count == 0 {
+            // Data Center answers an empty list, not 403, to an account that may not browse
+            // users; the site has at least the API user.
+            return Err(Stop::Forbidden);
+        }
         if everyone.count != DC_SEARCH_WINDOW {
             return Ok(());
         }

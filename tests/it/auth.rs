@@ -4,12 +4,13 @@
 
 use crate::support::cli::{ConfigFile, jira_sync, run, run_with_config, text, write_config};
 use crate::support::{
-    Env, ProjectFacts, deleted_issue_ids, issue_key_and_project, stored_issues, sync_succeeds,
-    truth_issues, truth_projects,
+    Env, ProjectFacts, deleted_issue_ids, issue_key_and_project, stored_issues, sync,
+    sync_succeeds, truth_issues, truth_projects,
 };
 use jira_sync::config::AuthMode;
 use jira_sync::simulator::{SimConfig, Simulator};
 use jira_sync::streams::StreamKind;
+use jira_sync::sync::engine::OutcomeStatus;
 use secrecy::SecretString;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -351,6 +352,34 @@ async fn the_census_on_data_center_pages_its_confirmations_where_the_server_caps
     sync_succeeds(&env, &[StreamKind::Census], false).await;
     assert_eq!(deleted_issue_ids(&env.db.pool).await, BTreeSet::new());
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+}
+
+#[tokio::test]
+async fn on_data_center_an_account_that_may_not_browse_users_has_them_skipped_with_the_fix() {
+    // Data Center lists nobody, rather than answering 403, to such an account.
+    let env = data_center_with(SimConfig {
+        data_center: true,
+        admin: false,
+        ..SimConfig::small()
+    })
+    .await;
+    let report = jira_sync::check::run(&env.settings)
+        .await
+        .expect("check runs");
+    let users = &report.streams["users"];
+    assert!(!users.available, "{users:?}");
+    assert!(
+        users
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("Browse users")),
+        "{users:?}"
+    );
+    let outcomes = sync(&env, &[StreamKind::Users], true).await;
+    match &outcomes[0].status {
+        OutcomeStatus::Skipped(why) => assert!(why.contains("Browse users"), "{why}"),
+        other => panic!("users should be skipped, got {other:?}"),
+    }
 }
 
 #[tokio::test]
