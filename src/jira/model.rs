@@ -28,9 +28,12 @@ impl FlexId {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Myself {
-    /// On Data Center, which has no account ids, the user `key`.
-    #[serde(alias = "key")]
+    /// Cloud's account id; empty on Data Center, which has none (see [`Myself::id`]).
+    #[serde(default)]
     pub account_id: String,
+    /// Data Center's user key (Cloud has none).
+    #[serde(default)]
+    pub key: Option<String>,
     #[serde(default)]
     pub account_type: Option<String>,
     #[serde(default)]
@@ -44,6 +47,16 @@ pub struct Myself {
     pub locale: Option<String>,
     #[serde(default)]
     pub active: Option<bool>,
+}
+
+impl Myself {
+    /// The id users are stored under: the account id, or on Data Center the user key.
+    pub fn id(&self) -> &str {
+        match self.key.as_deref() {
+            Some(key) if self.account_id.is_empty() => key,
+            _ => &self.account_id,
+        }
+    }
 }
 
 /// `GET /rest/api/3/serverInfo`.
@@ -132,4 +145,24 @@ pub struct AuditPage {
     pub limit: Option<i64>,
     #[serde(default)]
     pub total: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Myself;
+
+    fn myself(json: &str) -> Myself {
+        serde_json::from_str(json).expect("a profile")
+    }
+
+    #[test]
+    fn the_users_id_is_the_account_id_or_on_data_center_the_key() {
+        assert_eq!(myself(r#"{"accountId":"5b10"}"#).id(), "5b10");
+        assert_eq!(
+            myself(r#"{"key":"JIRAUSER10100","name":"ann"}"#).id(),
+            "JIRAUSER10100"
+        );
+        // A profile with both reads, and the account id wins.
+        assert_eq!(myself(r#"{"accountId":"5b10","key":"k"}"#).id(), "5b10");
+    }
 }
