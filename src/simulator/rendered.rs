@@ -48,7 +48,9 @@ impl Rendered {
             self.bytes = 0;
         }
         self.bytes += json.get().len();
-        self.entries.insert((address(issue), sel), json.to_owned());
+        let replaced = self.entries.insert((address(issue), sel), json.to_owned());
+        // Two requests may render the same issue at once; count its bytes once.
+        self.bytes -= replaced.map_or(0, |old| old.get().len());
     }
 
     /// Moves to `generation` when it is newer, dropping what older ones rendered.

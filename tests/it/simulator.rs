@@ -745,7 +745,7 @@ async fn mutations_show_up_in_truth_search_and_bulkfetch() {
 }
 
 #[tokio::test]
-async fn issues_rendered_once_are_served_unchanged_and_never_after_a_change() {
+async fn pages_served_from_rendered_issues_equal_fresh_renders_and_never_outlive_a_change() {
     let site = Site::start(SimConfig::small()).await;
     let jql = "project = OPS ORDER BY updated ASC, key ASC";
     let first = site.search_all(jql, &["*all"], 100).await;
