@@ -206,7 +206,7 @@ pub async fn run_with(settings: &Settings, client: &JiraClient) -> Result<CheckR
         site: settings.site(),
         base_url: base_url_text(client),
         account: AccountReport {
-            account_id: me.id().to_owned(),
+            account_id: me.account_id,
             display_name: me.display_name,
             email: me.email_address.filter(|e| !e.is_empty()),
             account_type: me.account_type,

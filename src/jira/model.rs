@@ -26,36 +26,60 @@ impl FlexId {
 
 /// `GET /rest/api/3/myself`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "MyselfWire")]
 pub struct Myself {
-    /// Cloud's account id; empty on Data Center, which has none (see [`Myself::id`]).
-    #[serde(default)]
+    /// The id users are stored under: the account id, or on Data Center (which has none) the
+    /// user `key`.
     pub account_id: String,
-    /// Data Center's user key (Cloud has none).
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
     pub account_type: Option<String>,
-    #[serde(default)]
     pub display_name: Option<String>,
-    #[serde(default)]
     pub email_address: Option<String>,
     /// IANA zone; JQL date literals are read in this zone.
-    #[serde(default)]
     pub time_zone: Option<String>,
-    #[serde(default)]
     pub locale: Option<String>,
-    #[serde(default)]
     pub active: Option<bool>,
 }
 
-impl Myself {
-    /// The id users are stored under: the account id, or on Data Center the user key.
-    pub fn id(&self) -> &str {
-        match self.key.as_deref() {
-            Some(key) if self.account_id.is_empty() => key,
-            _ => &self.account_id,
-        }
+/// `/myself` as sent: Cloud names the user by `accountId`, Data Center by `key`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MyselfWire {
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    account_type: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    email_address: Option<String>,
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    locale: Option<String>,
+    #[serde(default)]
+    active: Option<bool>,
+}
+
+impl TryFrom<MyselfWire> for Myself {
+    type Error = &'static str;
+
+    fn try_from(wire: MyselfWire) -> Result<Myself, &'static str> {
+        let account_id = wire
+            .account_id
+            .or(wire.key)
+            .filter(|id| !id.is_empty())
+            .ok_or("the profile names no user: it has neither accountId nor key")?;
+        Ok(Myself {
+            account_id,
+            account_type: wire.account_type,
+            display_name: wire.display_name,
+            email_address: wire.email_address,
+            time_zone: wire.time_zone,
+            locale: wire.locale,
+            active: wire.active,
+        })
     }
 }
 
@@ -157,12 +181,19 @@ mod tests {
 
     #[test]
     fn the_users_id_is_the_account_id_or_on_data_center_the_key() {
-        assert_eq!(myself(r#"{"accountId":"5b10"}"#).id(), "5b10");
-        assert_eq!(
-            myself(r#"{"key":"JIRAUSER10100","name":"ann"}"#).id(),
-            "JIRAUSER10100"
-        );
+        assert_eq!(myself(r#"{"accountId":"5b10"}"#).account_id, "5b10");
+        let dc = myself(r#"{"key":"JIRAUSER10100","name":"ann"}"#);
+        assert_eq!(dc.account_id, "JIRAUSER10100");
         // A profile with both reads, and the account id wins.
-        assert_eq!(myself(r#"{"accountId":"5b10","key":"k"}"#).id(), "5b10");
+        assert_eq!(
+            myself(r#"{"accountId":"5b10","key":"k"}"#).account_id,
+            "5b10"
+        );
+        // One with neither is no profile.
+        let err = serde_json::from_str::<Myself>(r#"{"displayName":"x"}"#).expect_err("no id");
+        assert!(
+            err.to_string().contains("neither accountId nor key"),
+            "{err}"
+        );
     }
 }
