@@ -64,16 +64,18 @@ pub fn created_cuts(
     let (oldest, newest) = (oldest.min(newest), oldest.max(newest));
     let span = (newest - oldest).num_milliseconds();
     let ranges = i64::try_from(ranges.max(1)).unwrap_or(i64::MAX);
-    let mut cuts: Vec<(DateTime<Utc>, String)> = (1..ranges)
-        .map(|i| oldest + chrono::Duration::milliseconds(span / ranges * i))
-        .map(|at| (at, jql_datetime_literal(at, zone)))
-        .collect();
-    // Minute precision: near cuts may print alike; a DST fold may print a later instant as an
-    // earlier one. Keep each literal once, in the order of the instants Jira reads them as.
-    cuts.dedup_by(|b, a| b.1 == a.1);
     let first = jql_datetime_literal(oldest, zone);
-    cuts.retain(|(_, literal)| *literal != first);
-    cuts.into_iter().map(|(_, literal)| literal).collect()
+    let mut cuts: Vec<String> = (1..ranges)
+        .map(|i| oldest + chrono::Duration::milliseconds(span / ranges * i))
+        .map(|at| jql_datetime_literal(at, zone))
+        .filter(|literal| *literal != first)
+        .collect();
+    // Minute precision makes near cuts print alike, and in a DST fold a later instant prints
+    // as an earlier wall-clock time: keep each literal once, in wall-clock order (the literals
+    // sort as text), so each range starts where the one before it ends.
+    cuts.sort();
+    cuts.dedup();
+    cuts
 }
 
 /// `scope` cut at `cuts`: below the first, between each pair, from the last on.
@@ -139,6 +141,21 @@ mod tests {
         let cuts = created_cuts(at(8, 0), at(8, 2), 8, chrono_tz::UTC);
         assert_eq!(cuts, vec!["2026/03/02 08:01"]);
         assert!(created_cuts(at(8, 0), at(8, 0), 5, chrono_tz::UTC).is_empty());
+    }
+
+    #[test]
+    fn in_a_dst_fold_the_cuts_stay_in_wall_clock_order() {
+        // Berlin falls back at 01:00 UTC on 2026-10-25: 02:00-03:00 local happens twice.
+        let utc = |h: u32, m: u32| {
+            Utc.with_ymd_and_hms(2026, 10, 25, h, m, 0)
+                .single()
+                .expect("valid")
+        };
+        let cuts = created_cuts(utc(0, 30), utc(1, 40), 4, chrono_tz::Europe::Berlin);
+        assert_eq!(
+            cuts,
+            vec!["2026/10/25 02:05", "2026/10/25 02:22", "2026/10/25 02:47"]
+        );
     }
 
     #[test]
