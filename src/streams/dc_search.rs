@@ -8,7 +8,9 @@
 //! issue skipped that way was updated after the scan started, which the next run's
 //! `updated >= mark - overlap` query (the mark is at most `scan start - LAG`) reads again.
 
-use super::issues::{IssuesCheckpoint, ProjectCursor, STREAM, parse_issue, project_jql};
+use super::issues::{
+    IssuesCheckpoint, ProjectCursor, load_checkpoint, page_path, parse_issue, project_jql,
+};
 use super::projects::list_selected;
 use super::{Mode, RunCounters, StreamContext, StreamStatus};
 use crate::store::CheckpointWrite;
@@ -42,10 +44,7 @@ pub async fn run(
     let started = Utc::now();
     let checkpoint = match mode {
         Mode::Full => IssuesCheckpoint::default(),
-        Mode::Incremental => match ctx.store.load_checkpoint(&ctx.site, STREAM).await? {
-            Some(value) => serde_json::from_value(value)?,
-            None => IssuesCheckpoint::default(),
-        },
+        Mode::Incremental => load_checkpoint(ctx).await?.unwrap_or_default(),
     };
     for project in list_selected(ctx, counters).await? {
         let cursor = checkpoint
@@ -93,12 +92,7 @@ async fn sync_project(
                 complete: true,
                 ..ProjectCursor::default()
             };
-            CheckpointWrite::SetPath {
-                stream: STREAM,
-                base: json!({ "version": 1, "projects": {} }),
-                path: vec!["projects".to_owned(), project.id.to_string()],
-                value: serde_json::to_value(&done)?,
-            }
+            page_path(project, None, serde_json::to_value(&done)?)
         } else {
             CheckpointWrite::None
         };

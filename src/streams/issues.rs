@@ -174,7 +174,11 @@ fn work_slots(max_in_flight: usize) -> usize {
 }
 
 /// A checkpoint change that sets a project's cursor (`sub: None`) or a path inside it.
-fn page_path(project: &ProjectRow, sub: Option<&[&str]>, value: Value) -> CheckpointWrite {
+pub(super) fn page_path(
+    project: &ProjectRow,
+    sub: Option<&[&str]>,
+    value: Value,
+) -> CheckpointWrite {
     let mut path = vec!["projects".to_string(), project.id.to_string()];
     path.extend(sub.into_iter().flatten().map(|s| (*s).to_string()));
     CheckpointWrite::SetPath {
@@ -238,7 +242,9 @@ async fn scan_projects(
         .await
 }
 
-async fn load_checkpoint(ctx: &StreamContext) -> anyhow::Result<Option<IssuesCheckpoint>> {
+pub(super) async fn load_checkpoint(
+    ctx: &StreamContext,
+) -> anyhow::Result<Option<IssuesCheckpoint>> {
     super::load_versioned_checkpoint(ctx, STREAM, CHECKPOINT_VERSION).await
 }
 
