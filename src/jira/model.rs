@@ -151,6 +151,19 @@ pub struct SearchPage {
     pub is_last: Option<bool>,
 }
 
+/// A page of Data Center's `/rest/api/2/search`: offsets and an exact total.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LegacySearchPage {
+    /// The page size the server applied (it caps `maxResults`).
+    #[serde(default)]
+    pub max_results: Option<usize>,
+    #[serde(default)]
+    pub total: Option<usize>,
+    #[serde(default)]
+    pub issues: Vec<serde_json::Value>,
+}
+
 /// `POST /rest/api/3/search/approximate-count`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApproximateCount {

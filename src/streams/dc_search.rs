@@ -9,30 +9,19 @@
 //! `updated >= mark - overlap` query (the mark is at most `scan start - LAG`) reads again.
 
 use super::issues::{
-    IssuesCheckpoint, ProjectCursor, load_checkpoint, page_path, parse_issue, project_jql,
+    IssuesCheckpoint, LAG, ProjectCursor, load_checkpoint, page_path, parse_issue, project_jql,
 };
 use super::projects::list_selected;
 use super::{Mode, RunCounters, StreamContext, StreamStatus};
+use crate::jira::model::LegacySearchPage;
 use crate::store::CheckpointWrite;
 use crate::store::rows::ProjectRow;
 use crate::sync::progress::Progress;
-use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use chrono::{DateTime, Utc};
+use serde_json::json;
 
 /// Full-field pages; Data Center's default cap is higher, but 100 keeps pages small.
 const PAGE_SIZE: usize = 100;
-/// The mark never passes `scan start - LAG`, as in the Cloud stream.
-const LAG: Duration = Duration::minutes(5);
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LegacyPage {
-    #[serde(default)]
-    total: Option<usize>,
-    #[serde(default)]
-    issues: Vec<Value>,
-}
 
 /// The issues stream of a Data Center site.
 pub async fn run(
@@ -74,7 +63,7 @@ async fn sync_project(
             "jql": jql, "startAt": start_at, "maxResults": PAGE_SIZE, "fields": ["*all"],
         });
         counters.request();
-        let page: LegacyPage = ctx.client.post("/rest/api/2/search", &body).await?;
+        let page: LegacySearchPage = ctx.client.post("/rest/api/2/search", &body).await?;
         let rows = page
             .issues
             .iter()

@@ -34,7 +34,7 @@ pub const STREAM: &str = "issues";
 /// Full-field pages: Jira caps them near 100 whatever is asked.
 const PAGE_SIZE: u32 = 100;
 /// Search is eventually consistent: the mark never passes `scan start - LAG`.
-const LAG: Duration = Duration::minutes(5);
+pub(super) const LAG: Duration = Duration::minutes(5);
 const CHECKPOINT_VERSION: u32 = 1;
 /// Projects per approximate-count query (keeps the JQL short).
 const COUNT_CHUNK: usize = 100;

@@ -11,28 +11,17 @@
 
 use super::BULK_FETCH_SIZE;
 use crate::jira::JiraError;
+use crate::jira::model::LegacySearchPage;
 use crate::store::rows::IssueRow;
 use crate::streams::issues::parse_issue;
 use crate::streams::parse::Record;
 use crate::streams::{RunCounters, StreamContext};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 /// Asked for on every id page; Data Center caps it at its `jira.search.views.default.max`
 /// (1000 by default) and says in `maxResults` what it applied.
 const ID_PAGE_SIZE: usize = 1000;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LegacyPage {
-    #[serde(default)]
-    max_results: Option<usize>,
-    #[serde(default)]
-    total: Option<usize>,
-    #[serde(default)]
-    issues: Vec<Value>,
-}
 
 /// Every issue id Data Center lists for the project now.
 pub(super) async fn list_ids(
@@ -49,7 +38,7 @@ pub(super) async fn list_ids(
             "jql": jql, "startAt": start_at, "maxResults": page_size, "fields": ["id"],
         });
         counters.request();
-        let page: LegacyPage = ctx.client.post("/rest/api/2/search", &body).await?;
+        let page: LegacySearchPage = ctx.client.post("/rest/api/2/search", &body).await?;
         for issue in &page.issues {
             ids.insert(Record::new("issue", issue, &["key", "id"]).req_id("id")?);
         }
@@ -85,7 +74,7 @@ pub(super) async fn fetch(
         counters.request();
         match ctx
             .client
-            .post::<LegacyPage>("/rest/api/2/search", &body)
+            .post::<LegacySearchPage>("/rest/api/2/search", &body)
             .await
         {
             Ok(mut page) => {
