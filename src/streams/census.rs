@@ -18,8 +18,8 @@ mod dc;
 
 use super::issues::parse_issue;
 use super::projects::list_selected;
+use super::ranges::{LIST_PAGE_SIZE, list_pages};
 use super::{RunCounters, StreamContext, StreamStatus};
-use crate::jira::model::SearchPage;
 use crate::store::CheckpointWrite;
 use crate::store::rows::{IssueRow, ProjectRow};
 use crate::sync::progress::Progress;
@@ -31,8 +31,6 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const STREAM: &str = "census";
-/// Jira's largest page when only keys and `updated` are requested.
-const ID_PAGE_SIZE: u32 = 5000;
 /// Jira's cap on ids per bulk fetch.
 const BULK_FETCH_SIZE: usize = 100;
 const CHECKPOINT_VERSION: u32 = 1;
@@ -187,7 +185,7 @@ async fn list_ids_in_ranges(
         counters,
         &scope,
         stored.len(),
-        ID_PAGE_SIZE as usize,
+        LIST_PAGE_SIZE,
         ctx.max_in_flight,
     )
     .await?;
@@ -207,24 +205,13 @@ async fn list_ids(
 ) -> anyhow::Result<BTreeSet<i64>> {
     let jql = format!("{filter} ORDER BY created ASC, key ASC");
     let mut ids = BTreeSet::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut body =
-            json!({ "jql": jql, "fields": ["key", "updated"], "maxResults": ID_PAGE_SIZE });
-        if let Some(t) = &token {
-            body["nextPageToken"] = json!(t);
-        }
-        counters.request();
-        let page: SearchPage = ctx.client.post("/rest/api/3/search/jql", &body).await?;
-        for issue in &page.issues {
-            let record = super::parse::Record::new("issue", issue, &["key", "id"]);
-            ids.insert(record.req_id("id")?);
-        }
-        if page.is_last.unwrap_or(false) || page.next_page_token.is_none() {
-            return Ok(ids);
-        }
-        token = page.next_page_token;
-    }
+    list_pages(ctx, counters, &jql, &["key", "updated"], None, |issue| {
+        let record = super::parse::Record::new("issue", issue, &["key", "id"]);
+        ids.insert(record.req_id("id")?);
+        Ok(())
+    })
+    .await?;
+    Ok(ids)
 }
 
 #[derive(Debug, Deserialize)]

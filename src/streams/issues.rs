@@ -80,7 +80,7 @@ pub(crate) struct Scan<'a> {
     /// When this run started: its marks never pass `started - LAG`.
     pub started: DateTime<Utc>,
     /// One per page being fetched, parsed or written ([`page_slots`]).
-    slots: Semaphore,
+    pub(super) slots: Semaphore,
     /// One per page being decoded, parsed or written ([`work_slots`]): a fetched page waits
     /// for one as compact JSON text, several times smaller than its decoded values.
     work: Semaphore,

@@ -16,6 +16,44 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 
+/// Jira's largest search page when only ids, keys and `updated` are asked for.
+pub const LIST_PAGE_SIZE: usize = 5000;
+
+/// Reads every page of the narrow search `jql` (only `fields`, [`LIST_PAGE_SIZE`] a page),
+/// following `nextPageToken` to the last page, and hands `each` every issue. With `slots`,
+/// each request waits for one of them first.
+pub async fn list_pages(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+    jql: &str,
+    fields: &[&str],
+    slots: Option<&tokio::sync::Semaphore>,
+    mut each: impl FnMut(&serde_json::Value) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut token: Option<String> = None;
+    loop {
+        let mut body = json!({ "jql": jql, "fields": fields, "maxResults": LIST_PAGE_SIZE });
+        if let Some(t) = &token {
+            body["nextPageToken"] = json!(t);
+        }
+        counters.request();
+        let page: SearchPage = {
+            let _slot = match slots {
+                Some(slots) => Some(slots.acquire().await?),
+                None => None,
+            };
+            ctx.client.post("/rest/api/3/search/jql", &body).await?
+        };
+        for issue in &page.issues {
+            each(issue)?;
+        }
+        if page.is_last.unwrap_or(false) || page.next_page_token.is_none() {
+            return Ok(());
+        }
+        token = page.next_page_token;
+    }
+}
+
 /// JQL filters (without `ORDER BY`) that together select exactly what `scope` selects, each
 /// about `per_range` of the `expected` issues if they were created evenly between the oldest
 /// and the newest; just `scope` when one range will do. At most `max_ranges` ranges.

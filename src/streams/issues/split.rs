@@ -20,18 +20,17 @@
 //! changed before the scan started, so it sat in one range for the whole scan and was read.
 
 use super::{LAG, PAGE_SIZE, ProjectCursor, Scan, page_path};
-use crate::jira::model::{ApproximateCount, SearchPage};
+use crate::jira::model::ApproximateCount;
 use crate::jira::time::{
     jql_datetime_literal, jql_lower_bound_literal, parse_jira_timestamp_value,
 };
 use crate::store::rows::ProjectRow;
+use crate::streams::ranges::{LIST_PAGE_SIZE, list_pages};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// Jira's largest search page when only `updated` is asked for.
-const LIST_PAGE_SIZE: u32 = 5000;
 /// How every scan of a project or range is ordered.
 const ORDER: &str = " ORDER BY updated ASC, key ASC";
 /// A range is never planned shorter than this many pages: each range ends in a partial page
@@ -299,7 +298,7 @@ async fn list_updated_in_parallel(
         scan.counters,
         scope,
         expected,
-        LIST_PAGE_SIZE as usize,
+        LIST_PAGE_SIZE,
         scan.ctx.max_in_flight,
     )
     .await?;
@@ -316,38 +315,25 @@ async fn list_updated_in_parallel(
 
 /// Every `updated` of the issues `jql` finds, ascending, from id-only pages.
 async fn list_updated(scan: &Scan<'_>, jql: &str) -> anyhow::Result<Vec<DateTime<Utc>>> {
-    let ctx = scan.ctx;
     let mut updated = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut body = json!({ "jql": jql, "fields": ["updated"], "maxResults": LIST_PAGE_SIZE });
-        if let Some(t) = &token {
-            body["nextPageToken"] = json!(t);
-        }
-        scan.counters.request();
-        let page: SearchPage = {
-            let _slot = scan.slot().await?;
-            ctx.client.post("/rest/api/3/search/jql", &body).await?
-        };
-        for issue in &page.issues {
-            let value = issue
-                .pointer("/fields/updated")
-                .unwrap_or(&issue["updated"]);
-            let instant = parse_jira_timestamp_value(value).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "cannot read fields.updated of issue {} in an id-only search page",
-                    issue["key"]
-                )
-            })?;
-            updated.push(instant);
-        }
-        if page.is_last.unwrap_or(false) || page.next_page_token.is_none() {
-            // Jira sorts by `updated`; sorting again costs little and makes planning safe.
-            updated.sort_unstable();
-            return Ok(updated);
-        }
-        token = page.next_page_token;
-    }
+    let read = |issue: &serde_json::Value| {
+        let value = issue
+            .pointer("/fields/updated")
+            .unwrap_or(&issue["updated"]);
+        let instant = parse_jira_timestamp_value(value).ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot read fields.updated of issue {} in an id-only search page",
+                issue["key"]
+            )
+        })?;
+        updated.push(instant);
+        Ok(())
+    };
+    let slots = Some(&scan.slots);
+    list_pages(scan.ctx, scan.counters, jql, &["updated"], slots, read).await?;
+    // Jira sorts by `updated`; sorting again costs little and makes planning safe.
+    updated.sort_unstable();
+    Ok(updated)
 }
 
 #[cfg(test)]
