@@ -17,6 +17,7 @@ FROM chef AS planner
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
+COPY crates ./crates
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS build
@@ -27,6 +28,7 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json --bin jira-sync
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
+COPY crates ./crates
 COPY migrations ./migrations
 COPY config ./config
 RUN cargo build --release --locked --bin jira-sync

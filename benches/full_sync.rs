@@ -22,9 +22,9 @@
 //! default, so the figures measure jira-sync, not a pacing policy. The simulator runs in this
 //! process and shares the machine's cores with the sync and PostgreSQL.
 
-use jira_sync::pg::TempCluster;
-use jira_sync::simulator::{FaultPlan, RequestLogEntry, SimConfig, Simulator};
+use jira_sim::{FaultPlan, RequestLogEntry, SimConfig, Simulator};
 use std::time::{Duration, Instant};
+use throwaway_pg::TempCluster;
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -28,7 +28,8 @@ pub enum Command {
     /// Tests the connection to Jira: identity, time zone, clock skew, which streams can sync.
     Check(crate::check::CheckArgs),
     /// Serves the built-in Jira Cloud simulator over HTTP, with no configuration.
-    Simulate(crate::simulator::SimulateArgs),
+    #[cfg(feature = "simulator")]
+    Simulate(jira_sim::SimulateArgs),
     /// Applies the database migrations.
     Migrate,
     /// Syncs Jira into PostgreSQL.
@@ -39,6 +40,7 @@ pub enum Command {
     /// Shows each stream's last run, cursor, rows and lag, read from the database.
     Status(crate::status::StatusArgs),
     /// Runs the simulator, a throwaway PostgreSQL and a full sync, with no configuration.
+    #[cfg(feature = "simulator")]
     Demo(crate::demo::DemoArgs),
     /// Asks a running `jira-sync run` whether it is healthy (GET /healthz at `server.listen`,
     /// or --url): exit 0 when it answers 2xx, 1 otherwise. For container HEALTHCHECKs.
@@ -94,6 +96,7 @@ pub fn run(cli: Cli) -> ExitCode {
 /// healthcheck told its URL (a simulator's container has no site configured).
 fn needs_settings(command: &Command) -> bool {
     match command {
+        #[cfg(feature = "simulator")]
         Command::Demo(_) | Command::Simulate(_) => false,
         Command::Healthcheck(args) => args.url.is_none(),
         _ => true,
@@ -107,8 +110,9 @@ async fn dispatch(command: Command, settings: Option<Settings>) -> anyhow::Resul
     match command {
         Command::Auth(args) => crate::auth_cmd::command(&settings()?, &args).await,
         Command::Check(args) => crate::check::command(&settings()?, &args).await,
+        #[cfg(feature = "simulator")]
         Command::Simulate(args) => {
-            crate::simulator::serve_cli(args).await?;
+            jira_sim::serve_cli(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
@@ -118,6 +122,7 @@ async fn dispatch(command: Command, settings: Option<Settings>) -> anyhow::Resul
         Command::Sync(args) => crate::sync::command(settings()?, args).await,
         Command::Run => crate::sync::scheduler::command(settings()?).await,
         Command::Status(args) => crate::status::command(&settings()?, &args).await,
+        #[cfg(feature = "simulator")]
         Command::Demo(args) => crate::demo::command(args).await,
         Command::Healthcheck(args) => crate::server::healthcheck(server.as_ref(), &args).await,
     }

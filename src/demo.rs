@@ -4,12 +4,12 @@
 //! how to query it, and keeps both running until Ctrl-C.
 
 use crate::config::Settings;
-use crate::pg::TempCluster;
-use crate::simulator::{SimConfig, Simulator};
 use crate::store::Store;
 use anyhow::Context;
+use jira_sim::{SimConfig, Simulator};
 use secrecy::SecretString;
 use std::process::ExitCode;
+use throwaway_pg::TempCluster;
 
 /// Arguments of `jira-sync demo`.
 #[derive(Debug, Clone, clap::Args)]

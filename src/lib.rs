@@ -7,13 +7,12 @@ pub mod auth_cmd;
 pub mod check;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "simulator")]
 pub mod demo;
 pub mod exit;
 pub mod jira;
 pub mod metrics;
-pub mod pg;
 pub mod server;
-pub mod simulator;
 pub mod status;
 pub mod store;
 pub mod streams;

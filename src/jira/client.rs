@@ -454,6 +454,3 @@ impl JsonBody {
         self.bytes.is_empty()
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -7,8 +7,8 @@ use crate::support::{
     Env, ProjectFacts, deleted_issue_ids, issue_key_and_project, stored_issues, sync,
     sync_succeeds, truth_issues, truth_projects,
 };
+use jira_sim::{SimConfig, Simulator};
 use jira_sync::config::AuthMode;
-use jira_sync::simulator::{SimConfig, Simulator};
 use jira_sync::streams::StreamKind;
 use jira_sync::sync::engine::OutcomeStatus;
 use secrecy::SecretString;

@@ -4,7 +4,7 @@ use crate::support::cli::{
     closed_port, expect_exit, html_server, jira_sync, run, run_with_config, site_toml, text,
     write_config,
 };
-use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator};
+use jira_sim::{FaultKind, FaultPlan, SimConfig, Simulator};
 use std::process::Output;
 
 /// The simulator's own answer to `/myself`, read without going through jira-sync.

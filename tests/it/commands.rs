@@ -3,7 +3,7 @@
 
 use crate::support::cli::{expect_exit, jira_sync, run, site_toml, text, write_config};
 use crate::support::test_db;
-use jira_sync::simulator::{SimConfig, Simulator};
+use jira_sim::{SimConfig, Simulator};
 use std::process::Output;
 
 /// `jira-sync sync --once --no-progress` against `sim` with `token`, writing to `database_url`.

@@ -4,7 +4,7 @@
 
 use crate::support::cli::{quiet_sync, site_toml, sync_to_the_end, write_config};
 use crate::support::{Env, audit_ids, stored_issues, truth_issues};
-use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig};
+use jira_sim::{FaultKind, FaultPlan, SimConfig};
 use rand::{Rng, SeedableRng};
 use std::process::Command;
 use std::time::Duration;

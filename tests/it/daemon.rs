@@ -3,15 +3,15 @@
 
 use crate::support::cli::{ConfigFile, closed_port, jira_sync, run, site_toml, text, write_config};
 use crate::support::{Env, eventually, sync_every_stream, test_db};
+use jira_sim::{FaultKind, FaultPlan, SimConfig, Simulator, Truth};
 use jira_sync::config::Settings;
-use jira_sync::pg::TempCluster;
-use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator, Truth};
 use secrecy::SecretString;
 use sqlx::Connection;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use throwaway_pg::TempCluster;
 use tokio::io::AsyncBufReadExt;
 
 /// How long anything a test waits for may take before the test fails.

@@ -5,7 +5,7 @@ use crate::support::{
     Env, IssueFacts, audit_ids, deleted_issue_ids, issue_key_and_project, stored_issues,
     sync_succeeds, truth_issues,
 };
-use jira_sync::simulator::{SimConfig, TruthIssue};
+use jira_sim::{SimConfig, TruthIssue};
 use jira_sync::streams::StreamKind;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -6,6 +6,7 @@
 
 mod auth;
 mod check;
+mod client;
 mod commands;
 mod config;
 mod crash;
@@ -16,6 +17,5 @@ mod ops;
 mod org_events;
 mod rate_limit;
 mod schema;
-mod simulator;
 mod support;
 mod sync;

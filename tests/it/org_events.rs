@@ -6,8 +6,8 @@ use crate::support::Env;
 use crate::support::cli::{
     ConfigFile, jira_sync, quiet_sync, run, site_toml, sync_to_the_end, text, write_config,
 };
+use jira_sim::{FaultKind, FaultPlan, SimConfig, Simulator};
 use jira_sync::config::Settings;
-use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator};
 use jira_sync::streams::StreamKind;
 use jira_sync::streams::org_events::{NOT_CONFIGURED, WRONG_KEY, WRONG_ORG};
 use jira_sync::sync::engine::{OutcomeStatus, StreamOutcome};

@@ -7,7 +7,7 @@ use crate::support::cli::{site_toml, text, write_config};
 use crate::support::{
     Env, assert_all_succeeded, audit_ids, stored_issues, sync, sync_succeeds, truth_issues,
 };
-use jira_sync::simulator::{FaultKind, FaultPlan, RequestLogEntry, SimConfig, Storm};
+use jira_sim::{FaultKind, FaultPlan, RequestLogEntry, SimConfig, Storm};
 use jira_sync::streams::StreamKind;
 use jira_sync::streams::issues::IssuesCheckpoint;
 use jira_sync::sync::sync_once;

@@ -3,7 +3,7 @@
 //! (and drawn in its entity diagram).
 
 use crate::support::{Env, sync_every_stream};
-use jira_sync::simulator::SimConfig;
+use jira_sim::SimConfig;
 use std::collections::BTreeMap;
 
 fn schema_doc() -> String {

@@ -5,7 +5,7 @@ use crate::support::{
     Env, ProjectFacts, audit_ids, issue_key_and_project, stored_issues, sync, sync_succeeds,
     truth_issues, truth_projects,
 };
-use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Truth};
+use jira_sim::{FaultKind, FaultPlan, SimConfig, Truth};
 use jira_sync::streams::StreamKind;
 use jira_sync::sync::engine::OutcomeStatus;
 use std::collections::BTreeSet;

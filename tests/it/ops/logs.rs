@@ -4,7 +4,7 @@
 use super::Daemon;
 use crate::support::Env;
 use crate::support::cli::{jira_sync, run, site_toml, text, write_config};
-use jira_sync::simulator::{FaultPlan, SimConfig};
+use jira_sim::{FaultPlan, SimConfig};
 use serde_json::Value;
 
 #[tokio::test]

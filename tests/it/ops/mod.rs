@@ -9,12 +9,12 @@ mod logs;
 use crate::support::cli::{ConfigFile, closed_port, jira_sync, run, site_toml, text, write_config};
 use crate::support::{Env, eventually};
 use exposition::{scrape, series_key, value};
-use jira_sync::pg::TempCluster;
-use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator};
+use jira_sim::{FaultKind, FaultPlan, SimConfig, Simulator};
 use serde_json::Value;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use throwaway_pg::TempCluster;
 use tokio::io::AsyncBufReadExt;
 
 const DEADLINE: Duration = Duration::from_secs(60);

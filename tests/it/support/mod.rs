@@ -6,9 +6,8 @@
 
 pub mod cli;
 
+use jira_sim::{SimConfig, Simulator, Truth};
 use jira_sync::config::Settings;
-use jira_sync::pg::TempCluster;
-use jira_sync::simulator::{SimConfig, Simulator, Truth};
 use jira_sync::store::Store;
 use jira_sync::streams::StreamKind;
 use jira_sync::sync::engine::{OutcomeStatus, StreamOutcome};
@@ -17,6 +16,7 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
+use throwaway_pg::TempCluster;
 use tokio::sync::OnceCell;
 
 /// The cluster shared by the tests of this process; it removes itself when the process exits.

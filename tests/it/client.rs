@@ -1,11 +1,12 @@
 //! Tests of the client against the simulator: retries, pauses, the 401 hold, pressure.
 
-use super::*;
-
-use crate::config::Settings;
-use crate::jira::model::Myself;
-use crate::simulator::{FaultKind, FaultPlan, SimConfig, Simulator};
+use jira_sim::{FaultKind, FaultPlan, SimConfig, Simulator};
+use jira_sync::config::Settings;
+use jira_sync::jira::model::Myself;
+use jira_sync::jira::{JiraClient, JiraError};
 use secrecy::SecretString;
+use std::time::{Duration, Instant};
+use url::Url;
 
 /// A simulator and a client for it with millisecond backoff, so retries are quick.
 async fn client_for(max_retries: u32) -> (Simulator, JiraClient) {
@@ -100,7 +101,7 @@ async fn a_body_left_undecoded_is_still_checked_and_a_truncated_one_retried() {
         .await
         .expect("the retry gets a whole body");
     assert_eq!(client.metrics().retries, 1);
-    let page: crate::jira::model::SearchPage = body.decode().expect("a search page");
+    let page: jira_sync::jira::model::SearchPage = body.decode().expect("a search page");
     assert_eq!(page.issues.len(), 2);
     let err = body.decode::<Myself>().expect_err("not a profile");
     assert!(matches!(err, JiraError::Decode { .. }), "{err}");

@@ -7,8 +7,8 @@ use chrono::{LocalResult, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 
 use super::parse::{Expr, Field, JqlError, Op, SortField, err};
-use crate::simulator::data::Issue;
-use crate::simulator::site::Site;
+use crate::data::Issue;
+use crate::site::Site;
 
 /// Reads a date literal as Jira does: epoch milliseconds for a bare integer, a relative offset
 /// such as `-15m`, or a wall-clock date or date-time in the user's zone.

@@ -24,6 +24,7 @@ mod rendered;
 mod routes;
 mod search;
 mod site;
+pub mod time;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::jira::time::parse_zone;
+use crate::time::parse_zone;
 
 pub use cli::{SimSize, SimulateArgs, serve_cli};
 pub use faults::{FaultKind, FaultPlan, Storm};

@@ -14,7 +14,7 @@ use super::custom;
 use super::data::{AccountKind, AuditRecord, Dice, Issue, User, mix64};
 use super::fields::{FIELDS, FieldSel};
 use super::site::{Site, to_utc};
-use crate::jira::time::format_jira_timestamp;
+use crate::time::format_jira_timestamp;
 
 /// What rendering needs: the site, the base URL for `self` links and the zone for timestamps.
 pub(crate) struct Ctx<'a> {

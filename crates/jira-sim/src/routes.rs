@@ -16,7 +16,7 @@ use super::fields::FIELDS;
 use super::render::Ctx;
 use super::site::Site;
 use super::{Shared, admin, control, dc, gate, now_ms, oauth, search};
-use crate::jira::time::parse_jira_timestamp;
+use crate::time::parse_jira_timestamp;
 
 pub(crate) type Reply = Result<Response, ApiError>;
 

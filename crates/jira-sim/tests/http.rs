@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
 
-use jira_sync::jira::time::{jql_datetime_literal, parse_jira_timestamp, parse_zone};
-use jira_sync::simulator::{FaultKind, FaultPlan, SimConfig, Simulator, Storm};
+use jira_sim::time::{parse_jira_timestamp, parse_zone};
+use jira_sim::{FaultKind, FaultPlan, SimConfig, Simulator, Storm};
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -1289,4 +1289,13 @@ async fn a_jira_10_window_caps_every_user_search_at_its_first_matches() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A JQL date-time literal (`2025/03/04 19:15`): `instant`'s wall-clock time in `zone`, to the
+/// minute, as a client writes it.
+fn jql_datetime_literal(instant: chrono::DateTime<chrono::Utc>, zone: chrono_tz::Tz) -> String {
+    instant
+        .with_timezone(&zone)
+        .format("%Y/%m/%d %H:%M")
+        .to_string()
 }
