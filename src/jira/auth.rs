@@ -10,10 +10,9 @@
 
 pub mod oauth;
 
-use crate::config::{AuthMode, JiraSettings, Settings};
 use crate::jira::model::ServerInfo;
-use crate::jira::{JiraClient, JiraError};
-use crate::store::Store;
+use crate::jira::{Flavor, JiraClient, JiraError};
+use crate::settings::{AuthMode, JiraSettings, RateLimitSettings};
 use base64::Engine;
 use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
@@ -22,6 +21,35 @@ use std::sync::Arc;
 use url::Url;
 
 pub use oauth::TokenManager;
+
+/// A refresh token as kept between runs: the text, and whether it is encrypted.
+#[derive(Clone)]
+pub struct StoredToken {
+    pub text: String,
+    pub encrypted: bool,
+}
+
+/// Where a site's credentials live between runs and processes: the cached cloudId and the
+/// current OAuth refresh token. The HTTP layer knows no database; jira-sync's store implements
+/// this (`crate::engine::connect`).
+#[async_trait::async_trait]
+pub trait CredentialStore: Send + Sync {
+    /// The cached cloudId of `site`, if one was stored.
+    async fn cloud_id(&self, site: &str) -> anyhow::Result<Option<String>>;
+    async fn save_cloud_id(&self, site: &str, cloud_id: &str) -> anyhow::Result<()>;
+    /// Locks the site's refresh token until the lock is saved or dropped, so that two
+    /// processes refreshing at once take turns and the second sees the token the first stored.
+    async fn lock_refresh_token(&self, site: &str) -> anyhow::Result<Box<dyn RefreshTokenLock>>;
+}
+
+/// A locked refresh token ([`CredentialStore::lock_refresh_token`]).
+#[async_trait::async_trait]
+pub trait RefreshTokenLock: Send {
+    /// The token stored when the lock was taken.
+    fn current(&self) -> Option<&StoredToken>;
+    /// Stores the token that replaces the current one and releases the lock.
+    async fn save(self: Box<Self>, token: &StoredToken) -> anyhow::Result<()>;
+}
 
 /// The message of every refresh the token endpoint refuses as `invalid_grant`.
 pub const CONSENT_AGAIN: &str = "the OAuth refresh token was refused (invalid_grant: revoked, \
@@ -104,77 +132,63 @@ pub fn cipher_key(key: &SecretString) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
-/// The database handle a mode needs: `oauth` requires one (the refresh token lives there) and
-/// migrates it, since `run` checks the connection before it migrates; `scoped` uses one, when
-/// configured, to cache the cloudId; the others need none.
-pub async fn store_for(settings: &Settings) -> Result<Option<Store>, JiraError> {
-    let setup = |detail: String| JiraError::Setup { detail };
-    match settings.jira.auth {
-        AuthMode::Basic | AuthMode::Bearer => Ok(None),
-        AuthMode::Scoped => match &settings.database.url {
-            Some(url) => Ok(Store::connect(url, 2).await.ok()),
-            None => Ok(None),
-        },
-        AuthMode::Oauth => {
-            let url = settings.database.require_url().map_err(|e| {
-                setup(format!(
-                    "{e} (auth = \"oauth\" keeps the rotating refresh token in the database)"
-                ))
-            })?;
-            let store = Store::connect(url, 2)
-                .await
-                .map_err(|e| setup(format!("{e:#}")))?;
-            store.migrate().await.map_err(|e| setup(format!("{e:#}")))?;
-            Ok(Some(store))
-        }
-    }
+/// Asks `/rest/api/2/serverInfo` (open on Cloud and Data Center alike) what the site is:
+/// Data Center and Server sites are spoken to through `/rest/api/2` and their own endpoints.
+pub async fn detect_flavor(client: &JiraClient) -> Result<Flavor, JiraError> {
+    let info: ServerInfo = client.get("/rest/api/2/serverInfo", &[]).await?;
+    let kind = info.deployment_type.unwrap_or_default();
+    let dc = kind.eq_ignore_ascii_case("server") || kind.eq_ignore_ascii_case("datacenter");
+    tracing::debug!(deployment_type = %kind, data_center = dc, "deployment detected");
+    Ok(if dc {
+        Flavor::DataCenter
+    } else {
+        Flavor::Cloud
+    })
 }
 
-/// The client for the configured mode: the site for `basic` and `bearer`, the gateway with
-/// the site's cloudId for `scoped` and `oauth`.
-pub async fn connect(settings: &Settings, store: Option<&Store>) -> Result<JiraClient, JiraError> {
-    let jira = &settings.jira;
-    let limits = &settings.rate_limit;
+/// The client for the configured mode: the site for `basic` and `bearer` (whose site may be
+/// Data Center: the [`Flavor`] is detected here, once), the gateway with the site's cloudId
+/// for `scoped` and `oauth`. `store` keeps the cloudId (optional) and the OAuth refresh token
+/// (required for `oauth`).
+pub async fn connect(
+    jira: &JiraSettings,
+    limits: &RateLimitSettings,
+    store: Option<Arc<dyn CredentialStore>>,
+) -> Result<JiraClient, JiraError> {
     match jira.auth {
         AuthMode::Basic => JiraClient::new(jira, limits),
         AuthMode::Bearer => {
             let client = JiraClient::new(jira, limits)?;
-            detect_data_center(&client).await?;
-            Ok(client)
+            let flavor = detect_flavor(&client).await?;
+            Ok(client.with_flavor(flavor))
         }
         AuthMode::Scoped => {
-            let cloud_id = scoped_cloud_id(settings, store).await?;
+            let cloud_id = scoped_cloud_id(jira, store.as_deref()).await?;
             let root = gateway_root(&jira.gateway_base_url, &cloud_id)?;
             JiraClient::with_credentials(jira, limits, Credentials::fixed(jira)?, root)
         }
         AuthMode::Oauth => {
             let store = store.ok_or_else(|| JiraError::Setup {
-                detail: "auth = \"oauth\" needs database.url".to_owned(),
+                detail: "auth = \"oauth\" needs database.url (the rotating refresh token is \
+                         kept in the database)"
+                    .to_owned(),
             })?;
-            let manager = Arc::new(TokenManager::new(settings, store.clone())?);
-            let cloud_id = oauth_cloud_id(settings, store, &manager).await?;
+            let manager = Arc::new(TokenManager::new(jira, store.clone())?);
+            let cloud_id = oauth_cloud_id(jira, store.as_ref(), &manager).await?;
             let root = gateway_root(&jira.gateway_base_url, &cloud_id)?;
             JiraClient::with_credentials(jira, limits, Credentials::oauth(manager), root)
         }
     }
 }
 
-/// Asks `/rest/api/2/serverInfo` (open on Cloud and Data Center alike) what the site is, and
-/// switches the client to `/rest/api/2` paths for Data Center and Server.
-pub async fn detect_data_center(client: &JiraClient) -> Result<(), JiraError> {
-    let info: ServerInfo = client.get("/rest/api/2/serverInfo", &[]).await?;
-    let kind = info.deployment_type.unwrap_or_default();
-    let dc = kind.eq_ignore_ascii_case("server") || kind.eq_ignore_ascii_case("datacenter");
-    tracing::debug!(deployment_type = %kind, data_center = dc, "deployment detected");
-    client.set_data_center(dc);
-    Ok(())
-}
-
 /// With `basic`, a 401 from the site may mean the token is scoped: tries the gateway form once
 /// (one request, no retry) and, if it works there, says to switch to `scoped`. Otherwise, or
 /// for other modes, returns `err` unchanged.
-pub async fn explain_401(settings: &Settings, err: JiraError) -> JiraError {
-    let jira = &settings.jira;
+pub async fn explain_401(
+    jira: &JiraSettings,
+    limits: &RateLimitSettings,
+    err: JiraError,
+) -> JiraError {
     if jira.auth != AuthMode::Basic {
         return err;
     }
@@ -185,9 +199,9 @@ pub async fn explain_401(settings: &Settings, err: JiraError) -> JiraError {
             Err(_) => return err,
         },
     };
-    let limits = crate::config::RateLimitSettings {
+    let limits = RateLimitSettings {
         max_retries: 0,
-        ..settings.rate_limit.clone()
+        ..limits.clone()
     };
     let scoped = JiraSettings {
         auth: AuthMode::Scoped,
@@ -207,7 +221,8 @@ pub async fn explain_401(settings: &Settings, err: JiraError) -> JiraError {
     {
         Ok(_) => JiraError::Auth {
             detail: format!(
-                "the API token was refused by {} but works through the API gateway: it is a                  scoped token (or a service account's); set jira.auth = \"scoped\"",
+                "the API token was refused by {} but works through the API gateway: it is a \
+                 scoped token (or a service account's); set jira.auth = \"scoped\"",
                 jira.host()
             ),
         },
@@ -233,17 +248,20 @@ struct TenantInfo {
 }
 
 /// `scoped`: `jira.cloud_id`, else the cached one, else `{base_url}/_edge/tenant_info`.
-async fn scoped_cloud_id(settings: &Settings, store: Option<&Store>) -> Result<String, JiraError> {
-    if let Some(id) = &settings.jira.cloud_id {
+async fn scoped_cloud_id(
+    jira: &JiraSettings,
+    store: Option<&dyn CredentialStore>,
+) -> Result<String, JiraError> {
+    if let Some(id) = &jira.cloud_id {
         return Ok(id.clone());
     }
-    let site = settings.site();
+    let site = jira.site();
     if let Some(store) = store
         && let Ok(Some(id)) = store.cloud_id(&site).await
     {
         return Ok(id);
     }
-    let id = tenant_cloud_id(&settings.jira.base_url).await?;
+    let id = tenant_cloud_id(&jira.base_url).await?;
     if let Some(store) = store
         && let Err(e) = store.save_cloud_id(&site, &id).await
     {
@@ -283,14 +301,14 @@ pub async fn tenant_cloud_id(base_url: &Url) -> Result<String, JiraError> {
 /// `oauth`: `jira.cloud_id`, else the cached one, else the accessible resource whose URL is
 /// `jira.base_url`.
 async fn oauth_cloud_id(
-    settings: &Settings,
-    store: &Store,
+    jira: &JiraSettings,
+    store: &dyn CredentialStore,
     manager: &TokenManager,
 ) -> Result<String, JiraError> {
-    if let Some(id) = &settings.jira.cloud_id {
+    if let Some(id) = &jira.cloud_id {
         return Ok(id.clone());
     }
-    let site = settings.site();
+    let site = jira.site();
     let db = |e: anyhow::Error| JiraError::Setup {
         detail: format!("{e:#}"),
     };
@@ -298,7 +316,7 @@ async fn oauth_cloud_id(
         return Ok(id);
     }
     let header = manager.header().await?;
-    let id = accessible_cloud_id(&settings.jira, header).await?;
+    let id = accessible_cloud_id(jira, header).await?;
     store.save_cloud_id(&site, &id).await.map_err(db)?;
     Ok(id)
 }

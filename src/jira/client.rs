@@ -9,17 +9,16 @@
 //! for [`CREDENTIALS_HOLD`] afterwards the client refuses to send anything, because repeated
 //! failed logins can lock the account behind a CAPTCHA.
 
-use crate::config::{JiraSettings, RateLimitSettings};
 use crate::jira::auth::Credentials;
 use crate::jira::error::{JiraError, Origin};
 use crate::jira::metrics::{RequestMetrics, RunScope, endpoint_label, lock};
 use crate::jira::rate_limit::{Pacer, RateSignals, Waited, server_wait};
 use crate::jira::retry::{Next, RetryPolicy};
+use crate::settings::{JiraSettings, RateLimitSettings};
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -38,6 +37,29 @@ pub type ClientMetrics = RequestMetrics;
 #[derive(Clone)]
 pub struct JiraClient {
     inner: Arc<Inner>,
+    /// What the site is, found out once at connect ([`crate::jira::auth::connect`]).
+    flavor: Flavor,
+}
+
+/// Jira Cloud, or Data Center / Server: which API the site speaks. Chosen once, when the
+/// client connects; streams pick their way of reading from it before they start paging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    #[default]
+    Cloud,
+    /// `/rest/api/2` only, offset paging, users keyed by `key`.
+    DataCenter,
+}
+
+impl Flavor {
+    /// The REST API root both flavors share the paths below: `/rest/api/3` on Cloud,
+    /// `/rest/api/2` on Data Center.
+    pub fn rest(self) -> &'static str {
+        match self {
+            Flavor::Cloud => "/rest/api/3",
+            Flavor::DataCenter => "/rest/api/2",
+        }
+    }
 }
 
 struct Inner {
@@ -47,8 +69,6 @@ struct Inner {
     api_root: String,
     /// The Authorization header of each request; an OAuth access token changes over time.
     auth: Credentials,
-    /// A Data Center / Server site: `/rest/api/3/` paths are sent as `/rest/api/2/`.
-    data_center: AtomicBool,
     host: String,
     pacer: Pacer,
     in_flight: Semaphore,
@@ -106,7 +126,6 @@ impl JiraClient {
             base_url: jira.base_url.clone(),
             api_root: api_root.as_str().trim_end_matches('/').to_owned(),
             auth,
-            data_center: AtomicBool::new(false),
             host: jira.host(),
             pacer,
             in_flight: Semaphore::new(limits.max_in_flight.max(1)),
@@ -116,6 +135,7 @@ impl JiraClient {
         };
         Ok(JiraClient {
             inner: Arc::new(inner),
+            flavor: Flavor::Cloud,
         })
     }
 
@@ -124,14 +144,20 @@ impl JiraClient {
         &self.inner.base_url
     }
 
-    /// Whether requests go to a Data Center / Server site (`/rest/api/2` paths).
-    pub fn is_data_center(&self) -> bool {
-        self.inner.data_center.load(Ordering::Relaxed)
+    /// Cloud or Data Center, as found at connect.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
     }
 
-    /// Marks the site as Data Center / Server, as its `serverInfo.deploymentType` says.
-    pub fn set_data_center(&self, data_center: bool) {
-        self.inner.data_center.store(data_center, Ordering::Relaxed);
+    /// This client for a site of `flavor` (sharing pacing, permits and metrics).
+    pub fn with_flavor(self, flavor: Flavor) -> JiraClient {
+        JiraClient { flavor, ..self }
+    }
+
+    /// The path of `tail` under the site's REST API root ([`Flavor::rest`]): `rest("myself")`
+    /// is `/rest/api/3/myself` on Cloud.
+    pub fn rest(&self, tail: &str) -> String {
+        format!("{}/{tail}", self.flavor.rest())
     }
 
     /// `GET path?query`, decoded from JSON. `path` is absolute, e.g. `/rest/api/3/myself`.
@@ -195,11 +221,6 @@ impl JiraClient {
         body: Option<&serde_json::Value>,
         decode: Decode<R>,
     ) -> Result<R, JiraError> {
-        let path = match path.strip_prefix("/rest/api/3/") {
-            Some(rest) if self.is_data_center() => format!("/rest/api/2/{rest}"),
-            _ => path.to_owned(),
-        };
-        let path = path.as_str();
         // Appended, not joined: the gateway's root has a path of its own.
         let url = Url::parse(&format!("{}{path}", self.inner.api_root)).map_err(|e| {
             JiraError::Setup {

@@ -2,6 +2,7 @@
 //! or tell the user what to fix; and the classification of raw responses (status, body,
 //! transport failure) into those kinds. Messages never contain credentials.
 
+use crate::failure::Failure;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -141,25 +142,24 @@ impl JiraError {
         }
     }
 
-    /// The process exit code this error maps to (see [`crate::exit`]).
-    pub fn exit_code(&self) -> u8 {
-        use crate::exit;
+    /// What kind of failure this is, for the daemon and the exit code.
+    pub fn failure(&self) -> Failure {
         match self {
-            JiraError::Unauthorized { .. } | JiraError::Auth { .. } => exit::INVALID_CREDENTIALS,
-            JiraError::Forbidden { .. } => exit::PERMISSION_MISSING,
+            JiraError::Unauthorized { .. } | JiraError::Auth { .. } => Failure::Credentials,
+            JiraError::Forbidden { .. } => Failure::Permission,
             JiraError::NotFound { .. }
             | JiraError::Gone { .. }
             | JiraError::Connect { .. }
             | JiraError::Network { .. }
             | JiraError::Timeout { .. }
-            | JiraError::NotJira { .. } => exit::JIRA_UNREACHABLE,
-            JiraError::RateLimited { .. } => exit::RATE_LIMITED,
+            | JiraError::NotJira { .. } => Failure::Unreachable,
+            JiraError::RateLimited { .. } => Failure::RateLimited,
             JiraError::BadRequest { .. }
             | JiraError::Status { .. }
             | JiraError::Server { .. }
             | JiraError::Truncated { .. }
             | JiraError::Decode { .. }
-            | JiraError::Setup { .. } => exit::FAILURE,
+            | JiraError::Setup { .. } => Failure::Other,
         }
     }
 }

@@ -10,5 +10,5 @@ pub mod rate_limit;
 pub mod retry;
 pub mod time;
 
-pub use client::JiraClient;
+pub use client::{Flavor, JiraClient};
 pub use error::JiraError;

@@ -9,7 +9,7 @@
 //! instead would lose the limiter's state at every change and race with requests holding the
 //! old one. The arithmetic is in pure functions, tested without sleeping.
 
-use crate::config::RateLimitSettings;
+use crate::settings::RateLimitSettings;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{self, HeaderMap};

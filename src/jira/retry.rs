@@ -1,8 +1,8 @@
 //! When a failed request is sent again, and after how long: exponential backoff with full
 //! jitter, never less than what the server asked for, within the configured bounds.
 
-use crate::config::RateLimitSettings;
 use crate::jira::error::JiraError;
+use crate::settings::RateLimitSettings;
 use std::time::Duration;
 
 /// The retry rules of a client.

@@ -1,15 +1,18 @@
-//! The only code that writes SQL: the pool, migrations, batched upserts, checkpoints and the
-//! run history.
+//! The only code that speaks SQL, reads included: the pool, migrations, table writes, soft
+//! deletes, checkpoints, the run history, the credentials row, the writer lease's lock and the
+//! reads behind `jira-sync status`.
 //!
-//! Every write of a page happens in one transaction together with the stream's checkpoint, so a
-//! crash at any instant leaves rows and cursor consistent. The store knows nothing of Jira's
-//! JSON: streams hand it row types ([`rows`]).
+//! Every write of a page happens in one transaction together with the stream's checkpoint
+//! change ([`Store::write_page`]), so a crash at any instant leaves rows and cursor consistent.
+//! The store knows nothing of Jira's JSON: streams describe their tables ([`table::Table`]) and
+//! hand it rows of typed cells.
 
 pub mod checkpoints;
 pub mod credentials;
-pub mod rows;
+pub mod lease;
 pub mod runs;
-mod upserts;
+pub mod status;
+pub mod table;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -19,6 +22,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use checkpoints::CheckpointWrite;
+pub use table::{Batch, Cell, Row, Table};
+
+use crate::failure::Failure;
+use crate::settings::DatabaseSettings;
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -27,6 +34,23 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+}
+
+/// A page of rows, and the checkpoint change that covers them: written in one transaction.
+/// The batches may belong to several tables (an issue page and its issues' child records).
+pub struct PageWrite {
+    pub batches: Vec<Batch>,
+    pub checkpoint: CheckpointWrite,
+}
+
+impl PageWrite {
+    /// One batch and the checkpoint change that covers it.
+    pub fn new(batch: Batch, checkpoint: CheckpointWrite) -> PageWrite {
+        PageWrite {
+            batches: vec![batch],
+            checkpoint,
+        }
+    }
 }
 
 impl Store {
@@ -53,6 +77,11 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// Connects as `[database]` says, with an actionable error when no URL is configured.
+    pub async fn open(database: &DatabaseSettings) -> anyhow::Result<Store> {
+        Store::connect(database.require_url()?, database.max_connections).await
+    }
+
     /// Wraps an existing pool (tests and the demo).
     pub fn from_pool(pool: PgPool) -> Store {
         Store { pool }
@@ -71,27 +100,137 @@ impl Store {
         Ok(())
     }
 
-    pub async fn begin(&self) -> anyhow::Result<Transaction<'static, Postgres>> {
+    /// The migrations this binary carries that the database has not applied (each one, not
+    /// just the latest: a migration added out of order must be applied too), as
+    /// `version description`.
+    pub async fn missing_migrations(&self) -> anyhow::Result<Vec<String>> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect())
+    }
+
+    async fn begin(&self) -> anyhow::Result<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// Writes a page: every batch, then the checkpoint change, in one transaction. Returns the
+    /// rows that changed.
+    pub async fn write_page(&self, site: &str, page: PageWrite) -> anyhow::Result<u64> {
+        let mut tx = self.begin().await?;
+        let mut written = 0;
+        for batch in page.batches {
+            written += batch.write(&mut tx).await?;
+        }
+        // Last, so the checkpoint row is locked only for the moment before the commit.
+        checkpoints::apply(&mut tx, site, page.checkpoint).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// Writes rows without a checkpoint (full refreshes).
+    pub async fn write(&self, batch: Batch) -> anyhow::Result<u64> {
+        self.write_page("", PageWrite::new(batch, CheckpointWrite::None))
+            .await
+    }
+
+    /// The numeric ids of the rows of `table` owned by `site` whose `column` is `value` and
+    /// that are not marked deleted (the live issues of a project, say).
+    pub async fn live_ids_where(
+        &self,
+        table: &'static Table,
+        site: &str,
+        column: &'static str,
+        value: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        let sql = format!(
+            "SELECT id FROM {} WHERE {} = $1 AND {column} = $2 AND deleted_at IS NULL",
+            table.name,
+            table.owner.column()
+        );
+        let rows: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(site)
+            .bind(value)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Soft-deletes (never `DELETE`s) the rows of `table` with these ids: sets `deleted_at`
+    /// where it is not set yet. Returns how many it marked.
+    pub async fn mark_deleted(
+        &self,
+        table: &'static Table,
+        site: &str,
+        ids: &[i64],
+    ) -> anyhow::Result<u64> {
+        let sql = format!(
+            "UPDATE {} SET deleted_at = now() \
+             WHERE {} = $1 AND id = ANY($2::int8[]) AND deleted_at IS NULL",
+            table.name,
+            table.owner.column()
+        );
+        let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(site)
+            .bind(ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// How many live rows of `table` `site` has, and how many of them have an id not in
+    /// `seen` (a full listing): what a full refresh would mark deleted.
+    pub async fn count_missing(
+        &self,
+        table: &'static Table,
+        site: &str,
+        seen: &[i64],
+    ) -> anyhow::Result<(i64, i64)> {
+        let sql = format!(
+            "SELECT count(*), count(*) FILTER (WHERE NOT (id = ANY($2::int8[]))) FROM {} \
+             WHERE {} = $1 AND deleted_at IS NULL",
+            table.name,
+            table.owner.column()
+        );
+        let counts: (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(site)
+            .bind(seen)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(counts)
+    }
+
+    /// Soft-deletes the live rows of `table` whose id is not in `seen` (a full listing).
+    pub async fn mark_missing_deleted(
+        &self,
+        table: &'static Table,
+        site: &str,
+        seen: &[i64],
+    ) -> anyhow::Result<u64> {
+        let sql = format!(
+            "UPDATE {} SET deleted_at = now() \
+             WHERE {} = $1 AND deleted_at IS NULL AND NOT (id = ANY($2::int8[]))",
+            table.name,
+            table.owner.column()
+        );
+        let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(site)
+            .bind(seen)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
     }
 }
 
-/// `jira-sync migrate`: applies the migrations in `migrations/`.
-pub async fn migrate_command(settings: &crate::config::Settings) -> anyhow::Result<()> {
-    let store = connect_from_settings(settings).await?;
-    store.migrate().await?;
-    tracing::info!(database = %describe_url(database_url(settings)?), "migrations applied");
-    Ok(())
-}
-
-/// Connects using `[database]` settings, with an actionable error when no URL is configured.
-pub async fn connect_from_settings(settings: &crate::config::Settings) -> anyhow::Result<Store> {
-    let url = database_url(settings)?;
-    Store::connect(url, settings.database.max_connections).await
-}
-
-fn database_url(settings: &crate::config::Settings) -> anyhow::Result<&SecretString> {
-    Ok(settings.database.require_url()?)
+/// Whether `err` is the database's: a failed statement, connection or migration.
+pub fn failure_of(err: &(dyn std::error::Error + 'static)) -> Option<Failure> {
+    let database = err.is::<sqlx::Error>() || err.is::<sqlx::migrate::MigrateError>();
+    database.then_some(Failure::Database)
 }
 
 /// `host:port/database` of a connection URL, without user or password, for messages.
@@ -115,130 +254,5 @@ fn redact(text: &str, url: &SecretString) -> String {
             _ => text.to_string(),
         },
         Err(_) => text.to_string(),
-    }
-}
-
-impl Store {
-    /// Upserts projects in one transaction; returns the rows that changed.
-    pub async fn write_projects(
-        &self,
-        site: &str,
-        rows: &[rows::ProjectRow],
-    ) -> anyhow::Result<u64> {
-        let mut tx = self.begin().await?;
-        let written = upserts::upsert_projects(&mut tx, site, rows).await?;
-        tx.commit().await?;
-        Ok(written)
-    }
-
-    /// Soft-deletes the projects not in `seen` (a full project listing).
-    pub async fn mark_projects_deleted(&self, site: &str, seen: &[i64]) -> anyhow::Result<u64> {
-        let mut tx = self.begin().await?;
-        let marked = upserts::mark_projects_deleted(&mut tx, site, seen).await?;
-        tx.commit().await?;
-        Ok(marked)
-    }
-
-    /// Number of projects of `site` not yet soft-deleted.
-    pub async fn count_live_projects(&self, site: &str) -> anyhow::Result<i64> {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM jira.projects WHERE site = $1 AND deleted_at IS NULL",
-        )
-        .bind(site)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n)
-    }
-
-    /// Number of live projects of `site` whose id is not in `seen`.
-    pub async fn count_projects_missing(&self, site: &str, seen: &[i64]) -> anyhow::Result<i64> {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM jira.projects \
-             WHERE site = $1 AND deleted_at IS NULL AND NOT (id = ANY($2::int8[]))",
-        )
-        .bind(site)
-        .bind(seen)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n)
-    }
-
-    /// Upserts a page of issues and applies the checkpoint change in the same transaction.
-    pub async fn write_issue_page(
-        &self,
-        site: &str,
-        mut rows: Vec<rows::IssueRow>,
-        checkpoint: &CheckpointWrite,
-    ) -> anyhow::Result<u64> {
-        upserts::dedupe_issues(&mut rows);
-        let mut tx = self.begin().await?;
-        let written = upserts::upsert_issues(&mut tx, site, &rows).await?;
-        checkpoints::apply(&mut tx, site, checkpoint).await?;
-        tx.commit().await?;
-        Ok(written)
-    }
-
-    /// Ids of the issues stored for a project and not marked deleted.
-    pub async fn live_issue_ids(&self, site: &str, project_id: i64) -> anyhow::Result<Vec<i64>> {
-        let rows: Vec<(i64,)> = sqlx::query_as(
-            "SELECT id FROM jira.issues WHERE site = $1 AND project_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(site)
-        .bind(project_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-
-    /// Soft-deletes issues (never `DELETE`): sets `deleted_at` where it is not set yet.
-    pub async fn mark_issues_deleted(&self, site: &str, ids: &[i64]) -> anyhow::Result<u64> {
-        let result = sqlx::query(
-            "UPDATE jira.issues SET deleted_at = now() \
-             WHERE site = $1 AND id = ANY($2::int8[]) AND deleted_at IS NULL",
-        )
-        .bind(site)
-        .bind(ids)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected())
-    }
-
-    /// Upserts a page of users in one transaction.
-    pub async fn write_users(&self, site: &str, rows: &[rows::UserRow]) -> anyhow::Result<u64> {
-        let mut tx = self.begin().await?;
-        let written = upserts::upsert_users(&mut tx, site, rows).await?;
-        tx.commit().await?;
-        Ok(written)
-    }
-
-    /// Writes a page of organization events and the checkpoint change in the same transaction.
-    /// Events are keyed by organization; the checkpoint, like every other, by site.
-    pub async fn write_org_events_page(
-        &self,
-        site: &str,
-        org_id: &str,
-        mut rows: Vec<rows::OrgEventRow>,
-        checkpoint: &CheckpointWrite,
-    ) -> anyhow::Result<u64> {
-        upserts::dedupe_org_events(&mut rows);
-        let mut tx = self.begin().await?;
-        let written = upserts::upsert_org_events(&mut tx, org_id, &rows).await?;
-        checkpoints::apply(&mut tx, site, checkpoint).await?;
-        tx.commit().await?;
-        Ok(written)
-    }
-
-    /// Writes a page of audit records and the checkpoint change in the same transaction.
-    pub async fn write_audit_page(
-        &self,
-        site: &str,
-        rows: &[rows::AuditRow],
-        checkpoint: &CheckpointWrite,
-    ) -> anyhow::Result<u64> {
-        let mut tx = self.begin().await?;
-        let written = upserts::upsert_audit(&mut tx, site, rows).await?;
-        checkpoints::apply(&mut tx, site, checkpoint).await?;
-        tx.commit().await?;
-        Ok(written)
     }
 }

@@ -3,19 +3,33 @@
 //! HTTP metrics.
 
 use super::Store;
-use crate::jira::metrics::RequestMetrics;
 use sqlx::PgConnection;
 
 /// What a finished run reports.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunRecord<'a> {
     pub status: &'a str,
     pub rows_seen: u64,
     pub rows_written: u64,
     pub requests: u64,
     pub error: Option<&'a str>,
-    /// The run's HTTP counters; `None` leaves the metric columns at their defaults.
-    pub http: Option<&'a RequestMetrics>,
+    /// The run's HTTP counters.
+    pub http: HttpRecord,
+}
+
+/// The HTTP columns of a run's row; all zero and no `metrics` document when none were kept.
+#[derive(Debug, Clone, Default)]
+pub struct HttpRecord {
+    pub requests: u64,
+    pub retries: u64,
+    /// 429 responses.
+    pub throttled: u64,
+    /// Waits for the steady-rate limiter and adaptive pacing, summed over requests.
+    pub limiter_wait_ms: u64,
+    /// Waits Jira asked for (`Retry-After`, quota resets), summed.
+    pub retry_after_wait_ms: u64,
+    /// Every counter, by endpoint and status class (`jira.sync_runs.metrics`).
+    pub metrics: Option<serde_json::Value>,
 }
 
 const FINISH: &str = "UPDATE jira.sync_runs SET finished_at = now(), status = $2, rows_seen = $3, \
@@ -47,19 +61,14 @@ impl Store {
         .bind(site)
         .bind(stream)
         .bind(mode)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await?;
         Ok(id)
     }
 
     pub async fn finish_run(&self, id: i64, record: &RunRecord<'_>) -> anyhow::Result<()> {
         let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let empty = RequestMetrics::default();
-        let http = record.http.unwrap_or(&empty);
-        let metrics = match record.http {
-            Some(m) => Some(serde_json::to_value(m)?),
-            None => None,
-        };
+        let http = &record.http;
         sqlx::query(FINISH)
             .bind(id)
             .bind(record.status)
@@ -70,10 +79,10 @@ impl Store {
             .bind(big(http.requests))
             .bind(big(http.retries))
             .bind(big(http.throttled))
-            .bind(big(http.limiter_wait_ms + http.pacing_wait_ms))
+            .bind(big(http.limiter_wait_ms))
             .bind(big(http.retry_after_wait_ms))
-            .bind(metrics)
-            .execute(&self.pool)
+            .bind(&http.metrics)
+            .execute(self.pool())
             .await?;
         Ok(())
     }

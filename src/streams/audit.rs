@@ -7,27 +7,31 @@
 //! stable; the window and the next offset are saved with every page, so a crash resumes where
 //! it stopped. When the window is done, `high_water` moves to its end.
 
+use super::checkpoint::{self, Checkpoint};
 use super::parse::{ParseError, Record};
-use super::{Mode, RunCounters, StreamContext, StreamStatus};
+use super::{
+    Availability, Cursor, Mode, Probe, Run, Schedule, Stream, StreamContext, StreamStatus,
+};
 use crate::jira::JiraError;
 use crate::jira::model::AuditPage;
-use crate::store::CheckpointWrite;
-use crate::store::rows::AuditRow;
-use crate::sync::progress::Progress;
+use crate::settings::Settings;
+use crate::store::status::{Count, Which};
+use crate::store::table::{Kind, Owner, Table, col};
+use crate::store::{Batch, Cell, PageWrite, Row};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashSet;
 
-pub const STREAM: &str = "audit_records";
 const PAGE_SIZE: usize = 1000;
 /// Re-read this much before the high-water mark: records may be indexed late.
 const OVERLAP: Duration = Duration::minutes(10);
-const CHECKPOINT_VERSION: u32 = 1;
+/// What to do when the audit log cannot be read.
+const AUDIT_FIX: &str = "add the account to a group with the global permission Administer Jira \
+                         (ADMINISTER), or set sync.audit_records = false";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AuditCheckpoint {
-    pub version: u32,
     #[serde(default)]
     pub high_water: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -41,99 +45,228 @@ pub struct Window {
     pub next_offset: usize,
 }
 
-pub async fn mode(ctx: &StreamContext, force_full: bool) -> anyhow::Result<Mode> {
-    if force_full {
-        return Ok(Mode::Full);
-    }
-    Ok(match load_checkpoint(ctx).await? {
-        Some(_) => Mode::Incremental,
-        None => Mode::Full,
-    })
+impl Checkpoint for AuditCheckpoint {
+    const STREAM: &'static str = "audit_records";
+    const VERSION: u32 = 1;
 }
 
-pub async fn run(
-    ctx: &StreamContext,
-    mode: Mode,
-    counters: &RunCounters,
-    progress: &Progress,
-) -> anyhow::Result<StreamStatus> {
-    let checkpoint = match mode {
-        Mode::Full => AuditCheckpoint::default(),
-        Mode::Incremental => load_checkpoint(ctx).await?.unwrap_or_default(),
-    };
-    let now = Utc::now();
-    let lookback = Duration::days(i64::from(ctx.sync.audit_lookback_days));
-    let lag = Duration::seconds(i64::try_from(ctx.sync.audit_lag_secs).unwrap_or(60));
-    let mut window = checkpoint.window.clone().unwrap_or_else(|| Window {
-        from: checkpoint
-            .high_water
-            .map_or(now - lookback, |hw| hw - OVERLAP),
-        to: now - lag,
-        next_offset: 0,
-    });
-    let mut seen: HashSet<i64> = HashSet::new();
-    loop {
-        counters.request();
-        let query = [
-            ("offset", window.next_offset.to_string()),
-            ("limit", PAGE_SIZE.to_string()),
-            ("from", iso(window.from)),
-            ("to", iso(window.to)),
-        ];
-        let page: AuditPage = match ctx.client.get("/rest/api/2/auditing/record", &query).await {
-            Ok(page) => page,
-            Err(JiraError::Forbidden { .. }) => {
-                return Ok(StreamStatus::Skipped(
-                    "the account lacks the Administer Jira global permission (Jira answered \
-                     403; the audit log also needs a paid Jira plan); grant it to sync audit \
-                     records"
-                        .to_string(),
-                ));
-            }
-            Err(err) => return Err(err.into()),
-        };
-        let fetched = page.records.len();
-        let limit = page
-            .limit
-            .and_then(|l| usize::try_from(l).ok())
-            .filter(|l| *l > 0)
-            .unwrap_or(PAGE_SIZE)
-            .min(PAGE_SIZE);
-        let mut rows = page
-            .records
-            .iter()
-            .map(parse_audit_record)
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.retain(|r| seen.insert(r.id));
-        let last = fetched == 0 || fetched < limit;
-        window.next_offset += fetched;
-        let next = if last {
-            AuditCheckpoint {
-                version: CHECKPOINT_VERSION,
-                high_water: Some(window.to),
-                window: None,
-            }
-        } else {
-            AuditCheckpoint {
-                version: CHECKPOINT_VERSION,
-                high_water: checkpoint.high_water,
-                window: Some(window.clone()),
-            }
-        };
-        let write = CheckpointWrite::Replace {
-            stream: STREAM,
-            value: serde_json::to_value(&next)?,
-        };
-        let written = ctx.store.write_audit_page(&ctx.site, &rows, &write).await?;
-        counters.page(rows.len(), written, progress);
-        if last {
-            return Ok(StreamStatus::Done);
+/// `jira.audit_records`.
+pub static TABLE: Table = Table {
+    name: "jira.audit_records",
+    owner: Owner::Site,
+    key: &["id"],
+    columns: &[
+        col("id", Kind::Int8),
+        col("created", Kind::Timestamptz),
+        col("category", Kind::Text),
+        col("summary", Kind::Text),
+        col("description", Kind::Text),
+        col("event_source", Kind::Text),
+        col("author_account_id", Kind::Text),
+        col("remote_address", Kind::Text),
+        col("object_item", Kind::Jsonb),
+        col("changed_values", Kind::Jsonb),
+        col("associated_items", Kind::Jsonb),
+        col("raw", Kind::Jsonb),
+    ],
+    version: None,
+    soft_delete: false,
+};
+
+/// A row of `jira.audit_records`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub id: i64,
+    pub created: DateTime<Utc>,
+    pub category: Option<String>,
+    pub summary: Option<String>,
+    pub description: Option<String>,
+    pub event_source: Option<String>,
+    pub author_account_id: Option<String>,
+    pub remote_address: Option<String>,
+    pub object_item: Option<Value>,
+    pub changed_values: Option<Value>,
+    pub associated_items: Option<Value>,
+    pub raw: Value,
+}
+
+impl Row for AuditRow {
+    fn table() -> &'static Table {
+        &TABLE
+    }
+
+    fn into_cells(self) -> Vec<Cell> {
+        vec![
+            self.id.into(),
+            self.created.into(),
+            self.category.into(),
+            self.summary.into(),
+            self.description.into(),
+            self.event_source.into(),
+            self.author_account_id.into(),
+            self.remote_address.into(),
+            self.object_item.into(),
+            self.changed_values.into(),
+            self.associated_items.into(),
+            self.raw.into(),
+        ]
+    }
+}
+
+/// The audit records stream: incremental, every `sync.audit_interval_secs`.
+pub struct Audit {
+    schedule: Schedule,
+    /// How far back the first run reaches.
+    lookback: Duration,
+    /// A window ends this long before its run starts.
+    lag: Duration,
+}
+
+impl Audit {
+    pub fn new(settings: &Settings) -> Audit {
+        let sync = &settings.sync;
+        Audit {
+            schedule: Schedule::every(sync.audit_records, sync.audit_interval_secs),
+            lookback: Duration::days(i64::from(sync.audit_lookback_days)),
+            lag: Duration::seconds(i64::try_from(sync.audit_lag_secs).unwrap_or(60)),
         }
     }
 }
 
-async fn load_checkpoint(ctx: &StreamContext) -> anyhow::Result<Option<AuditCheckpoint>> {
-    super::load_versioned_checkpoint(ctx, STREAM, CHECKPOINT_VERSION).await
+#[async_trait::async_trait]
+impl Stream for Audit {
+    fn name(&self) -> &'static str {
+        AuditCheckpoint::STREAM
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["audit"]
+    }
+
+    fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    async fn mode(&self, ctx: &StreamContext, force_full: bool) -> anyhow::Result<Mode> {
+        if force_full {
+            return Ok(Mode::Full);
+        }
+        Ok(match checkpoint::load::<AuditCheckpoint>(ctx).await? {
+            Some(_) => Mode::Incremental,
+            None => Mode::Full,
+        })
+    }
+
+    async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        self.read(ctx, run).await
+    }
+
+    fn cursor(&self, checkpoint: Option<&Value>) -> Cursor {
+        let Some(value) = checkpoint else {
+            return Cursor::not_yet();
+        };
+        match checkpoint::decode::<AuditCheckpoint>(value.clone()) {
+            Ok(cp) => Cursor::new(cp.high_water, "high-water mark of record creation"),
+            Err(_) => Cursor::unreadable(),
+        }
+    }
+
+    fn rows(&self, site: &str) -> Option<Count> {
+        Some(Count {
+            table: &TABLE,
+            owner: site.to_owned(),
+            which: Which::Live,
+        })
+    }
+
+    async fn probe(&self, probe: &Probe<'_>) -> Option<Result<Availability, JiraError>> {
+        let path = probe.client.rest("auditing/record");
+        let one = [("limit", "1".to_owned())];
+        Some(probe.request(&path, &one).await.map(|answer| match answer {
+            Ok(_) => Availability::Readable { detail: None },
+            Err(reason) => Availability::Unreadable {
+                reason,
+                fix: AUDIT_FIX.to_owned(),
+            },
+        }))
+    }
+}
+
+impl Audit {
+    async fn read(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        let counters = run.counters;
+        let checkpoint = match run.mode {
+            Mode::Full => AuditCheckpoint::default(),
+            Mode::Incremental => checkpoint::load::<AuditCheckpoint>(ctx)
+                .await?
+                .unwrap_or_default(),
+        };
+        let now = Utc::now();
+        let (lookback, lag) = (self.lookback, self.lag);
+        let mut window = checkpoint.window.clone().unwrap_or_else(|| Window {
+            from: checkpoint
+                .high_water
+                .map_or(now - lookback, |hw| hw - OVERLAP),
+            to: now - lag,
+            next_offset: 0,
+        });
+        let mut seen: HashSet<i64> = HashSet::new();
+        loop {
+            counters.request();
+            let query = [
+                ("offset", window.next_offset.to_string()),
+                ("limit", PAGE_SIZE.to_string()),
+                ("from", iso(window.from)),
+                ("to", iso(window.to)),
+            ];
+            let page: AuditPage = match ctx.client.get("/rest/api/2/auditing/record", &query).await
+            {
+                Ok(page) => page,
+                Err(JiraError::Forbidden { .. }) => {
+                    return Ok(StreamStatus::Skipped(
+                        "the account lacks the Administer Jira global permission (Jira answered \
+                     403; the audit log also needs a paid Jira plan); grant it to sync audit \
+                     records"
+                            .to_string(),
+                    ));
+                }
+                Err(err) => return Err(err.into()),
+            };
+            let fetched = page.records.len();
+            let limit = page
+                .limit
+                .and_then(|l| usize::try_from(l).ok())
+                .filter(|l| *l > 0)
+                .unwrap_or(PAGE_SIZE)
+                .min(PAGE_SIZE);
+            let mut rows = page
+                .records
+                .iter()
+                .map(parse_audit_record)
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.retain(|r| seen.insert(r.id));
+            let last = fetched == 0 || fetched < limit;
+            window.next_offset += fetched;
+            let next = if last {
+                AuditCheckpoint {
+                    high_water: Some(window.to),
+                    window: None,
+                }
+            } else {
+                AuditCheckpoint {
+                    high_water: checkpoint.high_water,
+                    window: Some(window.clone()),
+                }
+            };
+            let seen = rows.len();
+            let page = PageWrite::new(Batch::of(&ctx.site, rows), checkpoint::replace(&next)?);
+            let written = ctx.store.write_page(&ctx.site, page).await?;
+            counters.page(seen, written, run.progress);
+            if last {
+                return Ok(StreamStatus::Done);
+            }
+        }
+    }
 }
 
 fn iso(t: DateTime<Utc>) -> String {

@@ -16,13 +16,15 @@
 
 mod dc;
 
-use super::issues::parse_issue;
-use super::projects::list_selected;
+use super::checkpoint::{self, Checkpoint};
+use super::issues::{IssueRow, TABLE, parse_issue};
+use super::projects::{ProjectRow, list_selected};
 use super::ranges::{LIST_PAGE_SIZE, list_pages};
-use super::{RunCounters, StreamContext, StreamStatus};
-use crate::store::CheckpointWrite;
-use crate::store::rows::{IssueRow, ProjectRow};
-use crate::sync::progress::Progress;
+use super::{Cursor, NoProgress, Run, RunCounters, Schedule, Stream, StreamContext, StreamStatus};
+use crate::jira::Flavor;
+use crate::settings::Settings;
+use crate::store::Batch;
+use crate::store::status::{Count, Which};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -30,16 +32,18 @@ use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub const STREAM: &str = "census";
 /// Jira's cap on ids per bulk fetch.
 const BULK_FETCH_SIZE: usize = 100;
-const CHECKPOINT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CensusCheckpoint {
-    pub version: u32,
     #[serde(default)]
     pub last_completed: Option<DateTime<Utc>>,
+}
+
+impl Checkpoint for CensusCheckpoint {
+    const STREAM: &'static str = "census";
+    const VERSION: u32 = 1;
 }
 
 /// What a census found, summed over projects.
@@ -50,124 +54,225 @@ pub struct CensusTally {
     pub suspicious_projects: AtomicU64,
 }
 
-/// Whether the census is due: never run, or last completed more than `census_interval_secs` ago.
-pub async fn due(ctx: &StreamContext) -> anyhow::Result<bool> {
-    let Some(value) = ctx.store.load_checkpoint(&ctx.site, STREAM).await? else {
-        return Ok(true);
-    };
-    let cp: CensusCheckpoint = serde_json::from_value(value).unwrap_or_default();
-    let interval = chrono::Duration::seconds(
-        i64::try_from(ctx.sync.census_interval_secs).unwrap_or(i64::MAX / 1000),
-    );
-    Ok(cp
-        .last_completed
-        .is_none_or(|last| Utc::now() - last >= interval))
+/// The delete census: after the issues stream, every `sync.census_interval_secs`.
+pub struct Census {
+    schedule: Schedule,
+    /// Share of a project's issues that may vanish at once before it looks like lost
+    /// permission.
+    max_delete_share: f64,
 }
 
-pub async fn run(
-    ctx: &StreamContext,
-    counters: &RunCounters,
-    progress: &Progress,
-) -> anyhow::Result<StreamStatus> {
-    let projects = list_selected(ctx, counters).await?;
-    progress.add_total(projects.len() as u64);
-    let tally = CensusTally::default();
-    futures::stream::iter(projects.iter().map(Ok::<_, anyhow::Error>))
-        .try_for_each_concurrent(ctx.max_in_flight.max(1), |project| async {
-            census_project(ctx, project, counters, &tally).await?;
-            progress.advance(1);
-            Ok(())
-        })
-        .await?;
-    let done = CensusCheckpoint {
-        version: CHECKPOINT_VERSION,
-        last_completed: Some(Utc::now()),
-    };
-    let write = CheckpointWrite::Replace {
-        stream: STREAM,
-        value: serde_json::to_value(&done)?,
-    };
-    ctx.store.save_checkpoint(&ctx.site, &write).await?;
-    let deleted = tally.deleted.load(Ordering::Relaxed);
-    let restored = tally.restored_or_moved.load(Ordering::Relaxed);
-    let suspicious = tally.suspicious_projects.load(Ordering::Relaxed);
-    tracing::info!(
-        deleted,
-        restored_or_moved = restored,
-        suspicious_projects = suspicious,
-        "census done"
-    );
-    Ok(StreamStatus::Done)
-}
-
-#[tracing::instrument(skip_all, fields(project = %project.key))]
-async fn census_project(
-    ctx: &StreamContext,
-    project: &ProjectRow,
-    counters: &RunCounters,
-    tally: &CensusTally,
-) -> anyhow::Result<()> {
-    let data_center = ctx.client.is_data_center();
-    let stored: BTreeSet<i64> = ctx
-        .store
-        .live_issue_ids(&ctx.site, project.id)
-        .await?
-        .into_iter()
-        .collect();
-    let listed = match data_center {
-        true => dc::list_ids(ctx, project.id, counters).await?,
-        false => list_ids_in_ranges(ctx, project.id, &stored, counters).await?,
-    };
-    let vanished: Vec<i64> = stored.difference(&listed).copied().collect();
-    // Listed here but not live here: new, restored, or moved in from another project.
-    let unknown: Vec<i64> = listed.difference(&stored).copied().collect();
-    if vanished.is_empty() && unknown.is_empty() {
-        return Ok(());
+impl Census {
+    pub fn new(settings: &Settings) -> Census {
+        let sync = &settings.sync;
+        Census {
+            schedule: Schedule {
+                follows: Some("issues"),
+                ..Schedule::every(sync.issues, sync.census_interval_secs)
+            },
+            max_delete_share: sync.census_max_delete_share,
+        }
     }
-    let mut ask: Vec<i64> = vanished.iter().chain(unknown.iter()).copied().collect();
-    ask.sort_unstable();
-    ask.dedup();
-    let (found, errored) = match data_center {
-        true => (dc::fetch(ctx, &ask, counters).await?, HashSet::new()),
-        false => bulk_fetch(ctx, &ask, counters).await?,
-    };
-    let present: HashSet<i64> = found.iter().map(|r| r.id).collect();
-    let refreshed = found.len() as u64;
-    for chunk in found.chunks(BULK_FETCH_SIZE) {
-        let written = ctx
+}
+
+#[async_trait::async_trait]
+impl Stream for Census {
+    fn name(&self) -> &'static str {
+        CensusCheckpoint::STREAM
+    }
+
+    fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    /// Due when it never completed, or last completed an interval ago or longer.
+    async fn due(&self, ctx: &StreamContext) -> anyhow::Result<bool> {
+        let Some(value) = ctx
             .store
-            .write_issue_page(&ctx.site, chunk.to_vec(), &CheckpointWrite::None)
+            .load_checkpoint(&ctx.site, CensusCheckpoint::STREAM)
+            .await?
+        else {
+            return Ok(true);
+        };
+        let cp = checkpoint::decode::<CensusCheckpoint>(value).unwrap_or_default();
+        let interval =
+            chrono::Duration::from_std(self.schedule.interval).unwrap_or(chrono::Duration::MAX);
+        Ok(cp
+            .last_completed
+            .is_none_or(|last| Utc::now() - last >= interval))
+    }
+
+    async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        let counters = run.counters;
+        let projects = list_selected(ctx, counters).await?;
+        run.progress.add_total(projects.len() as u64);
+        let tally = CensusTally::default();
+        let roster = roster(ctx.flavor());
+        futures::stream::iter(projects.iter().map(Ok::<_, anyhow::Error>))
+            .try_for_each_concurrent(ctx.max_in_flight.max(1), |project| async {
+                self.census_project(ctx, roster, project, counters, &tally)
+                    .await?;
+                run.progress.advance(1);
+                Ok(())
+            })
             .await?;
-        counters.page(chunk.len(), written, &Progress::hidden(STREAM));
+        let done = CensusCheckpoint {
+            last_completed: Some(Utc::now()),
+        };
+        ctx.store
+            .save_checkpoint(&ctx.site, checkpoint::replace(&done)?)
+            .await?;
+        let deleted = tally.deleted.load(Ordering::Relaxed);
+        let restored = tally.restored_or_moved.load(Ordering::Relaxed);
+        let suspicious = tally.suspicious_projects.load(Ordering::Relaxed);
+        tracing::info!(
+            deleted,
+            restored_or_moved = restored,
+            suspicious_projects = suspicious,
+            "census done"
+        );
+        Ok(StreamStatus::Done)
     }
-    tally
-        .restored_or_moved
-        .fetch_add(refreshed, Ordering::Relaxed);
-    let gone: Vec<i64> = vanished
-        .into_iter()
-        .filter(|id| !present.contains(id) && !errored.contains(id))
-        .collect();
-    if gone.is_empty() {
-        return Ok(());
+
+    fn cursor(&self, checkpoint: Option<&Value>) -> Cursor {
+        let Some(value) = checkpoint else {
+            return Cursor::not_yet();
+        };
+        match checkpoint::decode::<CensusCheckpoint>(value.clone()) {
+            Ok(cp) => Cursor::new(cp.last_completed, "when the last census completed"),
+            Err(_) => Cursor::unreadable(),
+        }
     }
-    let share = gone.len() as f64 / stored.len().max(1) as f64;
-    if share > ctx.sync.census_max_delete_share {
-        tally.suspicious_projects.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            vanished = gone.len(),
-            stored = stored.len(),
-            "{:.0}% of the project's issues vanished at once; this looks like lost permission \
+
+    /// The issues it marked deleted.
+    fn rows(&self, site: &str) -> Option<Count> {
+        Some(Count {
+            table: &TABLE,
+            owner: site.to_owned(),
+            which: Which::Deleted,
+        })
+    }
+}
+
+/// How a flavor of Jira lists a project's issue ids and confirms candidates.
+#[async_trait::async_trait]
+trait Roster: Send + Sync {
+    /// Every issue id Jira lists for the project now.
+    async fn list(
+        &self,
+        ctx: &StreamContext,
+        project_id: i64,
+        stored: &BTreeSet<i64>,
+        counters: &RunCounters,
+    ) -> anyhow::Result<BTreeSet<i64>>;
+
+    /// The issues among `ids` that Jira still shows (all fields), and the ids it reported
+    /// errors for (neither present nor absent: never marked deleted).
+    async fn fetch(
+        &self,
+        ctx: &StreamContext,
+        ids: &[i64],
+        counters: &RunCounters,
+    ) -> anyhow::Result<(Vec<IssueRow>, HashSet<i64>)>;
+}
+
+fn roster(flavor: Flavor) -> &'static dyn Roster {
+    match flavor {
+        Flavor::Cloud => &CloudRoster,
+        Flavor::DataCenter => &dc::DataCenterRoster,
+    }
+}
+
+/// Cloud: id-only search pages in `created` ranges, confirmed by bulk fetch.
+struct CloudRoster;
+
+#[async_trait::async_trait]
+impl Roster for CloudRoster {
+    async fn list(
+        &self,
+        ctx: &StreamContext,
+        project_id: i64,
+        stored: &BTreeSet<i64>,
+        counters: &RunCounters,
+    ) -> anyhow::Result<BTreeSet<i64>> {
+        list_ids_in_ranges(ctx, project_id, stored, counters).await
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &StreamContext,
+        ids: &[i64],
+        counters: &RunCounters,
+    ) -> anyhow::Result<(Vec<IssueRow>, HashSet<i64>)> {
+        bulk_fetch(ctx, ids, counters).await
+    }
+}
+
+impl Census {
+    #[tracing::instrument(skip_all, fields(project = %project.key))]
+    async fn census_project(
+        &self,
+        ctx: &StreamContext,
+        roster: &dyn Roster,
+        project: &ProjectRow,
+        counters: &RunCounters,
+        tally: &CensusTally,
+    ) -> anyhow::Result<()> {
+        let stored: BTreeSet<i64> = ctx
+            .store
+            .live_ids_where(&TABLE, &ctx.site, "project_id", project.id)
+            .await?
+            .into_iter()
+            .collect();
+        let listed = roster.list(ctx, project.id, &stored, counters).await?;
+        let vanished: Vec<i64> = stored.difference(&listed).copied().collect();
+        // Listed here but not live here: new, restored, or moved in from another project.
+        let unknown: Vec<i64> = listed.difference(&stored).copied().collect();
+        if vanished.is_empty() && unknown.is_empty() {
+            return Ok(());
+        }
+        let mut ask: Vec<i64> = vanished.iter().chain(unknown.iter()).copied().collect();
+        ask.sort_unstable();
+        ask.dedup();
+        let (found, errored) = roster.fetch(ctx, &ask, counters).await?;
+        let present: HashSet<i64> = found.iter().map(|r| r.id).collect();
+        let refreshed = found.len() as u64;
+        for chunk in found.chunks(BULK_FETCH_SIZE) {
+            let written = ctx
+                .store
+                .write(Batch::of(&ctx.site, chunk.to_vec()))
+                .await?;
+            counters.page(chunk.len(), written, &NoProgress);
+        }
+        tally
+            .restored_or_moved
+            .fetch_add(refreshed, Ordering::Relaxed);
+        let gone: Vec<i64> = vanished
+            .into_iter()
+            .filter(|id| !present.contains(id) && !errored.contains(id))
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let share = gone.len() as f64 / stored.len().max(1) as f64;
+        if share > self.max_delete_share {
+            tally.suspicious_projects.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                vanished = gone.len(),
+                stored = stored.len(),
+                "{:.0}% of the project's issues vanished at once; this looks like lost permission \
              rather than deletion, so none is marked deleted (check the account's Browse \
              Projects permission and issue security; raise sync.census_max_delete_share if the \
              deletions are real)",
-            share * 100.0
-        );
-        return Ok(());
+                share * 100.0
+            );
+            return Ok(());
+        }
+        let marked = ctx.store.mark_deleted(&TABLE, &ctx.site, &gone).await?;
+        tally.deleted.fetch_add(marked, Ordering::Relaxed);
+        tracing::info!(marked, "issues deleted in Jira marked deleted");
+        Ok(())
     }
-    let marked = ctx.store.mark_issues_deleted(&ctx.site, &gone).await?;
-    tally.deleted.fetch_add(marked, Ordering::Relaxed);
-    tracing::info!(marked, "issues deleted in Jira marked deleted");
-    Ok(())
 }
 
 /// Every issue id Jira lists for the project now. A project of more than a listing page is

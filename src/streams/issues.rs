@@ -11,39 +11,151 @@
 //! makes re-reading the overlap harmless. `split`, while a split scan is under way, holds the
 //! ranges and their own cursors; a run that finds it resumes the ranges.
 
+mod dc;
 mod split;
 
+use super::checkpoint::{self, Checkpoint};
 use super::parse::{ParseError, Record};
-use super::projects::list_selected;
-use super::{Mode, RunCounters, StreamContext, StreamStatus};
+use super::projects::{ProjectRow, list_selected, probe_listing};
+use super::{
+    Availability, Cursor, IssueChild, Mode, Probe, Progress, Run, RunCounters, Schedule, Stream,
+    StreamContext, StreamStatus,
+};
 use crate::jira::model::{ApproximateCount, SearchPage};
 use crate::jira::time::jql_lower_bound_literal;
-use crate::store::CheckpointWrite;
-use crate::store::rows::{IssueRow, ProjectRow};
-use crate::sync::progress::Progress;
-use chrono::{DateTime, Duration, Utc};
+use crate::jira::{Flavor, JiraError};
+use crate::settings::Settings;
+use crate::store::status::{Count, Which};
+use crate::store::table::{Kind, Owner, Table, col};
+use crate::store::{Batch, Cell, CheckpointWrite, PageWrite, Row};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub use split::{RangeCursor, SplitScan};
 
-pub const STREAM: &str = "issues";
 /// Full-field pages: Jira caps them near 100 whatever is asked.
 const PAGE_SIZE: u32 = 100;
 /// Search is eventually consistent: the mark never passes `scan start - LAG`.
 pub(super) const LAG: Duration = Duration::minutes(5);
-const CHECKPOINT_VERSION: u32 = 1;
 /// Projects per approximate-count query (keeps the JQL short).
 const COUNT_CHUNK: usize = 100;
 
+/// `jira.issues`.
+pub static TABLE: Table = Table {
+    name: "jira.issues",
+    owner: Owner::Site,
+    key: &["id"],
+    columns: &[
+        col("id", Kind::Int8),
+        col("key", Kind::Text),
+        col("project_id", Kind::Int8),
+        col("project_key", Kind::Text),
+        col("issue_type", Kind::Text),
+        col("issue_type_id", Kind::Text),
+        col("is_subtask", Kind::Bool),
+        col("status", Kind::Text),
+        col("status_id", Kind::Text),
+        col("status_category", Kind::Text),
+        col("priority", Kind::Text),
+        col("resolution", Kind::Text),
+        col("assignee_account_id", Kind::Text),
+        col("reporter_account_id", Kind::Text),
+        col("creator_account_id", Kind::Text),
+        col("parent_id", Kind::Int8),
+        col("parent_key", Kind::Text),
+        col("summary", Kind::Text),
+        col("labels", Kind::TextArray),
+        col("created", Kind::Timestamptz),
+        col("updated", Kind::Timestamptz),
+        col("resolved_at", Kind::Timestamptz),
+        col("due_date", Kind::Date),
+        col("raw", Kind::Jsonb),
+    ],
+    version: Some("updated"),
+    soft_delete: true,
+};
+
+/// A row of `jira.issues`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssueRow {
+    pub id: i64,
+    pub key: String,
+    pub project_id: i64,
+    pub project_key: Option<String>,
+    pub issue_type: Option<String>,
+    pub issue_type_id: Option<String>,
+    pub is_subtask: Option<bool>,
+    pub status: Option<String>,
+    pub status_id: Option<String>,
+    pub status_category: Option<String>,
+    pub priority: Option<String>,
+    pub resolution: Option<String>,
+    pub assignee_account_id: Option<String>,
+    pub reporter_account_id: Option<String>,
+    pub creator_account_id: Option<String>,
+    pub parent_id: Option<i64>,
+    pub parent_key: Option<String>,
+    pub summary: Option<String>,
+    /// A JSON array of strings.
+    pub labels: Value,
+    pub created: Option<DateTime<Utc>>,
+    pub updated: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub due_date: Option<NaiveDate>,
+    pub raw: Value,
+}
+
+impl Row for IssueRow {
+    fn table() -> &'static Table {
+        &TABLE
+    }
+
+    fn into_cells(self) -> Vec<Cell> {
+        vec![
+            self.id.into(),
+            self.key.into(),
+            self.project_id.into(),
+            self.project_key.into(),
+            self.issue_type.into(),
+            self.issue_type_id.into(),
+            self.is_subtask.into(),
+            self.status.into(),
+            self.status_id.into(),
+            self.status_category.into(),
+            self.priority.into(),
+            self.resolution.into(),
+            self.assignee_account_id.into(),
+            self.reporter_account_id.into(),
+            self.creator_account_id.into(),
+            self.parent_id.into(),
+            self.parent_key.into(),
+            self.summary.into(),
+            Cell::TextArray(self.labels),
+            self.created.into(),
+            self.updated.into(),
+            self.resolved_at.into(),
+            self.due_date.into(),
+            self.raw.into(),
+        ]
+    }
+}
+
+/// The issues checkpoint: one cursor per project, keyed by project id.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IssuesCheckpoint {
-    pub version: u32,
     #[serde(default)]
     pub projects: BTreeMap<String, ProjectCursor>,
+}
+
+impl Checkpoint for IssuesCheckpoint {
+    const STREAM: &'static str = "issues";
+    const VERSION: u32 = 1;
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -61,22 +173,184 @@ pub struct ProjectCursor {
     pub split: Option<SplitScan>,
 }
 
-/// The mode a run will use: full when there is no checkpoint yet or when asked.
-pub async fn mode(ctx: &StreamContext, force_full: bool) -> anyhow::Result<Mode> {
-    if force_full {
-        return Ok(Mode::Full);
-    }
-    Ok(match load_checkpoint(ctx).await? {
-        Some(cp) if !cp.projects.is_empty() => Mode::Incremental,
-        _ => Mode::Full,
+/// A checkpoint change that sets the cursor of project `id`.
+fn set_project(id: i64, cursor: ProjectCursor) -> CheckpointWrite {
+    checkpoint::update::<IssuesCheckpoint>(move |cp| {
+        cp.projects.insert(id.to_string(), cursor);
+        Ok(())
     })
+}
+
+/// A checkpoint change that sets range `index` of project `id`'s split scan.
+fn set_range(id: i64, index: usize, range: RangeCursor) -> CheckpointWrite {
+    checkpoint::update::<IssuesCheckpoint>(move |cp| {
+        let slot = cp
+            .projects
+            .get_mut(&id.to_string())
+            .and_then(|p| p.split.as_mut())
+            .and_then(|split| split.ranges.get_mut(index))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the issues checkpoint has no range {index} of a split scan of project {id}; \
+                     run `jira-sync sync --once --full --stream issues` to rebuild it"
+                )
+            })?;
+        *slot = range;
+        Ok(())
+    })
+}
+
+/// The issues stream: per project, from its cursor, every `sync.issues_interval_secs`.
+pub struct Issues {
+    schedule: Schedule,
+    /// How much each incremental query re-reads before a mark.
+    overlap: Duration,
+    /// Records that ride on the pages ([`IssueChild`]).
+    children: Vec<Arc<dyn IssueChild>>,
+}
+
+impl Issues {
+    pub fn new(settings: &Settings, children: Vec<Arc<dyn IssueChild>>) -> Issues {
+        let sync = &settings.sync;
+        Issues {
+            schedule: Schedule::every(sync.issues, sync.issues_interval_secs),
+            overlap: Duration::seconds(i64::try_from(sync.issue_overlap_secs).unwrap_or(120)),
+            children,
+        }
+    }
+
+    /// The JQL for one project: bounded by the project, and by the cursor when there is one.
+    pub fn project_jql(
+        &self,
+        ctx: &StreamContext,
+        project_id: i64,
+        cursor: &ProjectCursor,
+    ) -> String {
+        self.jql_for(ctx, &format!("project = {project_id}"), cursor)
+    }
+
+    fn jql_for(&self, ctx: &StreamContext, scope: &str, cursor: &ProjectCursor) -> String {
+        match cursor.mark {
+            Some(mark) => format!(
+                "{scope} AND updated >= \"{}\" ORDER BY updated ASC, key ASC",
+                jql_lower_bound_literal(mark - self.overlap, ctx.user_zone)
+            ),
+            None => format!("{scope} ORDER BY updated ASC, key ASC"),
+        }
+    }
+
+    /// Every project the run reads, with its cursor (none in a full run).
+    async fn work(
+        &self,
+        ctx: &StreamContext,
+        run: &Run<'_>,
+    ) -> anyhow::Result<Vec<(ProjectRow, ProjectCursor)>> {
+        let checkpoint = match run.mode {
+            Mode::Full => IssuesCheckpoint::default(),
+            Mode::Incremental => load_checkpoint(ctx).await?.unwrap_or_default(),
+        };
+        let projects = list_selected(ctx, run.counters).await?;
+        Ok(projects
+            .into_iter()
+            .map(|p| {
+                let cursor = checkpoint
+                    .projects
+                    .get(&p.id.to_string())
+                    .cloned()
+                    .unwrap_or_default();
+                (p, cursor)
+            })
+            .collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl Stream for Issues {
+    fn name(&self) -> &'static str {
+        IssuesCheckpoint::STREAM
+    }
+
+    fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    /// Full when there is no checkpoint yet or when asked.
+    async fn mode(&self, ctx: &StreamContext, force_full: bool) -> anyhow::Result<Mode> {
+        if force_full {
+            return Ok(Mode::Full);
+        }
+        Ok(match load_checkpoint(ctx).await? {
+            Some(cp) if !cp.projects.is_empty() => Mode::Incremental,
+            _ => Mode::Full,
+        })
+    }
+
+    async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        let work = self.work(ctx, run).await?;
+        match ctx.flavor() {
+            // Data Center has no /search/jql: its issues come from /rest/api/2/search.
+            Flavor::DataCenter => dc::run(self, ctx, run, &work).await?,
+            Flavor::Cloud => {
+                let scan = Scan {
+                    stream: self,
+                    ctx,
+                    counters: run.counters,
+                    progress: run.progress,
+                    started: Utc::now(),
+                    slots: Semaphore::new(page_slots(ctx.max_in_flight)),
+                    work: Semaphore::new(work_slots(ctx.max_in_flight)),
+                };
+                // The total for progress comes when Jira has counted; the scan does not wait.
+                let counting = self.count_total(ctx, &work, run.counters, run.progress);
+                let ((), scanned) = tokio::join!(counting, scan_projects(&scan, &work));
+                scanned?;
+            }
+        }
+        Ok(StreamStatus::Done)
+    }
+
+    fn cursor(&self, checkpoint: Option<&Value>) -> Cursor {
+        let Some(value) = checkpoint else {
+            return Cursor::not_yet();
+        };
+        let Ok(cp) = checkpoint::decode::<IssuesCheckpoint>(value.clone()) else {
+            return Cursor::unreadable();
+        };
+        let oldest = cp.projects.values().filter_map(|p| p.mark).min();
+        let unfinished = cp.projects.values().filter(|p| !p.complete).count();
+        let mut note = format!("oldest mark of {} projects", cp.projects.len());
+        if unfinished > 0 {
+            let _ = write!(note, "; {unfinished} not yet read to the end");
+        }
+        Cursor::new(oldest, note)
+    }
+
+    fn rows(&self, site: &str) -> Option<Count> {
+        Some(Count {
+            table: &TABLE,
+            owner: site.to_owned(),
+            which: Which::Live,
+        })
+    }
+
+    /// Readable wherever projects are: the same listing answers for both.
+    async fn probe(&self, probe: &Probe<'_>) -> Option<Result<Availability, JiraError>> {
+        Some(probe_listing(probe).await.map(|listing| match listing {
+            Ok(_) => Availability::Readable { detail: None },
+            Err(reason) => Availability::Unreadable {
+                reason,
+                fix: super::projects::BROWSE_FIX.to_owned(),
+            },
+        }))
+    }
 }
 
 /// What the parallel work of one run shares.
 pub(crate) struct Scan<'a> {
+    pub stream: &'a Issues,
     pub ctx: &'a StreamContext,
     pub counters: &'a RunCounters,
-    pub progress: &'a Progress,
+    pub progress: &'a dyn Progress,
     /// When this run started: its marks never pass `started - LAG`.
     pub started: DateTime<Utc>,
     /// One per page being fetched, parsed or written ([`page_slots`]).
@@ -88,7 +362,7 @@ pub(crate) struct Scan<'a> {
 
 impl Scan<'_> {
     fn overlap(&self) -> Duration {
-        Duration::seconds(i64::try_from(self.ctx.sync.issue_overlap_secs).unwrap_or(120))
+        self.stream.overlap
     }
 
     /// More ranges than page slots, so slots freed by a range that ends go to another.
@@ -100,9 +374,9 @@ impl Scan<'_> {
         Ok(self.slots.acquire().await?)
     }
 
-    /// Fetches one full-field page of `jql` and commits its rows together with the checkpoint
-    /// change `write` makes of the page (its latest `updated`, whether it is the last).
-    /// Returns the next page's token, `None` after the last page.
+    /// Fetches one full-field page of `jql` and commits its rows, its issues' child records
+    /// and the checkpoint change `write` makes of the page (its latest `updated`, whether it is
+    /// the last) in one transaction. Returns the next page's token, `None` after the last page.
     async fn page(
         &self,
         jql: &str,
@@ -129,17 +403,11 @@ impl Scan<'_> {
         let page: SearchPage = body.decode()?;
         drop(body);
         let last = page.is_last.unwrap_or(false) || page.next_page_token.is_none();
-        let rows = page
-            .issues
-            .into_iter()
-            .map(into_issue_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let checkpoint = write(rows.iter().map(|r| r.updated).max(), last)?;
-        let seen = rows.len();
-        let parsed = clock();
-        let written = ctx
-            .store
-            .write_issue_page(&ctx.site, rows, &checkpoint)
+        let (seen, written) = self
+            .stream
+            .write_page(ctx, self.counters, page.issues, |rows| {
+                write(rows.iter().map(|r| r.updated).max(), last)
+            })
             .await?;
         self.counters.page(seen, written, self.progress);
         let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_millis() as u64;
@@ -150,11 +418,78 @@ impl Scan<'_> {
             slot_wait_ms = ms(queued, sent),
             request_ms = ms(sent, fetched),
             work_wait_ms = ms(fetched, working),
-            parse_ms = ms(working, parsed),
-            write_ms = ms(parsed, clock()),
+            write_ms = ms(working, clock()),
             "issues page committed"
         );
         Ok(if last { None } else { page.next_page_token })
+    }
+}
+
+impl Issues {
+    /// Commits a page of issues as Jira sent them: their rows, their children's rows and the
+    /// checkpoint change `checkpoint` makes of the rows, in one transaction. Returns the issues
+    /// seen and the rows written.
+    async fn write_page(
+        &self,
+        ctx: &StreamContext,
+        counters: &RunCounters,
+        issues: Vec<Value>,
+        checkpoint: impl FnOnce(&[IssueRow]) -> anyhow::Result<CheckpointWrite>,
+    ) -> anyhow::Result<(usize, u64)> {
+        let mut page = PageWrite {
+            batches: Vec::new(),
+            checkpoint: CheckpointWrite::None,
+        };
+        for child in &self.children {
+            child.collect(ctx, counters, &issues, &mut page).await?;
+        }
+        let rows = issues
+            .into_iter()
+            .map(into_issue_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        page.checkpoint = checkpoint(&rows)?;
+        let seen = rows.len();
+        page.batches.insert(0, Batch::of(&ctx.site, rows));
+        let written = ctx.store.write_page(&ctx.site, page).await?;
+        Ok((seen, written))
+    }
+
+    /// Sums Jira's approximate counts so progress can show done/total: one count per chunk of
+    /// projects, bounded by the oldest cursor among them. Failures only cost the total.
+    async fn count_total(
+        &self,
+        ctx: &StreamContext,
+        work: &[(ProjectRow, ProjectCursor)],
+        counters: &RunCounters,
+        progress: &dyn Progress,
+    ) {
+        let queries: Vec<String> = work
+            .chunks(COUNT_CHUNK)
+            .map(|chunk| {
+                let ids: Vec<String> = chunk.iter().map(|(p, _)| p.id.to_string()).collect();
+                let oldest = chunk.iter().map(|(_, c)| c.mark).min().flatten();
+                let bound = ProjectCursor {
+                    mark: oldest,
+                    ..ProjectCursor::default()
+                };
+                self.jql_for(ctx, &format!("project in ({})", ids.join(", ")), &bound)
+            })
+            .collect();
+        let counts = futures::stream::iter(queries.into_iter().map(|jql| async move {
+            counters.request();
+            ctx.client
+                .post::<ApproximateCount>(
+                    "/rest/api/3/search/approximate-count",
+                    &json!({ "jql": jql }),
+                )
+                .await
+                .map(|c| c.count.max(0) as u64)
+                .unwrap_or(0)
+        }))
+        .buffer_unordered(ctx.max_in_flight.max(1))
+        .collect::<Vec<u64>>()
+        .await;
+        progress.add_total(counts.iter().sum());
     }
 }
 
@@ -173,63 +508,6 @@ fn work_slots(max_in_flight: usize) -> usize {
     max_in_flight.div_ceil(2).clamp(1, 4)
 }
 
-/// A checkpoint change that sets a project's cursor (`sub: None`) or a path inside it.
-pub(super) fn page_path(
-    project: &ProjectRow,
-    sub: Option<&[&str]>,
-    value: Value,
-) -> CheckpointWrite {
-    let mut path = vec!["projects".to_string(), project.id.to_string()];
-    path.extend(sub.into_iter().flatten().map(|s| (*s).to_string()));
-    CheckpointWrite::SetPath {
-        stream: STREAM,
-        base: json!({ "version": CHECKPOINT_VERSION, "projects": {} }),
-        path,
-        value,
-    }
-}
-
-pub async fn run(
-    ctx: &StreamContext,
-    mode: Mode,
-    counters: &RunCounters,
-    progress: &Progress,
-) -> anyhow::Result<StreamStatus> {
-    // Data Center has no /search/jql: its issues come from /rest/api/2/search.
-    if ctx.client.is_data_center() {
-        return super::dc_search::run(ctx, mode, counters, progress).await;
-    }
-    let scan = Scan {
-        ctx,
-        counters,
-        progress,
-        started: Utc::now(),
-        slots: Semaphore::new(page_slots(ctx.max_in_flight)),
-        work: Semaphore::new(work_slots(ctx.max_in_flight)),
-    };
-    let checkpoint = match mode {
-        Mode::Full => IssuesCheckpoint::default(),
-        Mode::Incremental => load_checkpoint(ctx).await?.unwrap_or_default(),
-    };
-    let projects = list_selected(ctx, counters).await?;
-    let work: Vec<(ProjectRow, ProjectCursor)> = projects
-        .into_iter()
-        .map(|p| {
-            let cursor = checkpoint
-                .projects
-                .get(&p.id.to_string())
-                .cloned()
-                .unwrap_or_default();
-            (p, cursor)
-        })
-        .collect();
-    // The total for progress comes when Jira has counted; the scan does not wait for it.
-    let counting = count_total(ctx, &work, counters, progress);
-    let ((), scanned) = tokio::join!(counting, scan_projects(&scan, &work));
-    scanned?;
-    Ok(StreamStatus::Done)
-}
-
 /// Reads every project. Every project may start: the page slots decide what runs.
 async fn scan_projects(
     scan: &Scan<'_>,
@@ -245,60 +523,7 @@ async fn scan_projects(
 pub(super) async fn load_checkpoint(
     ctx: &StreamContext,
 ) -> anyhow::Result<Option<IssuesCheckpoint>> {
-    super::load_versioned_checkpoint(ctx, STREAM, CHECKPOINT_VERSION).await
-}
-
-/// The JQL for one project: bounded by the project, and by the cursor when there is one.
-pub fn project_jql(ctx: &StreamContext, project_id: i64, cursor: &ProjectCursor) -> String {
-    jql_for(ctx, &format!("project = {project_id}"), cursor)
-}
-
-fn jql_for(ctx: &StreamContext, scope: &str, cursor: &ProjectCursor) -> String {
-    let overlap = Duration::seconds(i64::try_from(ctx.sync.issue_overlap_secs).unwrap_or(120));
-    match cursor.mark {
-        Some(mark) => format!(
-            "{scope} AND updated >= \"{}\" ORDER BY updated ASC, key ASC",
-            jql_lower_bound_literal(mark - overlap, ctx.user_zone)
-        ),
-        None => format!("{scope} ORDER BY updated ASC, key ASC"),
-    }
-}
-
-/// Sums Jira's approximate counts so progress can show done/total: one count per chunk of
-/// projects, bounded by the oldest cursor among them. Failures only cost the total.
-async fn count_total(
-    ctx: &StreamContext,
-    work: &[(ProjectRow, ProjectCursor)],
-    counters: &RunCounters,
-    progress: &Progress,
-) {
-    let queries: Vec<String> = work
-        .chunks(COUNT_CHUNK)
-        .map(|chunk| {
-            let ids: Vec<String> = chunk.iter().map(|(p, _)| p.id.to_string()).collect();
-            let oldest = chunk.iter().map(|(_, c)| c.mark).min().flatten();
-            let bound = ProjectCursor {
-                mark: oldest,
-                ..ProjectCursor::default()
-            };
-            jql_for(ctx, &format!("project in ({})", ids.join(", ")), &bound)
-        })
-        .collect();
-    let counts = futures::stream::iter(queries.into_iter().map(|jql| async move {
-        counters.request();
-        ctx.client
-            .post::<ApproximateCount>(
-                "/rest/api/3/search/approximate-count",
-                &json!({ "jql": jql }),
-            )
-            .await
-            .map(|c| c.count.max(0) as u64)
-            .unwrap_or(0)
-    }))
-    .buffer_unordered(ctx.max_in_flight.max(1))
-    .collect::<Vec<u64>>()
-    .await;
-    progress.add_total(counts.iter().sum());
+    checkpoint::load::<IssuesCheckpoint>(ctx).await
 }
 
 /// Reads a project from its cursor to the end: page after page, or, when the first page shows
@@ -312,7 +537,7 @@ async fn sync_project(
     if let Some(split) = &cursor.split {
         return finish_split(scan, project, cursor, split).await;
     }
-    let jql = project_jql(scan.ctx, project.id, cursor);
+    let jql = scan.stream.project_jql(scan.ctx, project.id, cursor);
     let ceiling = scan.started - LAG;
     let mut current = ProjectCursor {
         key: project.key.clone(),
@@ -333,7 +558,7 @@ async fn sync_project(
             .page(&jql, token.as_deref(), |page_max, last| {
                 current.mark = current.mark.max(page_max.map(|m| m.min(ceiling)));
                 current.complete = cursor.complete || last;
-                Ok(page_path(project, None, serde_json::to_value(&current)?))
+                Ok(set_project(project.id, current.clone()))
             })
             .await?;
         let Some(next) = next else {
@@ -362,8 +587,8 @@ async fn finish_split(
     split: &SplitScan,
 ) -> anyhow::Result<()> {
     let done = split::run_ranges(scan, project, cursor, split).await?;
-    let write = page_path(project, None, serde_json::to_value(&done)?);
-    scan.ctx.store.save_checkpoint(&scan.ctx.site, &write).await
+    let write = set_project(project.id, done);
+    scan.ctx.store.save_checkpoint(&scan.ctx.site, write).await
 }
 
 /// Reads one issue (an IssueBean with all fields) into a row.
@@ -475,6 +700,32 @@ mod tests {
         let text = parse_issue(&v).expect_err("no user id").to_string();
         assert!(text.contains("key=DC-4"), "{text}");
         assert!(text.contains("fields.assignee.accountId"), "{text}");
+    }
+
+    #[test]
+    fn the_status_cursor_is_the_oldest_project_mark() {
+        let stream = Issues {
+            schedule: Schedule::every(true, 300),
+            overlap: Duration::seconds(120),
+            children: Vec::new(),
+        };
+        let value = json!({"version": 1, "projects": {
+            "1": {"key": "A", "mark": "2026-01-02T00:00:00Z", "complete": true},
+            "2": {"key": "B", "mark": "2026-01-01T00:00:00Z", "complete": false},
+        }});
+        let cursor = stream.cursor(Some(&value));
+        assert_eq!(
+            cursor.at.map(|c| c.to_rfc3339()),
+            Some("2026-01-01T00:00:00+00:00".to_owned())
+        );
+        let note = cursor.note.unwrap_or_default();
+        assert!(
+            note.contains("2 projects") && note.contains("1 not yet"),
+            "{note}"
+        );
+        assert_eq!(stream.cursor(None), Cursor::not_yet());
+        let other_version = json!({"version": 7, "projects": {}});
+        assert_eq!(stream.cursor(Some(&other_version)), Cursor::unreadable());
     }
 
     #[test]

@@ -1,9 +1,16 @@
-//! Streams: one file per Jira entity. A stream knows its endpoint, its paging style, how to turn
-//! a record into a row and what its checkpoint is; it writes only through [`Store`].
+//! Streams: one component per Jira entity. A stream knows its endpoints, its paging, how a
+//! record becomes a row of its table, its typed checkpoint, when it runs, what `status` shows
+//! of it and how `check` finds out whether the account may read it. It does no SQL and sends
+//! no request but through the client; the engine runs it, the daemon schedules it.
+//!
+//! Adding a stream: a module implementing [`Stream`], its migration, and a line in
+//! [`components`] (see `ARCHITECTURE.md`, "How to add a stream"). Records that belong to an
+//! issue (comments, worklogs, changelogs, links) are an [`IssueChild`] instead, listed in
+//! [`issue_children`]: they ride on the issues stream's pages and commit with them.
 
 pub mod audit;
 pub mod census;
-pub mod dc_search;
+pub mod checkpoint;
 pub mod issues;
 pub mod org_events;
 pub mod parse;
@@ -11,80 +18,38 @@ pub mod projects;
 pub mod ranges;
 pub mod users;
 
-use crate::config::SyncSettings;
-use crate::jira::JiraClient;
-use crate::store::Store;
-use crate::sync::progress::Progress;
+use crate::jira::{Flavor, JiraClient, JiraError};
+use crate::settings::{ConfigError, Settings};
+use crate::store::status::Count;
+use crate::store::{PageWrite, Store};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use serde_json::Value;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-/// The entities jira-sync copies. Adding one shows up as compile errors wherever it matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StreamKind {
-    Projects,
-    Issues,
-    Users,
-    AuditRecords,
-    /// The organization's audit events (Admin API); runs only where an organization API key
-    /// is configured, so it is not in [`StreamKind::ALL`].
-    OrgEvents,
-    /// The delete census of issues; runs after the issues stream when it is due.
-    Census,
+pub use checkpoint::Checkpoint;
+
+/// Every stream, in the order reports list them and `sync --once` runs them.
+fn components(
+    settings: &Settings,
+    children: Vec<Arc<dyn IssueChild>>,
+) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+    Ok(vec![
+        Arc::new(projects::Projects::new(settings)),
+        Arc::new(issues::Issues::new(settings, children)),
+        Arc::new(users::Users::new(settings)),
+        Arc::new(audit::Audit::new(settings)),
+        Arc::new(org_events::OrgEvents::new(settings)?),
+        Arc::new(census::Census::new(settings)),
+    ])
 }
 
-impl StreamKind {
-    /// The site's data streams, in the order a sync runs them (the census is scheduled on its
-    /// own; [`StreamKind::OrgEvents`] is added where configured).
-    pub const ALL: [StreamKind; 4] = [
-        StreamKind::Projects,
-        StreamKind::Issues,
-        StreamKind::Users,
-        StreamKind::AuditRecords,
-    ];
-
-    /// The name used in `jira.sync_state`, `jira.sync_runs`, logs and `--stream`.
-    pub fn name(self) -> &'static str {
-        match self {
-            StreamKind::Projects => "projects",
-            StreamKind::Issues => "issues",
-            StreamKind::Users => "users",
-            StreamKind::AuditRecords => "audit_records",
-            StreamKind::OrgEvents => "org_events",
-            StreamKind::Census => "census",
-        }
-    }
-
-    /// Parses a `--stream` name; `audit` is accepted for `audit_records`.
-    pub fn parse(name: &str) -> Option<StreamKind> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "projects" => Some(StreamKind::Projects),
-            "issues" => Some(StreamKind::Issues),
-            "users" => Some(StreamKind::Users),
-            "audit" | "audit_records" => Some(StreamKind::AuditRecords),
-            "org_events" => Some(StreamKind::OrgEvents),
-            "census" => Some(StreamKind::Census),
-            _ => None,
-        }
-    }
-
-    pub fn enabled_in(self, sync: &SyncSettings) -> bool {
-        match self {
-            StreamKind::Projects => sync.projects,
-            StreamKind::Issues => sync.issues,
-            StreamKind::Users => sync.users,
-            StreamKind::AuditRecords => sync.audit_records,
-            // Resolved at load: false unless an org id and an org API key are configured.
-            StreamKind::OrgEvents => sync.org_events,
-            StreamKind::Census => sync.issues,
-        }
-    }
-}
-
-impl fmt::Display for StreamKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+/// Every kind of record that rides on the issues stream's pages.
+pub fn issue_children(_settings: &Settings) -> Result<Vec<Arc<dyn IssueChild>>, ConfigError> {
+    Ok(vec![])
 }
 
 /// Full: read everything. Incremental: read what changed since the checkpoint.
@@ -103,7 +68,80 @@ impl Mode {
     }
 }
 
-/// What every stream needs to run.
+/// How a stream run ended when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamStatus {
+    Done,
+    /// The account may not read this stream (e.g. users and audit need Jira admin rights).
+    Skipped(String),
+}
+
+/// When a stream runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Whether `[sync]` enables it (and what it needs is configured).
+    pub enabled: bool,
+    /// How long after a run the daemon runs it again.
+    pub interval: Duration,
+    /// A follow-up of this stream: it runs only once that one has succeeded, never at the
+    /// same time (the census follows the issues stream), and only when [`Stream::due`].
+    pub follows: Option<&'static str>,
+}
+
+impl Schedule {
+    /// Enabled or not, every `secs` seconds (at least one).
+    pub fn every(enabled: bool, secs: u64) -> Schedule {
+        Schedule {
+            enabled,
+            interval: Duration::from_secs(secs.max(1)),
+            follows: None,
+        }
+    }
+}
+
+/// What a run reports as it goes; the engine's caller decides what to show of it (bars, log
+/// lines, nothing) and what else to note (the daemon's stall check).
+pub trait Progress: Send + Sync {
+    /// More work is known: `n` more items to do.
+    fn add_total(&self, n: u64);
+    /// `n` items are done.
+    fn advance(&self, n: u64);
+    /// The run ended (the engine says so; streams never call it).
+    fn finish(&self) {}
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn add_total(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// Which projects `[sync]` selects.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectFilter {
+    /// Upper-case keys; empty means every project.
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl ProjectFilter {
+    pub fn from_settings(settings: &Settings) -> ProjectFilter {
+        ProjectFilter {
+            include: settings.sync.include_projects.clone(),
+            exclude: settings.sync.exclude_projects.clone(),
+        }
+    }
+
+    /// Whether a project key passes the include and exclude lists.
+    pub fn selects(&self, key: &str) -> bool {
+        let listed = |list: &[String]| list.iter().any(|k| k.eq_ignore_ascii_case(key));
+        (self.include.is_empty() || listed(&self.include)) && !listed(&self.exclude)
+    }
+}
+
+/// What every stream of a site runs with.
 pub struct StreamContext {
     pub client: JiraClient,
     pub store: Store,
@@ -111,10 +149,16 @@ pub struct StreamContext {
     pub site: String,
     /// The API user's profile zone: JQL date literals are read in it.
     pub user_zone: Tz,
-    pub sync: SyncSettings,
+    pub projects: ProjectFilter,
+    /// `rate_limit.max_in_flight`: how many requests (and pages) a stream keeps going at once.
     pub max_in_flight: usize,
-    /// The organization of the `org_events` stream, when configured.
-    pub org: Option<org_events::OrgSource>,
+}
+
+impl StreamContext {
+    /// Cloud or Data Center, as found at connect.
+    pub fn flavor(&self) -> Flavor {
+        self.client.flavor()
+    }
 }
 
 /// Counts kept while a stream runs (shared by its parallel tasks).
@@ -130,7 +174,7 @@ impl RunCounters {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn page(&self, seen: usize, written: u64, progress: &Progress) {
+    pub fn page(&self, seen: usize, written: u64, progress: &dyn Progress) {
         self.rows_seen.fetch_add(seen as u64, Ordering::Relaxed);
         self.rows_written.fetch_add(written, Ordering::Relaxed);
         progress.advance(seen as u64);
@@ -145,43 +189,246 @@ impl RunCounters {
     }
 }
 
-/// How a stream run ended when it did not fail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamStatus {
-    Done,
-    /// The account may not read this stream (e.g. users and audit need Jira admin rights).
-    Skipped(String),
+/// One run of a stream.
+pub struct Run<'a> {
+    pub mode: Mode,
+    pub counters: &'a RunCounters,
+    pub progress: &'a dyn Progress,
 }
 
-/// Whether a project key passes the `[sync]` include/exclude lists.
-pub fn project_selected(sync: &SyncSettings, key: &str) -> bool {
-    let listed = |list: &[String]| list.iter().any(|k| k.eq_ignore_ascii_case(key));
-    (sync.include_projects.is_empty() || listed(&sync.include_projects))
-        && !listed(&sync.exclude_projects)
+/// The stream's cursor as `jira-sync status` shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cursor {
+    /// Everything before this instant is in the database.
+    pub at: Option<DateTime<Utc>>,
+    /// What the cursor is, in words.
+    pub note: Option<String>,
 }
 
-/// A stream's checkpoint document, read and checked. A document of another version, or one
-/// this version cannot read, fails with the command that rebuilds it rather than guessing.
-pub(crate) async fn load_versioned_checkpoint<T: serde::de::DeserializeOwned>(
-    ctx: &StreamContext,
-    stream: &str,
-    version: u32,
-) -> anyhow::Result<Option<T>> {
-    let Some(value) = ctx.store.load_checkpoint(&ctx.site, stream).await? else {
-        return Ok(None);
-    };
-    let rebuild = format!("run `jira-sync sync --once --full --stream {stream}` to rebuild it");
-    let found = value.get("version").and_then(serde_json::Value::as_u64);
-    if found != Some(u64::from(version)) {
-        let found = found.map_or_else(|| "none".to_string(), |v| v.to_string());
-        anyhow::bail!(
-            "the {stream} checkpoint in jira.sync_state has version {found} but this jira-sync \
-             reads version {version}; {rebuild}"
-        );
+impl Cursor {
+    pub fn new(at: Option<DateTime<Utc>>, note: impl Into<String>) -> Cursor {
+        Cursor {
+            at,
+            note: Some(note.into()),
+        }
     }
-    serde_json::from_value(value).map(Some).map_err(|err| {
-        anyhow::anyhow!(
-            "the {stream} checkpoint in jira.sync_state is unreadable ({err}); {rebuild}"
-        )
-    })
+
+    /// A full-refresh stream's: no cursor.
+    pub fn full_refresh() -> Cursor {
+        Cursor::new(None, "none: refreshed in full each run")
+    }
+
+    /// A stream with a cursor that has not run yet.
+    pub fn not_yet() -> Cursor {
+        Cursor::new(None, "none yet: the first run starts from the beginning")
+    }
+
+    pub fn unreadable() -> Cursor {
+        Cursor::new(None, "the checkpoint is unreadable")
+    }
+}
+
+/// Whether the account may read a stream, as `jira-sync check` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Availability {
+    /// It can sync; `detail` is a note such as how many projects are visible.
+    Readable { detail: Option<String> },
+    /// The account may not read it: why, and what to do.
+    Unreadable { reason: String, fix: String },
+    /// What the stream needs is not configured (it then never runs).
+    NotConfigured { reason: String },
+}
+
+/// What the probes of one `check` share: the client, the permissions found, and answers more
+/// than one probe needs (asked once).
+pub struct Probe<'a> {
+    pub client: &'a JiraClient,
+    /// The account holds Browse Projects in some project.
+    pub can_browse: bool,
+    /// The projects stream's listing probe, shared with the issues stream's.
+    pub(super) listing: tokio::sync::OnceCell<Result<Value, String>>,
+    warnings: std::sync::Mutex<Vec<String>>,
+}
+
+impl<'a> Probe<'a> {
+    pub fn new(client: &'a JiraClient, can_browse: bool) -> Probe<'a> {
+        Probe {
+            client,
+            can_browse,
+            listing: tokio::sync::OnceCell::new(),
+            warnings: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Something that works but deserves the user's attention.
+    pub fn warn(&self, warning: String) {
+        if let Ok(mut warnings) = self.warnings.lock() {
+            warnings.push(warning);
+        }
+    }
+
+    pub fn into_warnings(self) -> Vec<String> {
+        self.warnings.into_inner().unwrap_or_default()
+    }
+
+    /// One cheap request: `Ok(Ok(body))` when it is answered, `Ok(Err(reason))` when the
+    /// account may not read it, `Err` for what ends the whole check (credentials, network,
+    /// rate limit).
+    pub async fn request(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Result<Value, String>, JiraError> {
+        match self.client.get::<Value>(path, query).await {
+            Ok(body) => Ok(Ok(body)),
+            Err(
+                e @ (JiraError::Unauthorized { .. }
+                | JiraError::Auth { .. }
+                | JiraError::RateLimited { .. }
+                | JiraError::Connect { .. }
+                | JiraError::Timeout { .. }
+                | JiraError::Network { .. }
+                | JiraError::Setup { .. }),
+            ) => Err(e),
+            Err(JiraError::Forbidden { endpoint, message }) if message.is_empty() => {
+                Ok(Err(format!("{endpoint} answered 403 (permission denied)")))
+            }
+            Err(JiraError::Forbidden { endpoint, message }) => Ok(Err(format!(
+                "{endpoint} answered 403 (permission denied): {message}"
+            ))),
+            Err(other) => Ok(Err(other.to_string())),
+        }
+    }
+}
+
+/// A stream: one kind of Jira record, copied into its table.
+#[async_trait::async_trait]
+pub trait Stream: Send + Sync {
+    /// The name in `jira.sync_state`, `jira.sync_runs`, logs, metrics and `--stream`.
+    fn name(&self) -> &'static str;
+
+    /// Other names `--stream` accepts.
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether and how often it runs.
+    fn schedule(&self) -> Schedule;
+
+    /// Why it cannot run even when named explicitly (`--stream`): what it needs is not
+    /// configured.
+    fn configured(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// The mode of the next run: full when asked, or when there is no checkpoint to go on
+    /// from. Streams without a cursor always run in full.
+    async fn mode(&self, _ctx: &StreamContext, _force_full: bool) -> anyhow::Result<Mode> {
+        Ok(Mode::Full)
+    }
+
+    /// Whether a follow-up stream ([`Schedule::follows`]) is due now.
+    async fn due(&self, _ctx: &StreamContext) -> anyhow::Result<bool> {
+        Ok(true)
+    }
+
+    /// One run: read from Jira, write through the store, page by page with the checkpoint.
+    async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus>;
+
+    /// The cursor its checkpoint document stands for.
+    fn cursor(&self, _checkpoint: Option<&Value>) -> Cursor {
+        Cursor::full_refresh()
+    }
+
+    /// Which rows `status` counts as the stream's, for `site`.
+    fn rows(&self, site: &str) -> Option<Count>;
+
+    /// Whether the account may read it, found out with as few requests as possible; `None`
+    /// when `check` does not list it.
+    async fn probe(&self, _probe: &Probe<'_>) -> Option<Result<Availability, JiraError>> {
+        None
+    }
+
+    /// Clients of its own besides the site's (the Admin API's), for the request metrics.
+    fn clients(&self) -> Vec<JiraClient> {
+        Vec::new()
+    }
+}
+
+/// Records that belong to issues and ride on the issues stream's pages: given a page of issues
+/// as Jira sent them, a child adds its rows to the page's write (fetching what the page does
+/// not embed), and they commit in the page's transaction with the issues and the cursor.
+#[async_trait::async_trait]
+pub trait IssueChild: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Adds the rows of `issues` (one page, as Jira sent it) to `page`.
+    async fn collect(
+        &self,
+        ctx: &StreamContext,
+        counters: &RunCounters,
+        issues: &[Value],
+        page: &mut PageWrite,
+    ) -> anyhow::Result<()>;
+}
+
+/// The streams of a site, built from the settings.
+#[derive(Clone)]
+pub struct Registry {
+    streams: Vec<Arc<dyn Stream>>,
+}
+
+impl Registry {
+    /// Every stream, configured by `settings`.
+    pub fn new(settings: &Settings) -> Result<Registry, ConfigError> {
+        Registry::with_children(settings, issue_children(settings)?)
+    }
+
+    /// Every stream, with `children` riding on the issues stream's pages.
+    pub fn with_children(
+        settings: &Settings,
+        children: Vec<Arc<dyn IssueChild>>,
+    ) -> Result<Registry, ConfigError> {
+        let streams = components(settings, children)?;
+        for name in settings.streams.names() {
+            if !streams.iter().any(|s| s.name() == name) {
+                let known: Vec<&str> = streams.iter().map(|s| s.name()).collect();
+                return Err(ConfigError::Load(format!(
+                    "unknown stream [streams.{name}]: the streams are {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(Registry { streams })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Stream>> {
+        self.streams.iter()
+    }
+
+    /// The stream named `name` (or one of its aliases), ignoring case.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Stream>> {
+        let name = name.trim().to_ascii_lowercase();
+        self.streams
+            .iter()
+            .find(|s| s.name() == name || s.aliases().contains(&name.as_str()))
+    }
+
+    /// The streams that follow `leader` ([`Schedule::follows`]).
+    pub fn followers(&self, leader: &str) -> impl Iterator<Item = &Arc<dyn Stream>> {
+        self.streams
+            .iter()
+            .filter(move |s| s.schedule().follows == Some(leader))
+    }
+
+    /// The names of the streams, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.streams.iter().map(|s| s.name()).collect()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
 }

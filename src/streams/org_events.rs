@@ -10,25 +10,25 @@
 //! its commit, a final page re-polled) writes nothing new. Should the API end a run without a
 //! cursor, the next one asks again from the last processing time minus [`OVERLAP`].
 
+use super::checkpoint::{self, Checkpoint};
 use super::parse::{ParseError, Record};
-use super::{Mode, RunCounters, StreamContext, StreamStatus};
-use crate::config::{AuthMode, ConfigError, JiraSettings, RateLimitSettings, Settings};
+use super::{
+    Availability, Cursor, Mode, Probe, Run, Schedule, Stream, StreamContext, StreamStatus,
+};
 use crate::jira::{JiraClient, JiraError};
-use crate::store::CheckpointWrite;
-use crate::store::rows::OrgEventRow;
-use crate::sync::progress::Progress;
+use crate::settings::{AuthMode, ConfigError, JiraSettings, RateLimitSettings, Settings};
+use crate::store::status::{Count, Which};
+use crate::store::table::{Kind, Owner, Table, col};
+use crate::store::{Batch, Cell, PageWrite, Row};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::OnceCell;
 
-pub const STREAM: &str = "org_events";
 /// Events asked for per page; the API may answer with fewer (it caps `limit` at 500).
 const PAGE_SIZE: usize = 200;
 /// Without a cursor, re-read this much before the last processing time: `from` filters on the
 /// event's time, which may precede its processing.
 const OVERLAP: Duration = Duration::hours(1);
-const CHECKPOINT_VERSION: u32 = 1;
 
 /// Why the stream does not run on a site without organization settings.
 pub const NOT_CONFIGURED: &str = "not configured: set jira.org_id and jira.org_api_key (an \
@@ -41,24 +41,91 @@ pub const WRONG_ORG: &str = "org_id does not match this key's organization";
 const MISSING_SCOPE: &str =
     "the organization API key lacks the read:events:admin scope (the Admin API answered 403)";
 
-/// The organization whose events are synced, and the Admin API client, built on first use.
+/// `jira.org_events`: keyed by organization, not by site.
+pub static TABLE: Table = Table {
+    name: "jira.org_events",
+    owner: Owner::Org,
+    key: &["id"],
+    columns: &[
+        col("id", Kind::Text),
+        col("time", Kind::Timestamptz),
+        col("processed_at", Kind::Timestamptz),
+        col("action", Kind::Text),
+        col("actor_id", Kind::Text),
+        col("actor_name", Kind::Text),
+        col("actor_email", Kind::Text),
+        col("ip", Kind::Text),
+        col("product", Kind::Text),
+        col("message", Kind::Text),
+        col("context", Kind::Jsonb),
+        col("container", Kind::Jsonb),
+        col("raw", Kind::Jsonb),
+    ],
+    version: None,
+    soft_delete: false,
+};
+
+/// A row of `jira.org_events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgEventRow {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub action: Option<String>,
+    pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
+    pub actor_email: Option<String>,
+    pub ip: Option<String>,
+    pub product: Option<String>,
+    pub message: Option<String>,
+    pub context: Option<Value>,
+    pub container: Option<Value>,
+    pub raw: Value,
+}
+
+impl Row for OrgEventRow {
+    fn table() -> &'static Table {
+        &TABLE
+    }
+
+    fn into_cells(self) -> Vec<Cell> {
+        vec![
+            self.id.into(),
+            self.time.into(),
+            self.processed_at.into(),
+            self.action.into(),
+            self.actor_id.into(),
+            self.actor_name.into(),
+            self.actor_email.into(),
+            self.ip.into(),
+            self.product.into(),
+            self.message.into(),
+            self.context.into(),
+            self.container.into(),
+            self.raw.into(),
+        ]
+    }
+}
+
+/// The organization whose events are synced, and the Admin API client.
 pub struct OrgSource {
     pub org_id: String,
-    jira: JiraSettings,
-    limits: RateLimitSettings,
-    client: OnceCell<JiraClient>,
+    /// Where the Admin API is (`jira.admin_base_url`), as messages name it.
+    base_url: String,
+    client: JiraClient,
 }
 
 impl OrgSource {
     /// `None` unless `jira.org_id` and an organization API key are configured.
-    pub fn from_settings(settings: &Settings) -> Option<OrgSource> {
-        let org_id = settings.jira.org_id.clone()?;
-        let key = settings.jira.org_api_key.clone()?;
+    pub fn from_settings(settings: &Settings) -> Result<Option<OrgSource>, ConfigError> {
+        let (Some(org_id), Some(key)) = (&settings.jira.org_id, &settings.jira.org_api_key) else {
+            return Ok(None);
+        };
         // The site client's code, with the Admin API's address, key and pacing: one request at
         // a time, since the feed is read page after page anyway.
         let jira = JiraSettings {
             email: String::new(),
-            api_token: Some(key),
+            api_token: Some(key.clone()),
             api_token_file: None,
             base_url: settings.jira.admin_base_url.clone(),
             domain: None,
@@ -71,18 +138,14 @@ impl OrgSource {
             max_in_flight: 1,
             ..settings.rate_limit.clone()
         };
-        Some(OrgSource {
-            org_id,
-            jira,
-            limits,
-            client: OnceCell::new(),
-        })
-    }
-
-    pub async fn client(&self) -> Result<&JiraClient, JiraError> {
-        self.client
-            .get_or_try_init(|| async { JiraClient::new(&self.jira, &self.limits) })
-            .await
+        let client = JiraClient::new(&jira, &limits).map_err(|err| {
+            ConfigError::invalid("jira.admin_base_url", format!("cannot be used: {err}"))
+        })?;
+        Ok(Some(OrgSource {
+            org_id: org_id.clone(),
+            base_url: jira.base_url.as_str().trim_end_matches('/').to_owned(),
+            client,
+        }))
     }
 
     fn stream_path(&self) -> String {
@@ -92,7 +155,7 @@ impl OrgSource {
     /// An Admin API failure as the error the run fails with; `None` for a missing scope,
     /// which skips the stream like the site streams' 403s.
     fn failure(&self, err: JiraError) -> Option<anyhow::Error> {
-        let base = self.jira.base_url.as_str().trim_end_matches('/');
+        let base = &self.base_url;
         match err {
             JiraError::Unauthorized { .. } => Some(
                 ConfigError::Invalid {
@@ -127,7 +190,6 @@ impl OrgSource {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OrgEventsCheckpoint {
-    pub version: u32,
     /// The organization the cursor belongs to; another org starts from scratch.
     #[serde(default)]
     pub org_id: Option<String>,
@@ -137,6 +199,11 @@ pub struct OrgEventsCheckpoint {
     /// The latest processing time among the events committed.
     #[serde(default)]
     pub high_water: Option<DateTime<Utc>>,
+}
+
+impl Checkpoint for OrgEventsCheckpoint {
+    const STREAM: &'static str = "org_events";
+    const VERSION: u32 = 1;
 }
 
 /// One page of the feed: `{data:[Event], meta:{next, page_size}, links}`.
@@ -154,82 +221,192 @@ struct PageMeta {
     next: Option<String>,
 }
 
-pub async fn mode(ctx: &StreamContext, force_full: bool) -> anyhow::Result<Mode> {
-    let Some(org) = &ctx.org else {
-        return Ok(Mode::Full);
-    };
-    Ok(match load_checkpoint(ctx, org).await? {
-        Some(_) if !force_full => Mode::Incremental,
-        _ => Mode::Full,
-    })
+/// The organization events stream: where an org id and an organization API key are set, every
+/// `sync.org_events_interval_secs`.
+pub struct OrgEvents {
+    source: Option<OrgSource>,
+    schedule: Schedule,
+    /// How far back the first run reaches.
+    lookback: Duration,
 }
 
-pub async fn run(
-    ctx: &StreamContext,
-    mode: Mode,
-    counters: &RunCounters,
-    progress: &Progress,
-) -> anyhow::Result<StreamStatus> {
-    let Some(org) = &ctx.org else {
-        return Ok(StreamStatus::Skipped(NOT_CONFIGURED.to_owned()));
-    };
-    let client = org.client().await?;
-    let mut state = match mode {
-        Mode::Full => None,
-        Mode::Incremental => load_checkpoint(ctx, org).await?,
+impl OrgEvents {
+    pub fn new(settings: &Settings) -> Result<OrgEvents, ConfigError> {
+        let sync = &settings.sync;
+        Ok(OrgEvents {
+            source: OrgSource::from_settings(settings)?,
+            // Resolved at load: false unless an org id and an org API key are configured.
+            schedule: Schedule::every(sync.org_events, sync.org_events_interval_secs),
+            lookback: Duration::days(i64::from(sync.audit_lookback_days)),
+        })
     }
-    .unwrap_or_else(|| OrgEventsCheckpoint {
-        version: CHECKPOINT_VERSION,
-        org_id: Some(org.org_id.clone()),
-        ..OrgEventsCheckpoint::default()
-    });
-    let lookback = Duration::days(i64::from(ctx.sync.audit_lookback_days));
-    let first_from = Utc::now() - lookback;
-    let path = org.stream_path();
-    loop {
-        counters.request();
-        let query = page_query(&state, first_from);
-        let page: PollingPage = match client.get(&path, &query).await {
-            Ok(page) => page,
-            Err(err) => {
-                return match org.failure(err) {
-                    Some(failure) => Err(failure),
-                    None => Ok(StreamStatus::Skipped(format!(
-                        "{MISSING_SCOPE}: create a key with that scope (or without scopes), or \
-                         set sync.org_events = false"
-                    ))),
-                };
+
+    async fn load_checkpoint(
+        &self,
+        ctx: &StreamContext,
+        org: &OrgSource,
+    ) -> anyhow::Result<Option<OrgEventsCheckpoint>> {
+        let cp = checkpoint::load::<OrgEventsCheckpoint>(ctx).await?;
+        // A cursor of another organization means nothing for this one.
+        Ok(cp.filter(|cp| cp.org_id.as_deref() == Some(org.org_id.as_str())))
+    }
+}
+
+#[async_trait::async_trait]
+impl Stream for OrgEvents {
+    fn name(&self) -> &'static str {
+        OrgEventsCheckpoint::STREAM
+    }
+
+    fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    fn configured(&self) -> Result<(), ConfigError> {
+        match self.source {
+            Some(_) => Ok(()),
+            None => Err(ConfigError::invalid(
+                "jira.org_api_key",
+                "is not set: the org_events stream needs jira.org_id and an organization API \
+                 key (jira.org_api_key or jira.org_api_key_file)",
+            )),
+        }
+    }
+
+    async fn mode(&self, ctx: &StreamContext, force_full: bool) -> anyhow::Result<Mode> {
+        let Some(org) = &self.source else {
+            return Ok(Mode::Full);
+        };
+        Ok(match self.load_checkpoint(ctx, org).await? {
+            Some(_) if !force_full => Mode::Incremental,
+            _ => Mode::Full,
+        })
+    }
+
+    async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        let Some(org) = &self.source else {
+            return Ok(StreamStatus::Skipped(NOT_CONFIGURED.to_owned()));
+        };
+        let mut state = match run.mode {
+            Mode::Full => None,
+            Mode::Incremental => self.load_checkpoint(ctx, org).await?,
+        }
+        .unwrap_or_else(|| OrgEventsCheckpoint {
+            org_id: Some(org.org_id.clone()),
+            ..OrgEventsCheckpoint::default()
+        });
+        let first_from = Utc::now() - self.lookback;
+        let path = org.stream_path();
+        loop {
+            run.counters.request();
+            let query = page_query(&state, first_from);
+            let page: PollingPage = match org.client.get(&path, &query).await {
+                Ok(page) => page,
+                Err(err) => {
+                    return match org.failure(err) {
+                        Some(failure) => Err(failure),
+                        None => Ok(StreamStatus::Skipped(format!(
+                            "{MISSING_SCOPE}: create a key with that scope (or without scopes), \
+                             or set sync.org_events = false"
+                        ))),
+                    };
+                }
+            };
+            let data = page.data.unwrap_or_default();
+            let next = page.meta.and_then(|m| m.next).filter(|n| !n.is_empty());
+            let rows = data
+                .iter()
+                .map(parse_org_event)
+                .collect::<Result<Vec<_>, _>>()?;
+            // An empty page, or a cursor that is missing or did not move: nothing more to read
+            // now. The cursor is kept, so the next run polls from here.
+            let moved = next.is_some() && next != state.cursor;
+            if rows.is_empty() && !moved {
+                return Ok(StreamStatus::Done);
             }
-        };
-        let data = page.data.unwrap_or_default();
-        let next = page.meta.and_then(|m| m.next).filter(|n| !n.is_empty());
-        let rows = data
-            .iter()
-            .map(parse_org_event)
-            .collect::<Result<Vec<_>, _>>()?;
-        // An empty page, or a cursor that is missing or did not move: nothing more to read
-        // now. The cursor is kept, so the next run polls from here.
-        let moved = next.is_some() && next != state.cursor;
-        if rows.is_empty() && !moved {
-            return Ok(StreamStatus::Done);
+            let done = rows.is_empty() || !moved;
+            let newest = rows.iter().map(|r| r.processed_at.unwrap_or(r.time));
+            state.high_water = newest.chain(state.high_water).max();
+            state.cursor = next.or(state.cursor.take());
+            let seen = rows.len();
+            let page = PageWrite::new(Batch::of(&org.org_id, rows), checkpoint::replace(&state)?);
+            let written = ctx.store.write_page(&ctx.site, page).await?;
+            run.counters.page(seen, written, run.progress);
+            if done {
+                return Ok(StreamStatus::Done);
+            }
         }
-        let done = rows.is_empty() || !moved;
-        let newest = rows.iter().map(|r| r.processed_at.unwrap_or(r.time));
-        state.high_water = newest.chain(state.high_water).max();
-        state.cursor = next.or(state.cursor.take());
-        let write = CheckpointWrite::Replace {
-            stream: STREAM,
-            value: serde_json::to_value(&state)?,
+    }
+
+    fn cursor(&self, checkpoint: Option<&Value>) -> Cursor {
+        let Some(value) = checkpoint else {
+            return Cursor::not_yet();
         };
-        let seen = rows.len();
-        let written = ctx
-            .store
-            .write_org_events_page(&ctx.site, &org.org_id, rows, &write)
-            .await?;
-        counters.page(seen, written, progress);
-        if done {
-            return Ok(StreamStatus::Done);
+        match checkpoint::decode::<OrgEventsCheckpoint>(value.clone()) {
+            Ok(cp) => Cursor::new(
+                cp.high_water,
+                "processing time of the last organization event read",
+            ),
+            Err(_) => Cursor::unreadable(),
         }
+    }
+
+    fn rows(&self, _site: &str) -> Option<Count> {
+        Some(Count {
+            table: &TABLE,
+            owner: self.source.as_ref()?.org_id.clone(),
+            which: Which::Live,
+        })
+    }
+
+    /// One cheap request to the feed with the configured key and organization. Its problems
+    /// are reported, never fatal: the site's streams sync regardless.
+    async fn probe(&self, _probe: &Probe<'_>) -> Option<Result<Availability, JiraError>> {
+        let Some(org) = &self.source else {
+            return Some(Ok(Availability::NotConfigured {
+                reason: NOT_CONFIGURED.to_owned(),
+            }));
+        };
+        let query = [("limit", "1".to_owned())];
+        let result = org.client.get::<Value>(&org.stream_path(), &query).await;
+        let unreadable = |reason: String, fix: &str| Availability::Unreadable {
+            reason,
+            fix: fix.to_owned(),
+        };
+        Some(Ok(match result {
+            Ok(_) => Availability::Readable {
+                detail: Some(format!(
+                    "organization {}: key valid, events readable",
+                    org.org_id
+                )),
+            },
+            Err(JiraError::Unauthorized { .. }) => unreadable(
+                format!("the Admin API rejected jira.org_api_key (401): {WRONG_KEY}"),
+                "create an organization API key in admin.atlassian.com → Settings → API keys \
+                 and set it as jira.org_api_key (or JIRA_SYNC__JIRA__ORG_API_KEY)",
+            ),
+            Err(JiraError::NotFound { .. }) => unreadable(
+                format!(
+                    "{WRONG_ORG} (the Admin API answered 404 for {})",
+                    org.org_id
+                ),
+                "copy the id from admin.atlassian.com/o/<org_id> of the organization the key \
+                 was created in",
+            ),
+            Err(JiraError::Forbidden { .. }) => unreadable(
+                MISSING_SCOPE.to_owned(),
+                "create a key with the read:events:admin scope (or without scopes), or set \
+                 sync.org_events = false",
+            ),
+            Err(other) => unreadable(
+                other.to_string(),
+                "check jira.admin_base_url and the network, then run check again",
+            ),
+        }))
+    }
+
+    fn clients(&self) -> Vec<JiraClient> {
+        self.source.iter().map(|org| org.client.clone()).collect()
     }
 }
 
@@ -244,64 +421,6 @@ fn page_query(state: &OrgEventsCheckpoint, first_from: DateTime<Utc>) -> Vec<(&s
             let from = ("from", from.timestamp_millis().to_string());
             vec![("sortOrder", "asc".to_owned()), from, limit]
         }
-    }
-}
-
-async fn load_checkpoint(
-    ctx: &StreamContext,
-    org: &OrgSource,
-) -> anyhow::Result<Option<OrgEventsCheckpoint>> {
-    let cp: Option<OrgEventsCheckpoint> =
-        super::load_versioned_checkpoint(ctx, STREAM, CHECKPOINT_VERSION).await?;
-    // A cursor of another organization means nothing for this one.
-    Ok(cp.filter(|cp| cp.org_id.as_deref() == Some(org.org_id.as_str())))
-}
-
-/// What `check` reports about the organization stream.
-pub enum Probe {
-    NotConfigured,
-    Readable,
-    Unreadable { reason: String, fix: String },
-}
-
-/// One cheap request to the feed with the configured key and organization.
-pub async fn probe(settings: &Settings) -> Probe {
-    let Some(org) = OrgSource::from_settings(settings) else {
-        return Probe::NotConfigured;
-    };
-    let query = [("limit", "1".to_owned())];
-    let result = match org.client().await {
-        Ok(client) => client.get::<Value>(&org.stream_path(), &query).await,
-        Err(err) => Err(err),
-    };
-    let unreadable = |reason: String, fix: &str| Probe::Unreadable {
-        reason,
-        fix: fix.to_owned(),
-    };
-    match result {
-        Ok(_) => Probe::Readable,
-        Err(JiraError::Unauthorized { .. }) => unreadable(
-            format!("the Admin API rejected jira.org_api_key (401): {WRONG_KEY}"),
-            "create an organization API key in admin.atlassian.com → Settings → API keys and \
-             set it as jira.org_api_key (or JIRA_SYNC__JIRA__ORG_API_KEY)",
-        ),
-        Err(JiraError::NotFound { .. }) => unreadable(
-            format!(
-                "{WRONG_ORG} (the Admin API answered 404 for {})",
-                org.org_id
-            ),
-            "copy the id from admin.atlassian.com/o/<org_id> of the organization the key was \
-             created in",
-        ),
-        Err(JiraError::Forbidden { .. }) => unreadable(
-            MISSING_SCOPE.to_owned(),
-            "create a key with the read:events:admin scope (or without scopes), or set \
-             sync.org_events = false",
-        ),
-        Err(other) => unreadable(
-            other.to_string(),
-            "check jira.admin_base_url and the network, then run check again",
-        ),
     }
 }
 

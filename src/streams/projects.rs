@@ -4,11 +4,14 @@
 //! at once that lost permission is the likelier cause.
 
 use super::parse::{ParseError, Record};
-use super::{RunCounters, StreamContext, StreamStatus, project_selected};
-use crate::jira::JiraError;
+use super::{Availability, Probe, Run, RunCounters, Schedule, Stream, StreamContext, StreamStatus};
 use crate::jira::model::ProjectPage;
-use crate::store::rows::ProjectRow;
-use crate::sync::progress::Progress;
+use crate::jira::{Flavor, JiraError};
+use crate::settings::Settings;
+use crate::store::status::{Count, Which};
+use crate::store::table::{Kind, Owner, Table, col};
+use crate::store::{Batch, Cell, Row};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// Jira's cap on `maxResults` for this endpoint.
@@ -20,20 +23,173 @@ const DC_EXPAND: &str = "description,lead,url";
 /// Share of known projects that may vanish in one run before we suspect lost permission.
 const MAX_VANISH_SHARE: f64 = 0.5;
 
-pub async fn run(
-    ctx: &StreamContext,
-    counters: &RunCounters,
-    progress: &Progress,
-) -> anyhow::Result<StreamStatus> {
-    let rows = list_selected(ctx, counters).await?;
-    progress.add_total(rows.len() as u64);
-    for chunk in rows.chunks(PAGE_SIZE) {
-        let written = ctx.store.write_projects(&ctx.site, chunk).await?;
-        counters.page(chunk.len(), written, progress);
+/// `jira.projects`.
+pub static TABLE: Table = Table {
+    name: "jira.projects",
+    owner: Owner::Site,
+    key: &["id"],
+    columns: &[
+        col("id", Kind::Int8),
+        col("key", Kind::Text),
+        col("name", Kind::Text),
+        col("project_type", Kind::Text),
+        col("style", Kind::Text),
+        col("simplified", Kind::Bool),
+        col("category_id", Kind::Int8),
+        col("category_name", Kind::Text),
+        col("lead_account_id", Kind::Text),
+        col("is_private", Kind::Bool),
+        col("archived", Kind::Bool),
+        col("archived_at", Kind::Timestamptz),
+        col("raw", Kind::Jsonb),
+    ],
+    version: None,
+    soft_delete: true,
+};
+
+/// A row of `jira.projects`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectRow {
+    pub id: i64,
+    pub key: String,
+    pub name: String,
+    pub project_type: Option<String>,
+    pub style: Option<String>,
+    pub simplified: Option<bool>,
+    pub category_id: Option<i64>,
+    pub category_name: Option<String>,
+    pub lead_account_id: Option<String>,
+    pub is_private: Option<bool>,
+    pub archived: bool,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub raw: Value,
+}
+
+impl Row for ProjectRow {
+    fn table() -> &'static Table {
+        &TABLE
     }
-    let seen: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    mark_vanished(ctx, &seen).await?;
-    Ok(StreamStatus::Done)
+
+    fn into_cells(self) -> Vec<Cell> {
+        vec![
+            self.id.into(),
+            self.key.into(),
+            self.name.into(),
+            self.project_type.into(),
+            self.style.into(),
+            self.simplified.into(),
+            self.category_id.into(),
+            self.category_name.into(),
+            self.lead_account_id.into(),
+            self.is_private.into(),
+            self.archived.into(),
+            self.archived_at.into(),
+            self.raw.into(),
+        ]
+    }
+}
+
+/// The projects stream: a full refresh every `sync.projects_interval_secs`.
+pub struct Projects {
+    schedule: Schedule,
+}
+
+impl Projects {
+    pub fn new(settings: &Settings) -> Projects {
+        let sync = &settings.sync;
+        Projects {
+            schedule: Schedule::every(sync.projects, sync.projects_interval_secs),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Stream for Projects {
+    fn name(&self) -> &'static str {
+        "projects"
+    }
+
+    fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        let rows = list_selected(ctx, run.counters).await?;
+        run.progress.add_total(rows.len() as u64);
+        for chunk in rows.chunks(PAGE_SIZE) {
+            let written = ctx
+                .store
+                .write(Batch::of(&ctx.site, chunk.to_vec()))
+                .await?;
+            run.counters.page(chunk.len(), written, run.progress);
+        }
+        let seen: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        mark_vanished(ctx, &seen).await?;
+        Ok(StreamStatus::Done)
+    }
+
+    fn rows(&self, site: &str) -> Option<Count> {
+        Some(Count {
+            table: &TABLE,
+            owner: site.to_owned(),
+            which: Which::Live,
+        })
+    }
+
+    async fn probe(&self, probe: &Probe<'_>) -> Option<Result<Availability, JiraError>> {
+        Some(probe_listing(probe).await.map(|listing| match listing {
+            Ok(total) => Availability::Readable {
+                detail: total.map(|n| format!("{n} projects visible")),
+            },
+            Err(reason) => Availability::Unreadable {
+                reason,
+                fix: BROWSE_FIX.to_owned(),
+            },
+        }))
+    }
+}
+
+/// What to do when projects (and so issues) cannot be read.
+pub const BROWSE_FIX: &str = "grant the account Browse Projects in the projects' permission \
+                              schemes (e.g. through a project role or group)";
+
+/// The projects listing as `check` probes it: how many projects are visible (when the answer
+/// says), or why the account may not list them. One request per check: the issues stream's
+/// probe asks the same.
+pub async fn probe_listing(probe: &Probe<'_>) -> Result<Result<Option<u64>, String>, JiraError> {
+    if !probe.can_browse {
+        let reason = "the account lacks Browse Projects (BROWSE_PROJECTS) in every project";
+        return Ok(Err(reason.to_owned()));
+    }
+    let listing = probe
+        .listing
+        .get_or_try_init(|| async {
+            // Data Center lists projects in one array at `/project`; Cloud pages `/project/search`.
+            match probe.client.flavor() {
+                Flavor::DataCenter => probe.request("/rest/api/2/project", &[]).await,
+                Flavor::Cloud => {
+                    let one = [("maxResults", "1".to_owned())];
+                    probe.request("/rest/api/3/project/search", &one).await
+                }
+            }
+        })
+        .await?;
+    Ok(match listing {
+        Ok(page) => {
+            let total = match page {
+                Value::Array(projects) => Some(projects.len() as u64),
+                page => page.get("total").and_then(Value::as_u64),
+            };
+            if total == Some(0) {
+                probe.warn(
+                    "no project is visible to this account: there will be no issues to sync"
+                        .to_owned(),
+                );
+            }
+            Ok(total)
+        }
+        Err(reason) => Err(reason.clone()),
+    })
 }
 
 /// Every project the account can see (live and archived) that the config selects, once each.
@@ -42,7 +198,7 @@ pub async fn list_selected(
     ctx: &StreamContext,
     counters: &RunCounters,
 ) -> anyhow::Result<Vec<ProjectRow>> {
-    if ctx.client.is_data_center() {
+    if ctx.flavor() == Flavor::DataCenter {
         return list_data_center(ctx, counters).await;
     }
     // Live and archived projects are listed at the same time.
@@ -62,7 +218,7 @@ fn selected<'a>(
     let mut all = Vec::new();
     for value in values {
         let row = parse_project(value)?;
-        if project_selected(&ctx.sync, &row.key) {
+        if ctx.projects.selects(&row.key) {
             all.push(row);
         }
     }
@@ -159,8 +315,7 @@ async fn fetch_page(
 }
 
 async fn mark_vanished(ctx: &StreamContext, seen: &[i64]) -> anyhow::Result<()> {
-    let known = ctx.store.count_live_projects(&ctx.site).await?;
-    let vanished = ctx.store.count_projects_missing(&ctx.site, seen).await?;
+    let (known, vanished) = ctx.store.count_missing(&TABLE, &ctx.site, seen).await?;
     if vanished == 0 {
         return Ok(());
     }
@@ -174,7 +329,10 @@ async fn mark_vanished(ctx: &StreamContext, seen: &[i64]) -> anyhow::Result<()> 
         );
         return Ok(());
     }
-    let marked = ctx.store.mark_projects_deleted(&ctx.site, seen).await?;
+    let marked = ctx
+        .store
+        .mark_missing_deleted(&TABLE, &ctx.site, seen)
+        .await?;
     tracing::info!(site = %ctx.site, marked, "projects no longer visible marked deleted");
     Ok(())
 }

@@ -22,10 +22,14 @@
 //! earlier, and on sites under 100 users, the one `.` listing is complete and nothing is split.
 
 use super::parse::{ParseError, Record};
-use super::{RunCounters, StreamContext, StreamStatus};
-use crate::jira::JiraError;
-use crate::store::rows::UserRow;
-use crate::sync::progress::Progress;
+use super::{
+    Availability, Probe, Progress, Run, RunCounters, Schedule, Stream, StreamContext, StreamStatus,
+};
+use crate::jira::{Flavor, JiraError};
+use crate::settings::Settings;
+use crate::store::status::{Count, Which};
+use crate::store::table::{Kind, Owner, Table, col};
+use crate::store::{Batch, Cell, Row};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
 
@@ -64,26 +68,144 @@ fn page_request(
     ("/rest/api/2/user/search", query)
 }
 
-pub async fn run(
-    ctx: &StreamContext,
-    counters: &RunCounters,
-    progress: &Progress,
-) -> anyhow::Result<StreamStatus> {
-    let mut listing = Listing {
-        ctx,
-        counters,
-        progress,
-        seen: HashSet::new(),
-        names: HashSet::new(),
-    };
-    let result = match ctx.client.is_data_center() {
-        true => listing.data_center().await,
-        false => listing.search(None).await.map(|_| ()),
-    };
-    match result {
-        Ok(()) => Ok(StreamStatus::Done),
-        Err(Stop::Forbidden) => Ok(StreamStatus::Skipped(FORBIDDEN.to_string())),
-        Err(Stop::Failed(err)) => Err(err),
+/// What to do when users cannot be read.
+const USERS_FIX: &str = "grant the account the global permission Browse users and groups \
+                         (USER_PICKER), or set sync.users = false";
+
+/// `jira.users`.
+pub static TABLE: Table = Table {
+    name: "jira.users",
+    owner: Owner::Site,
+    key: &["account_id"],
+    columns: &[
+        col("account_id", Kind::Text),
+        col("account_type", Kind::Text),
+        col("app_type", Kind::Text),
+        col("display_name", Kind::Text),
+        col("email", Kind::Text),
+        col("active", Kind::Bool),
+        col("time_zone", Kind::Text),
+        col("locale", Kind::Text),
+        col("raw", Kind::Jsonb),
+    ],
+    version: None,
+    soft_delete: false,
+};
+
+/// A row of `jira.users`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow {
+    pub account_id: String,
+    pub account_type: Option<String>,
+    pub app_type: Option<String>,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub active: Option<bool>,
+    pub time_zone: Option<String>,
+    pub locale: Option<String>,
+    pub raw: Value,
+}
+
+impl Row for UserRow {
+    fn table() -> &'static Table {
+        &TABLE
+    }
+
+    fn into_cells(self) -> Vec<Cell> {
+        vec![
+            self.account_id.into(),
+            self.account_type.into(),
+            self.app_type.into(),
+            self.display_name.into(),
+            self.email.into(),
+            self.active.into(),
+            self.time_zone.into(),
+            self.locale.into(),
+            self.raw.into(),
+        ]
+    }
+}
+
+/// The users stream: a full refresh every `sync.users_interval_secs`.
+pub struct Users {
+    schedule: Schedule,
+}
+
+impl Users {
+    pub fn new(settings: &Settings) -> Users {
+        let sync = &settings.sync;
+        Users {
+            schedule: Schedule::every(sync.users, sync.users_interval_secs),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Stream for Users {
+    fn name(&self) -> &'static str {
+        "users"
+    }
+
+    fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        let mut listing = Listing {
+            ctx,
+            counters: run.counters,
+            progress: run.progress,
+            seen: HashSet::new(),
+            names: HashSet::new(),
+        };
+        let result = match ctx.flavor() {
+            Flavor::DataCenter => listing.data_center().await,
+            Flavor::Cloud => listing.search(None).await.map(|_| ()),
+        };
+        match result {
+            Ok(()) => Ok(StreamStatus::Done),
+            Err(Stop::Forbidden) => Ok(StreamStatus::Skipped(FORBIDDEN.to_string())),
+            Err(Stop::Failed(err)) => Err(err),
+        }
+    }
+
+    fn rows(&self, site: &str) -> Option<Count> {
+        Some(Count {
+            table: &TABLE,
+            owner: site.to_owned(),
+            which: Which::Live,
+        })
+    }
+
+    async fn probe(&self, probe: &Probe<'_>) -> Option<Result<Availability, JiraError>> {
+        let flavor = probe.client.flavor();
+        let one = ("maxResults", "1".to_owned());
+        let (path, query) = match flavor {
+            Flavor::DataCenter => (
+                "/rest/api/2/user/search",
+                vec![("username", EVERYONE.to_owned()), one],
+            ),
+            Flavor::Cloud => ("/rest/api/3/users/search", vec![one]),
+        };
+        let answer = match probe.request(path, &query).await {
+            Ok(answer) => answer,
+            Err(err) => return Some(Err(err)),
+        };
+        let fix = USERS_FIX.to_owned();
+        Some(Ok(match answer {
+            // Data Center lists nobody, rather than answering 403, to an account that may not
+            // browse users (the site has at least the API user).
+            Ok(body)
+                if flavor == Flavor::DataCenter && body.as_array().is_some_and(Vec::is_empty) =>
+            {
+                Availability::Unreadable {
+                    reason: format!("GET {path}?username=. listed no user"),
+                    fix,
+                }
+            }
+            Ok(_) => Availability::Readable { detail: None },
+            Err(reason) => Availability::Unreadable { reason, fix },
+        }))
     }
 }
 
@@ -111,7 +233,7 @@ struct Matches {
 struct Listing<'a> {
     ctx: &'a StreamContext,
     counters: &'a RunCounters,
-    progress: &'a Progress,
+    progress: &'a dyn Progress,
     /// Keys (account ids) already written in this run: each user is written once.
     seen: HashSet<String>,
     /// Lowercase Data Center usernames already read.
@@ -234,7 +356,8 @@ impl Listing<'_> {
         if rows.is_empty() {
             return Ok(());
         }
-        let written = self.ctx.store.write_users(&self.ctx.site, rows).await?;
+        let batch = Batch::of(&self.ctx.site, rows.iter().cloned());
+        let written = self.ctx.store.write(batch).await?;
         self.counters.page(rows.len(), written, self.progress);
         Ok(())
     }

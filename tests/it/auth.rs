@@ -8,15 +8,14 @@ use crate::support::{
     sync_succeeds, truth_issues, truth_projects,
 };
 use jira_sim::{SimConfig, Simulator};
-use jira_sync::config::AuthMode;
-use jira_sync::streams::StreamKind;
-use jira_sync::sync::engine::OutcomeStatus;
+use jira_sync::engine::OutcomeStatus;
+use jira_sync::settings::AuthMode;
 use secrecy::SecretString;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use url::Url;
 
-const STREAMS: [StreamKind; 2] = [StreamKind::Projects, StreamKind::Issues];
+const STREAMS: [&str; 2] = ["projects", "issues"];
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 /// One full sync, a change, one incremental sync: both equal to the ground truth.
@@ -149,7 +148,7 @@ async fn assert_issue_users_match(env: &Env) {
 #[tokio::test]
 async fn bearer_tokens_on_data_center_sync_projects_users_and_issues_equal_to_the_truth() {
     let env = data_center().await;
-    let streams = [StreamKind::Projects, StreamKind::Issues, StreamKind::Users];
+    let streams = ["projects", "issues", "users"];
     sync_succeeds(&env, &streams, true).await;
     assert_projects_and_users_match(&env).await;
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
@@ -214,7 +213,7 @@ async fn users_beyond_jira_10s_window_of_100_are_listed_by_username_prefix() {
         ..SimConfig::small()
     })
     .await;
-    sync_succeeds(&env, &[StreamKind::Users], true).await;
+    sync_succeeds(&env, &["users"], true).await;
     assert_users_match(&env).await;
     let searches = user_searches(&env.sim);
     assert_eq!(searches[0], ".");
@@ -233,7 +232,7 @@ async fn users_beyond_jira_10s_window_of_100_are_listed_by_username_prefix() {
     assert!(failed.is_empty(), "{failed:?}");
 
     // A second run writes nothing new and still holds every user.
-    sync_succeeds(&env, &[StreamKind::Users], false).await;
+    sync_succeeds(&env, &["users"], false).await;
     assert_users_match(&env).await;
 }
 
@@ -247,7 +246,7 @@ async fn a_data_center_site_within_the_window_is_listed_without_prefix_searches(
             ..SimConfig::small()
         })
         .await;
-        sync_succeeds(&env, &[StreamKind::Users], true).await;
+        sync_succeeds(&env, &["users"], true).await;
         assert_users_match(&env).await;
         let searches = user_searches(&env.sim);
         assert!(searches.iter().all(|u| u == "."), "{users}: {searches:?}");
@@ -271,7 +270,7 @@ async fn assert_users_match(env: &Env) {
 #[tokio::test]
 async fn the_census_on_data_center_marks_deleted_issues_and_keeps_moved_ones() {
     let env = data_center().await;
-    sync_succeeds(&env, &[StreamKind::Projects, StreamKind::Issues], true).await;
+    sync_succeeds(&env, &["projects", "issues"], true).await;
     let truth = env.sim.truth();
     let live: Vec<_> = truth.projects.iter().filter(|p| !p.archived).collect();
     let (from, to) = (live[0], live[1]);
@@ -281,7 +280,7 @@ async fn the_census_on_data_center_marks_deleted_issues_and_keeps_moved_ones() {
     env.sim.delete_issue(gone).expect("delete");
     let moved = env.sim.move_issue(mover, &to.key).expect("move");
 
-    sync_succeeds(&env, &[StreamKind::Census], false).await;
+    sync_succeeds(&env, &["census"], false).await;
     assert_eq!(
         deleted_issue_ids(&env.db.pool).await,
         BTreeSet::from([gone])
@@ -318,7 +317,7 @@ async fn the_census_on_data_center_pages_its_confirmations_where_the_server_caps
         ..SimConfig::small()
     })
     .await;
-    sync_succeeds(&env, &[StreamKind::Projects, StreamKind::Issues], true).await;
+    sync_succeeds(&env, &["projects", "issues"], true).await;
     let truth = env.sim.truth();
     let live: Vec<_> = truth.projects.iter().filter(|p| !p.archived).collect();
     let (from, to) = live
@@ -349,7 +348,7 @@ async fn the_census_on_data_center_pages_its_confirmations_where_the_server_caps
         env.sim.move_issue(id, &to.key).expect("move");
     }
 
-    sync_succeeds(&env, &[StreamKind::Census], false).await;
+    sync_succeeds(&env, &["census"], false).await;
     assert_eq!(deleted_issue_ids(&env.db.pool).await, BTreeSet::new());
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
 }
@@ -363,7 +362,7 @@ async fn on_data_center_an_account_that_may_not_browse_users_has_them_skipped_wi
         ..SimConfig::small()
     })
     .await;
-    let report = jira_sync::check::run(&env.settings)
+    let report = jira_sync::engine::check::run(&env.settings)
         .await
         .expect("check runs");
     let users = &report.streams["users"];
@@ -375,7 +374,7 @@ async fn on_data_center_an_account_that_may_not_browse_users_has_them_skipped_wi
             .is_some_and(|f| f.contains("Browse users")),
         "{users:?}"
     );
-    let outcomes = sync(&env, &[StreamKind::Users], true).await;
+    let outcomes = sync(&env, &["users"], true).await;
     match &outcomes[0].status {
         OutcomeStatus::Skipped(why) => assert!(why.contains("Browse users"), "{why}"),
         other => panic!("users should be skipped, got {other:?}"),

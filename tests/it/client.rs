@@ -1,9 +1,9 @@
 //! Tests of the client against the simulator: retries, pauses, the 401 hold, pressure.
 
 use jira_sim::{FaultKind, FaultPlan, SimConfig, Simulator};
-use jira_sync::config::Settings;
 use jira_sync::jira::model::Myself;
 use jira_sync::jira::{JiraClient, JiraError};
+use jira_sync::settings::Settings;
 use secrecy::SecretString;
 use std::time::{Duration, Instant};
 use url::Url;
@@ -206,7 +206,8 @@ async fn a_retry_after_beyond_the_bound_fails_at_once_as_rate_limited() {
         .await
         .expect_err("429");
     assert!(
-        matches!(err, JiraError::RateLimited { .. }) && err.exit_code() == 6,
+        matches!(err, JiraError::RateLimited { .. })
+            && jira_sync::commands::exit::code(err.failure()) == 6,
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));

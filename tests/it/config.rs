@@ -2,7 +2,7 @@
 //! (no process environment is touched) and through the real binary.
 
 use crate::support::cli::{expect_exit, jira_sync, run, write_config};
-use jira_sync::config::{AuthMode, ConfigError, LogFormat, Settings};
+use jira_sync::settings::{AuthMode, ConfigError, LogFormat, Settings};
 use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::path::Path;

@@ -4,7 +4,7 @@
 use crate::support::cli::{ConfigFile, closed_port, jira_sync, run, site_toml, text, write_config};
 use crate::support::{Env, eventually, sync_every_stream, test_db};
 use jira_sim::{FaultKind, FaultPlan, SimConfig, Simulator, Truth};
-use jira_sync::config::Settings;
+use jira_sync::settings::Settings;
 use secrecy::SecretString;
 use sqlx::Connection;
 use std::process::{ExitStatus, Stdio};
@@ -312,7 +312,7 @@ async fn a_second_replica_waits_without_searching_and_takes_over_when_the_first_
     .await;
     let searches = env.sim.request_count("/rest/api/3/search");
 
-    let debug_lease = ["--log-level", "info,jira_sync::sync::lease=debug"];
+    let debug_lease = ["--log-level", "info,jira_sync::daemon::lease=debug"];
     let mut second = Daemon::spawn(&env.sim, &env.db.url, &[FAST_ISSUES], &debug_lease);
     second.wait_for_log("waiting to take over", 1).await;
     second.wait_for_log("writer lease is still busy", 3).await;

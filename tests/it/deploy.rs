@@ -5,7 +5,7 @@
 
 use crate::support::cli::{jira_sync, run, text};
 use config::Source as _;
-use jira_sync::config::{DEFAULT_TOML, Settings};
+use jira_sync::settings::{DEFAULT_TOML, Settings};
 use serde_norway::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;

@@ -2,11 +2,10 @@
 //! deletes (the census), audit windows and request counts proportional to change.
 
 use crate::support::{
-    Env, IssueFacts, audit_ids, deleted_issue_ids, issue_key_and_project, stored_issues,
+    ALL, Env, IssueFacts, audit_ids, deleted_issue_ids, issue_key_and_project, stored_issues,
     sync_succeeds, truth_issues,
 };
 use jira_sim::{SimConfig, TruthIssue};
-use jira_sync::streams::StreamKind;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -48,7 +47,7 @@ async fn changes_are_caught_when_the_user_lives_in(zone: &str) {
         ..SimConfig::small()
     })
     .await;
-    sync_succeeds(&env, &StreamKind::ALL, false).await;
+    sync_succeeds(&env, &ALL, false).await;
     let ids: Vec<i64> = env
         .sim
         .truth()
@@ -58,10 +57,10 @@ async fn changes_are_caught_when_the_user_lives_in(zone: &str) {
         .take(3)
         .collect();
     env.sim.update_issue(ids[0]).expect("update");
-    sync_succeeds(&env, &[StreamKind::Issues], false).await;
+    sync_succeeds(&env, &["issues"], false).await;
     env.sim.update_issue(ids[1]).expect("update");
     env.sim.update_issue(ids[2]).expect("update");
-    let outcomes = sync_succeeds(&env, &[StreamKind::Issues], false).await;
+    let outcomes = sync_succeeds(&env, &["issues"], false).await;
     assert_eq!(outcomes[0].mode, jira_sync::streams::Mode::Incremental);
     assert_eq!(live_issues(&env).await, expected(&env), "zone {zone}");
 }
@@ -83,16 +82,16 @@ async fn a_change_not_yet_visible_to_search_is_caught_by_the_next_run() {
         ..SimConfig::small()
     })
     .await;
-    sync_succeeds(&env, &StreamKind::ALL, false).await;
+    sync_succeeds(&env, &ALL, false).await;
     let id = env.sim.truth().issues[5].id;
     let changed = env.sim.update_issue(id).expect("update");
     // Search does not show the change yet: this run cannot see it.
-    sync_succeeds(&env, &[StreamKind::Issues], false).await;
+    sync_succeeds(&env, &["issues"], false).await;
     // Once search catches up, the next run must, although its predecessor already ran after
     // the change was made.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        sync_succeeds(&env, &[StreamKind::Issues], false).await;
+        sync_succeeds(&env, &["issues"], false).await;
         let (updated,): (chrono::DateTime<chrono::Utc>,) =
             sqlx::query_as("SELECT updated FROM jira.issues WHERE id = $1")
                 .bind(id)
@@ -114,7 +113,7 @@ async fn a_change_not_yet_visible_to_search_is_caught_by_the_next_run() {
 #[tokio::test]
 async fn the_census_marks_deleted_issues_and_keeps_moved_ones() {
     let env = Env::start(SimConfig::small()).await;
-    sync_succeeds(&env, &StreamKind::ALL, false).await;
+    sync_succeeds(&env, &ALL, false).await;
     let (project_id, issues) = biggest_project(&env);
     let truth = env.sim.truth();
     let other = truth
@@ -127,7 +126,7 @@ async fn the_census_marks_deleted_issues_and_keeps_moved_ones() {
     let moved = env.sim.move_issue(issues[2].id, &other.key).expect("move");
 
     // The census alone, without an incremental run in between, sorts it out.
-    let outcomes = sync_succeeds(&env, &[StreamKind::Census], false).await;
+    let outcomes = sync_succeeds(&env, &["census"], false).await;
     assert!(outcomes[0].requests > 0);
     assert_eq!(
         deleted_issue_ids(&env.db.pool).await,
@@ -143,13 +142,13 @@ async fn the_census_marks_deleted_issues_and_keeps_moved_ones() {
 #[tokio::test]
 async fn the_census_marks_nothing_when_most_of_a_project_vanishes_at_once() {
     let env = Env::start(SimConfig::small()).await;
-    sync_succeeds(&env, &StreamKind::ALL, false).await;
+    sync_succeeds(&env, &ALL, false).await;
     let (_, issues) = biggest_project(&env);
     let vanish = issues.len() * 3 / 4;
     for issue in &issues[..vanish] {
         env.sim.delete_issue(issue.id).expect("delete");
     }
-    sync_succeeds(&env, &[StreamKind::Census], false).await;
+    sync_succeeds(&env, &["census"], false).await;
     assert!(
         deleted_issue_ids(&env.db.pool).await.is_empty(),
         "a mass vanish must look like lost permission, not deletion"
@@ -159,7 +158,7 @@ async fn the_census_marks_nothing_when_most_of_a_project_vanishes_at_once() {
 #[tokio::test]
 async fn an_issue_marked_deleted_that_reappears_is_restored_by_the_census() {
     let env = Env::start(SimConfig::small()).await;
-    sync_succeeds(&env, &StreamKind::ALL, false).await;
+    sync_succeeds(&env, &ALL, false).await;
     let id = env.sim.truth().issues[7].id;
     // As if an earlier census had seen it vanish (a permission blip).
     sqlx::query("UPDATE jira.issues SET deleted_at = now() WHERE id = $1")
@@ -167,7 +166,7 @@ async fn an_issue_marked_deleted_that_reappears_is_restored_by_the_census() {
         .execute(&env.db.pool)
         .await
         .expect("mark");
-    sync_succeeds(&env, &[StreamKind::Census], false).await;
+    sync_succeeds(&env, &["census"], false).await;
     assert!(deleted_issue_ids(&env.db.pool).await.is_empty());
     assert_eq!(live_issues(&env).await, expected(&env));
 }
@@ -176,12 +175,12 @@ async fn an_issue_marked_deleted_that_reappears_is_restored_by_the_census() {
 async fn new_audit_records_arrive_once_each() {
     let mut env = Env::start(SimConfig::small()).await;
     env.settings.sync.audit_lag_secs = 0;
-    sync_succeeds(&env, &StreamKind::ALL, false).await;
+    sync_succeeds(&env, &ALL, false).await;
     let added: Vec<i64> = (0..5).map(|_| env.sim.add_audit_record()).collect();
     // Records newer than `now - lag` wait for a later window; poll until they are in.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        sync_succeeds(&env, &[StreamKind::AuditRecords], false).await;
+        sync_succeeds(&env, &["audit_records"], false).await;
         let (n,): (i64,) =
             sqlx::query_as("SELECT count(*) FROM jira.audit_records WHERE id = ANY($1)")
                 .bind(&added)
@@ -201,13 +200,13 @@ async fn new_audit_records_arrive_once_each() {
 #[tokio::test]
 async fn an_incremental_run_costs_requests_in_proportion_to_what_changed() {
     let env = Env::start(SimConfig::small()).await;
-    sync_succeeds(&env, &StreamKind::ALL, false).await;
+    sync_succeeds(&env, &ALL, false).await;
     let truth = env.sim.truth();
     for issue in truth.issues.iter().step_by(25).take(10) {
         env.sim.update_issue(issue.id).expect("update");
     }
     let projects = truth.projects.len() as u64;
-    let outcomes = sync_succeeds(&env, &[StreamKind::Issues], false).await;
+    let outcomes = sync_succeeds(&env, &["issues"], false).await;
     // Two project listings (live, archived), one count, one search page per project.
     assert!(
         outcomes[0].requests <= 3 + projects,

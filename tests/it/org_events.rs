@@ -7,14 +7,16 @@ use crate::support::cli::{
     ConfigFile, jira_sync, quiet_sync, run, site_toml, sync_to_the_end, text, write_config,
 };
 use jira_sim::{FaultKind, FaultPlan, SimConfig, Simulator};
-use jira_sync::config::Settings;
-use jira_sync::streams::StreamKind;
+use jira_sync::engine::progress::Quiet;
+use jira_sync::engine::runner::{select, sync_once};
+use jira_sync::engine::{OutcomeStatus, StreamOutcome};
+use jira_sync::settings::Settings;
+use jira_sync::streams::Registry;
 use jira_sync::streams::org_events::{NOT_CONFIGURED, WRONG_KEY, WRONG_ORG};
-use jira_sync::sync::engine::{OutcomeStatus, StreamOutcome};
-use jira_sync::sync::{select_streams, sync_once};
 use secrecy::SecretString;
 use sqlx::PgPool;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const STREAM_PATH: &str = "/admin/v1/orgs/";
@@ -35,9 +37,9 @@ async fn run_org(env: &Env, settings: &Settings) -> StreamOutcome {
     let mut outcomes = sync_once(
         settings,
         env.store(),
-        &[StreamKind::OrgEvents],
+        &["org_events"],
         false,
-        false,
+        Arc::new(Quiet),
     )
     .await
     .expect("the sync starts");
@@ -99,14 +101,14 @@ async fn a_sync_with_an_org_key_stores_exactly_the_organizations_events() {
     let env = Env::start(SimConfig::small()).await;
     let settings = with_org(env.settings.clone(), &env.sim);
     assert!(
-        select_streams(&settings, &[])
+        select(&Registry::new(&settings).expect("streams"), &[])
             .expect("streams")
-            .contains(&StreamKind::OrgEvents)
+            .contains(&"org_events")
     );
     assert!(
-        !select_streams(&env.settings, &[])
+        !select(&Registry::new(&env.settings).expect("streams"), &[])
             .expect("streams")
-            .contains(&StreamKind::OrgEvents)
+            .contains(&"org_events")
     );
 
     let outcome = run_org(&env, &settings).await;
@@ -189,7 +191,7 @@ async fn events_appended_while_paging_are_neither_lost_nor_duplicated() {
     let sync = {
         let (settings, store) = (settings.clone(), env.store());
         tokio::spawn(async move {
-            sync_once(&settings, store, &[StreamKind::OrgEvents], false, false).await
+            sync_once(&settings, store, &["org_events"], false, Arc::new(Quiet)).await
         })
     };
     eventually("the first page to be committed", || async {
@@ -230,8 +232,8 @@ async fn a_wrong_key_or_organization_fails_the_stream_at_once_with_what_to_fix()
     assert!(message.contains(WRONG_KEY), "{message}");
     assert!(message.contains("jira.org_api_key"), "{message}");
     assert_eq!(
-        jira_sync::exit::code_for(err),
-        jira_sync::exit::INVALID_CONFIG
+        jira_sync::commands::exit::code_for(err),
+        jira_sync::commands::exit::INVALID_CONFIG
     );
     assert_eq!(
         env.sim.request_count(STREAM_PATH),
@@ -268,7 +270,9 @@ async fn a_wrong_key_or_organization_fails_the_stream_at_once_with_what_to_fix()
 async fn check_reports_the_org_stream_for_each_kind_of_key_problem() {
     let env = Env::start(SimConfig::small()).await;
     let report = |settings: Settings| async move {
-        let report = jira_sync::check::run(&settings).await.expect("check runs");
+        let report = jira_sync::engine::check::run(&settings)
+            .await
+            .expect("check runs");
         assert!(report.ok, "org problems never fail the site's check");
         report.streams["org_events"].clone()
     };
@@ -411,7 +415,7 @@ async fn the_org_api_key_never_appears_in_output_at_trace_level() {
 
 mod config {
     use crate::support::cli::write_config;
-    use jira_sync::config::Settings;
+    use jira_sync::settings::Settings;
     use secrecy::ExposeSecret;
     use std::collections::HashMap;
 

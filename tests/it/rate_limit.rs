@@ -5,12 +5,12 @@
 
 use crate::support::cli::{site_toml, text, write_config};
 use crate::support::{
-    Env, assert_all_succeeded, audit_ids, stored_issues, sync, sync_succeeds, truth_issues,
+    ALL, Env, assert_all_succeeded, audit_ids, stored_issues, sync, sync_succeeds, truth_issues,
 };
 use jira_sim::{FaultKind, FaultPlan, RequestLogEntry, SimConfig, Storm};
-use jira_sync::streams::StreamKind;
+use jira_sync::engine::progress::Quiet;
+use jira_sync::engine::runner::sync_once;
 use jira_sync::streams::issues::IssuesCheckpoint;
-use jira_sync::sync::sync_once;
 use std::time::{Duration, Instant, SystemTime};
 
 const SEARCH: &str = "/rest/api/3/search/jql";
@@ -74,11 +74,11 @@ async fn full_and_incremental_syncs_end_equal_to_the_truth_with_a_tenth_of_respo
         ],
         ..FaultPlan::default()
     });
-    sync_succeeds(&env, &StreamKind::ALL, true).await;
+    sync_succeeds(&env, &ALL, true).await;
     assert_equals_truth(&env).await;
 
     crate::support::change_site(&env.sim, 37, 5);
-    let incremental = sync_succeeds(&env, &StreamKind::ALL, false).await;
+    let incremental = sync_succeeds(&env, &ALL, false).await;
     assert!(
         incremental
             .iter()
@@ -109,11 +109,18 @@ async fn during_a_429_storm_no_request_arrives_inside_an_announced_wait() {
         ..SimConfig::small()
     })
     .await;
-    sync_succeeds(&env, &[StreamKind::Projects], true).await;
+    sync_succeeds(&env, &["projects"], true).await;
     let settings = env.settings.clone();
     let store = env.store();
     let run = tokio::spawn(async move {
-        sync_once(&settings, store, &[StreamKind::Issues], true, false).await
+        sync_once(
+            &settings,
+            store,
+            &["issues"],
+            true,
+            std::sync::Arc::new(Quiet),
+        )
+        .await
     });
     // Once the scan is under way, every request is answered 429 with `Retry-After: 3` for
     // two and a half seconds.
@@ -183,7 +190,7 @@ async fn against_a_site_limited_to_r_requests_per_second_the_client_gets_90_perc
         ..SimConfig::small()
     })
     .await;
-    sync_succeeds(&env, &[StreamKind::Projects], true).await;
+    sync_succeeds(&env, &["projects"], true).await;
     // What a user should set for a site allowing R requests a second: a little under R, and
     // a burst of 1 so the client never spends the site's bucket faster than it refills.
     env.settings.rate_limit.requests_per_second = R * 0.95;
@@ -193,7 +200,7 @@ async fn against_a_site_limited_to_r_requests_per_second_the_client_gets_90_perc
         ..FaultPlan::default()
     });
     let before = env.sim.request_log().len();
-    sync_succeeds(&env, &[StreamKind::Issues], true).await;
+    sync_succeeds(&env, &["issues"], true).await;
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
 
     let log = env.sim.request_log();
@@ -298,7 +305,7 @@ async fn a_big_project_is_read_as_parallel_ranges_and_an_interrupted_split_resum
     })
     .await;
     env.settings.rate_limit.max_in_flight = 2;
-    sync_succeeds(&env, &[StreamKind::Projects], true).await;
+    sync_succeeds(&env, &["projects"], true).await;
     // `/myself`, two project listings, the count, the small project's page and the listing of
     // the big one (whose listed issue count sends it straight to the split), then range pages;
     // the thirteenth request fails for good (a 400 is never retried).
@@ -310,7 +317,7 @@ async fn a_big_project_is_read_as_parallel_ranges_and_an_interrupted_split_resum
         latency_ms: 20,
         ..FaultPlan::default()
     });
-    let failed = sync(&env, &[StreamKind::Issues], true).await;
+    let failed = sync(&env, &["issues"], true).await;
     assert!(failed[0].failed(), "{}", failed[0].summary());
     let cp = issues_checkpoint(&env).await;
     let (id, cursor) = cp
@@ -343,7 +350,7 @@ async fn a_big_project_is_read_as_parallel_ranges_and_an_interrupted_split_resum
     });
     let searches_before = env.sim.request_count(SEARCH);
     let log_before = env.sim.request_log().len();
-    sync_succeeds(&env, &[StreamKind::Issues], false).await;
+    sync_succeeds(&env, &["issues"], false).await;
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
     let cp = issues_checkpoint(&env).await;
     let cursor = &cp.projects[id];
@@ -411,7 +418,7 @@ async fn a_project_bigger_than_a_listing_page_is_listed_in_created_ranges_and_re
     })
     .await;
     env.settings.rate_limit.max_in_flight = 4;
-    let outcomes = sync(&env, &[StreamKind::Issues], true).await;
+    let outcomes = sync(&env, &["issues"], true).await;
     assert_all_succeeded(&outcomes);
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
     let searches = env.sim.search_log();
@@ -460,7 +467,7 @@ async fn a_project_bigger_than_a_listing_page_is_listed_in_created_ranges_and_re
         .id;
     env.sim.delete_issue(gone).expect("delete");
     let before = env.sim.search_log().len();
-    assert_all_succeeded(&sync(&env, &[StreamKind::Census], false).await);
+    assert_all_succeeded(&sync(&env, &["census"], false).await);
     assert_eq!(
         crate::support::deleted_issue_ids(&env.db.pool).await,
         [gone].into_iter().collect()

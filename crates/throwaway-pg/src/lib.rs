@@ -120,6 +120,21 @@ impl TempCluster {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// Creates the database `name` (letters, digits and `_`) and returns its URL.
+    pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        use sqlx::Connection;
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            bail!("{name:?} is not a plain database name (letters, digits and _)");
+        }
+        let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("cannot create the database {name}"))?;
+        conn.close().await?;
+        Ok(self.url_for(name))
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -7,11 +7,9 @@
 //! before the access token that came with it is handed out, so a crash can never leave the
 //! database holding a token the token endpoint has already retired.
 
-use super::{CONSENT_AGAIN, plain_http, sensitive};
-use crate::config::Settings;
+use super::{CONSENT_AGAIN, CredentialStore, StoredToken, plain_http, sensitive};
 use crate::jira::JiraError;
-use crate::store::Store;
-use crate::store::credentials::StoredToken;
+use crate::settings::JiraSettings;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -19,6 +17,7 @@ use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -45,7 +44,7 @@ struct Access {
 /// Hands out access tokens, refreshing them from the stored refresh token.
 pub struct TokenManager {
     app: App,
-    store: Store,
+    store: Arc<dyn CredentialStore>,
     site: String,
     /// Used only while the database holds no refresh token yet.
     seed: Option<SecretString>,
@@ -61,8 +60,8 @@ pub struct App {
 }
 
 impl App {
-    pub fn from_settings(settings: &Settings) -> Result<App, JiraError> {
-        let oauth = &settings.jira.oauth;
+    pub fn from_settings(jira: &JiraSettings) -> Result<App, JiraError> {
+        let oauth = &jira.oauth;
         let client_secret = oauth
             .client_secret
             .clone()
@@ -144,12 +143,15 @@ impl App {
 }
 
 impl TokenManager {
-    pub fn new(settings: &Settings, store: Store) -> Result<TokenManager, JiraError> {
-        let oauth = &settings.jira.oauth;
+    pub fn new(
+        jira: &JiraSettings,
+        store: Arc<dyn CredentialStore>,
+    ) -> Result<TokenManager, JiraError> {
+        let oauth = &jira.oauth;
         Ok(TokenManager {
-            app: App::from_settings(settings)?,
+            app: App::from_settings(jira)?,
             store,
-            site: settings.site(),
+            site: jira.site(),
             seed: oauth.refresh_token.clone(),
             cipher: oauth
                 .token_encryption_key
@@ -195,7 +197,7 @@ impl TokenManager {
             .lock_refresh_token(&self.site)
             .await
             .map_err(db)?;
-        let current = match &lock.current {
+        let current = match lock.current() {
             Some(stored) => self.open(stored)?,
             None => self.seed.clone().ok_or_else(|| JiraError::Auth {
                 detail: "no OAuth refresh token yet: run `jira-sync auth login` (or set \

@@ -9,22 +9,47 @@
 //! Offset paging over `ORDER BY id` can skip an issue when one before it is deleted mid-listing;
 //! a skipped issue then looks vanished, but the confirmation finds it, so it is never marked.
 
-use super::BULK_FETCH_SIZE;
+use super::{BULK_FETCH_SIZE, Roster};
 use crate::jira::JiraError;
 use crate::jira::model::LegacySearchPage;
-use crate::store::rows::IssueRow;
-use crate::streams::issues::parse_issue;
+use crate::streams::issues::{IssueRow, parse_issue};
 use crate::streams::parse::Record;
 use crate::streams::{RunCounters, StreamContext};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// Asked for on every id page; Data Center caps it at its `jira.search.views.default.max`
 /// (1000 by default) and says in `maxResults` what it applied.
 const ID_PAGE_SIZE: usize = 1000;
 
+/// Data Center: ids listed with `startAt` paging, candidates confirmed by an id search.
+pub(super) struct DataCenterRoster;
+
+#[async_trait::async_trait]
+impl Roster for DataCenterRoster {
+    async fn list(
+        &self,
+        ctx: &StreamContext,
+        project_id: i64,
+        _stored: &BTreeSet<i64>,
+        counters: &RunCounters,
+    ) -> anyhow::Result<BTreeSet<i64>> {
+        list_ids(ctx, project_id, counters).await
+    }
+
+    /// Data Center reports no per-issue errors: an issue it does not return is gone.
+    async fn fetch(
+        &self,
+        ctx: &StreamContext,
+        ids: &[i64],
+        counters: &RunCounters,
+    ) -> anyhow::Result<(Vec<IssueRow>, HashSet<i64>)> {
+        Ok((fetch(ctx, ids, counters).await?, HashSet::new()))
+    }
+}
+
 /// Every issue id Data Center lists for the project now.
-pub(super) async fn list_ids(
+async fn list_ids(
     ctx: &StreamContext,
     project_id: i64,
     counters: &RunCounters,
@@ -52,7 +77,7 @@ pub(super) async fn list_ids(
 }
 
 /// The issues among `ids` that Data Center still shows (all fields); the others are gone.
-pub(super) async fn fetch(
+async fn fetch(
     ctx: &StreamContext,
     ids: &[i64],
     counters: &RunCounters,

@@ -19,12 +19,11 @@
 //! the ranges, whichever run finishes them. Every issue updated before that instant was last
 //! changed before the scan started, so it sat in one range for the whole scan and was read.
 
-use super::{LAG, PAGE_SIZE, ProjectCursor, Scan, page_path};
+use super::{LAG, PAGE_SIZE, ProjectCursor, ProjectRow, Scan, set_project, set_range};
 use crate::jira::model::ApproximateCount;
 use crate::jira::time::{
     jql_datetime_literal, jql_lower_bound_literal, parse_jira_timestamp_value,
 };
-use crate::store::rows::ProjectRow;
 use crate::streams::ranges::{LIST_PAGE_SIZE, list_pages};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -213,8 +212,9 @@ pub async fn try_split(
         split: Some(split.clone()),
         ..cursor.clone()
     };
-    let write = page_path(project, None, serde_json::to_value(&planned)?);
-    ctx.store.save_checkpoint(&ctx.site, &write).await?;
+    ctx.store
+        .save_checkpoint(&ctx.site, set_project(project.id, planned))
+        .await?;
     Ok(Some(split))
 }
 
@@ -268,12 +268,7 @@ async fn read_range(
             .page(&jql, token.as_deref(), |page_max, last| {
                 current.mark = current.mark.max(page_max.map(|m| m.min(ceiling)));
                 current.complete = last;
-                let path = ["split", "ranges", &index.to_string()];
-                Ok(page_path(
-                    project,
-                    Some(&path),
-                    serde_json::to_value(&current)?,
-                ))
+                Ok(set_range(project.id, index, current.clone()))
             })
             .await?;
         match page {

@@ -7,14 +7,15 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use url::Url;
 
 mod validate;
 
 /// The documented defaults, compiled in so the binary works from any directory.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// Environment variables that hold comma-separated lists, and the keys they set.
 const LIST_ENV_KEYS: [(&str, &str); 2] = [
@@ -34,7 +35,8 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: &str, message: impl Into<String>) -> Self {
+    /// An unacceptable value of `key`; `message` says what is wrong and how to fix it.
+    pub fn invalid(key: &str, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.to_owned(),
             message: message.into(),
@@ -50,7 +52,10 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub rate_limit: RateLimitSettings,
     pub log: LogSettings,
-    pub server: crate::server::ServerSettings,
+    pub server: ServerSettings,
+    /// `[streams.<name>]`: the settings of streams that have a section of their own, each read
+    /// and checked by its stream ([`StreamSections::parse`]).
+    pub streams: StreamSections,
 }
 
 /// How requests authenticate.
@@ -132,6 +137,15 @@ impl JiraSettings {
     /// Whether the organization audit stream can run: an org id and an org API key are set.
     pub fn org_events_configured(&self) -> bool {
         self.org_id.is_some() && self.org_api_key.is_some()
+    }
+
+    /// The site id stored as the first key column of every table: `jira.domain` if set, else
+    /// the base URL's `host[:port]`.
+    pub fn site(&self) -> String {
+        match &self.domain {
+            Some(domain) => domain.clone(),
+            None => self.host(),
+        }
     }
 
     /// `host[:port]` of the base URL, as people and error messages name the site.
@@ -252,6 +266,73 @@ impl Default for LogSettings {
     }
 }
 
+/// `[server]`: the daemon's HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `ip:port` to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// A stream with no successful run for this many intervals is stalled.
+    pub stall_intervals: u32,
+}
+
+impl ServerSettings {
+    /// The parsed `listen` address.
+    pub fn addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.trim().parse().map_err(|_| {
+            ConfigError::invalid(
+                "server.listen",
+                format!(
+                    "({:?}) is not an address and port: write it like 127.0.0.1:9464, or \
+                     0.0.0.0:9464 to accept connections from other hosts",
+                    self.listen
+                ),
+            )
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.addr()?;
+        if !(1..=1000).contains(&self.stall_intervals) {
+            return Err(ConfigError::invalid(
+                "server.stall_intervals",
+                format!("is {}: it must be between 1 and 1000", self.stall_intervals),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `[streams.<name>]` sections as written. A stream with settings of its own reads its
+/// section into a typed struct ([`StreamSections::parse`]); the defaults are those of the
+/// embedded `config/default.toml`, like every other key's.
+#[derive(Debug, Clone, Default)]
+pub struct StreamSections(BTreeMap<String, config::Value>);
+
+impl StreamSections {
+    /// The names of the sections present.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Reads `[streams.<name>]` into `T`; an unknown key or a value of the wrong type is an
+    /// error naming `streams.<name>.<key>`. A missing section reads as an empty one.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, ConfigError> {
+        let value = self.0.get(name).cloned().unwrap_or_else(|| {
+            config::Value::new(None, config::ValueKind::Table(config::Map::new()))
+        });
+        value.try_deserialize().map_err(|err| {
+            let text = hide_quoted(&err.to_string());
+            match between(&text, "unknown field `", "`") {
+                Some(field) => ConfigError::Load(format!(
+                    "unknown key streams.{name}.{field} ({text}): fix or remove it"
+                )),
+                None => ConfigError::Load(format!("[streams.{name}]: {text}")),
+            }
+        })
+    }
+}
+
 /// `[jira]` as written, before the base URL is parsed and the token file is read.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,7 +368,9 @@ struct RawSettings {
     sync: SyncSettings,
     rate_limit: RateLimitSettings,
     log: LogSettings,
-    server: crate::server::ServerSettings,
+    server: ServerSettings,
+    #[serde(default)]
+    streams: BTreeMap<String, config::Value>,
 }
 
 impl Settings {
@@ -367,13 +450,9 @@ impl Settings {
         finish(built)
     }
 
-    /// The site id stored as the first key column of every table: `jira.domain` if set, else
-    /// the base URL's `host[:port]`.
+    /// The site id stored as the first key column of every table ([`JiraSettings::site`]).
     pub fn site(&self) -> String {
-        match &self.jira.domain {
-            Some(domain) => domain.clone(),
-            None => self.jira.host(),
-        }
+        self.jira.site()
     }
 
     /// Parses what `RawSettings` left as text: the base URL, the token file, empty strings.
@@ -385,6 +464,7 @@ impl Settings {
             rate_limit,
             log,
             server,
+            streams,
         } = raw;
         let api_token_file = jira.api_token_file.filter(|p| !p.as_os_str().is_empty());
         let mut api_token = jira
@@ -468,6 +548,7 @@ impl Settings {
             rate_limit,
             log,
             server,
+            streams: StreamSections(streams),
         })
     }
 }

@@ -8,9 +8,9 @@
 //! sync, or the resumption of a half-done one from its checkpoints, is simply that first run.
 //! A failed run is retried after 5 s, 10 s, 20 s, … capped at the stream's interval.
 //!
-//! The census of deleted issues never overlaps an issues run (both write the issues table)
-//! and waits for the issues stream's first success, since a census of a table that is still
-//! empty would fetch every issue a second time.
+//! A follow-up stream (the census of deleted issues) never overlaps a run of the stream it
+//! follows (both write the issues table) and waits for that stream's first success, since a
+//! census of a table that is still empty would fetch every issue a second time.
 //!
 //! Lifecycle: the schedule runs in "epochs", each under one holding of the lease. When the
 //! lease's connection breaks (a database restart), the epoch's runs are cancelled, since
@@ -19,21 +19,27 @@
 //! to record their end and the lease to be released; a second signal exits at once.
 //!
 //! Before anything else the daemon binds `[server] listen` and serves `/healthz`, `/readyz`
-//! and `/metrics` ([`crate::server`]) until the first signal. It feeds the listener's
+//! and `/metrics` ([`server`]) until the first signal. It feeds the listener's
 //! [`Monitor`]: a heartbeat every few seconds, its role (starting, standby, writer), each
 //! stream's schedule and every run's outcome; the same heartbeat logs stalled streams.
 
-use super::engine::{Engine, OutcomeStatus};
-use super::lease::Lease;
-use crate::config::{Settings, SyncSettings};
-use crate::jira::JiraError;
-use crate::metrics::{Monitor, Role, Sources};
-use crate::streams::StreamKind;
-use crate::streams::census::CensusCheckpoint;
+pub mod lease;
+pub mod monitor;
+pub mod server;
+
+use crate::engine::progress::{Counts, Observer};
+use crate::engine::runner::select;
+use crate::engine::{Engine, OutcomeStatus};
+use crate::settings::Settings;
+use crate::store::Store;
+use crate::streams::Progress;
 use anyhow::Context;
 use chrono::Utc;
+use lease::Lease;
+use monitor::{Monitor, Role, Sources};
 use rand::Rng;
 use secrecy::SecretString;
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,22 +62,62 @@ struct Daemon {
     engine: Engine,
     url: SecretString,
     site: String,
-    /// The enabled streams, as `sync --once` would run them, then the census if it is on.
-    streams: Vec<StreamKind>,
+    /// The enabled streams, as `sync --once` would run them, then their follow-ups.
+    streams: Vec<&'static str>,
     monitor: Arc<Monitor>,
 }
 
 /// One stream's schedule within an epoch.
 struct StreamTask {
     daemon: Arc<Daemon>,
-    stream: StreamKind,
+    stream: &'static str,
+    /// The stream it follows, if it is a follow-up.
+    follows: Option<&'static str>,
     interval: Duration,
     first_delay: Duration,
     epoch: CancellationToken,
-    /// Held by an issues or census run, so the two never overlap.
-    issues_turn: Arc<Mutex<()>>,
-    /// `true` once the issues stream has succeeded; the census waits for it.
-    issues_done: Arc<watch::Sender<bool>>,
+    /// Held by a run of a stream or of its follow-ups, so the two never overlap.
+    turn: Arc<Mutex<()>>,
+    /// `true` once the stream a follow-up waits for has succeeded.
+    led_done: Arc<watch::Sender<bool>>,
+    /// What this stream's own success tells its follow-ups.
+    done: Arc<watch::Sender<bool>>,
+}
+
+/// The daemon's progress: log lines every `log.progress_interval_secs`, and each stream's
+/// activity noted in the monitor, whose stall check tells a long run that moves from one that
+/// hangs.
+struct Activity {
+    every: Duration,
+    monitor: Arc<Monitor>,
+}
+
+impl Observer for Activity {
+    fn start(&self, stream: &'static str) -> Box<dyn Progress> {
+        Box::new(Noted {
+            counts: Counts::new(stream, Some(self.every)),
+            stream,
+            monitor: self.monitor.clone(),
+        })
+    }
+}
+
+struct Noted {
+    counts: Counts,
+    stream: &'static str,
+    monitor: Arc<Monitor>,
+}
+
+impl Progress for Noted {
+    fn add_total(&self, n: u64) {
+        self.monitor.note_activity(self.stream);
+        self.counts.add_total(n);
+    }
+
+    fn advance(&self, n: u64) {
+        self.monitor.note_activity(self.stream);
+        self.counts.advance(n);
+    }
 }
 
 /// `jira-sync run`.
@@ -80,10 +126,10 @@ pub async fn command(settings: Settings) -> anyhow::Result<ExitCode> {
     let grace = Duration::from_secs(settings.sync.shutdown_timeout_secs);
     handle_signals(shutdown.clone(), grace)?;
     let monitor = Arc::new(Monitor::new(&settings));
-    let listener = crate::server::bind(&settings.server).await?;
+    let listener = server::bind(&settings.server).await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving /healthz, /readyz and /metrics");
-    crate::server::spawn(listener, monitor.clone(), shutdown.clone());
+    server::spawn(listener, monitor.clone(), shutdown.clone());
     tokio::spawn(heartbeat(monitor.clone(), shutdown.clone()));
     let started = start(&settings, monitor.clone());
     let Some(daemon) = shutdown.run_until_cancelled(started).await else {
@@ -92,7 +138,7 @@ pub async fn command(settings: Settings) -> anyhow::Result<ExitCode> {
     };
     let daemon = Arc::new(daemon?);
     monitor.set_role(Role::Standby);
-    let mut supervisor = std::pin::pin!(supervise(daemon, settings.sync.clone(), shutdown.clone()));
+    let mut supervisor = std::pin::pin!(supervise(daemon, shutdown.clone()));
     let finished = tokio::select! {
         () = &mut supervisor => true,
         () = shutdown.cancelled() => false,
@@ -104,7 +150,9 @@ pub async fn command(settings: Settings) -> anyhow::Result<ExitCode> {
             "runs did not stop within sync.shutdown_timeout_secs; exiting anyway (open \
              transactions roll back when their connections close)"
         );
-        return Ok(ExitCode::from(crate::exit::FAILURE));
+        return Err(anyhow::anyhow!(
+            "runs did not stop within sync.shutdown_timeout_secs"
+        ));
     }
     tracing::info!("jira-sync stopped");
     Ok(ExitCode::SUCCESS)
@@ -113,37 +161,36 @@ pub async fn command(settings: Settings) -> anyhow::Result<ExitCode> {
 /// Start-up: the connection check (its failures end the process with `check`'s exit codes),
 /// then the database and its migrations, then the engine.
 async fn start(settings: &Settings, monitor: Arc<Monitor>) -> anyhow::Result<Daemon> {
-    let report = crate::check::run(settings).await?;
-    if !report.ok {
-        return Err(JiraError::Forbidden {
-            endpoint: "GET /rest/api/3/mypermissions".to_owned(),
-            message: "the account lacks Browse Projects (BROWSE_PROJECTS) in every project: \
-                      grant it through the projects' permission schemes"
-                .to_owned(),
-        }
-        .into());
-    }
+    let report = crate::engine::check::run(settings).await?;
+    report.require_browse()?;
     tracing::info!(connection = %report.headline(), "connected to Jira");
     for warning in &report.warnings {
         tracing::warn!(%warning, "connection check");
     }
-    let mut streams = super::select_streams(settings, &[])?;
-    if StreamKind::Census.enabled_in(&settings.sync) {
-        streams.push(StreamKind::Census);
-    }
-    let store = crate::store::connect_from_settings(settings).await?;
+    let store = Store::open(&settings.database).await?;
     store.migrate().await?;
-    let engine = Engine::new(settings, store).await?;
+    let observer = Arc::new(Activity {
+        every: Duration::from_secs(settings.log.progress_interval_secs.max(1)),
+        monitor: monitor.clone(),
+    });
+    let engine = Engine::new(settings, store, observer).await?;
+    let mut streams = select(engine.registry(), &[])?;
+    for stream in engine.registry().iter() {
+        let schedule = stream.schedule();
+        if schedule.enabled
+            && schedule
+                .follows
+                .is_some_and(|leader| streams.contains(&leader))
+        {
+            streams.push(stream.name());
+        }
+    }
     let ctx = engine.context();
     let mut clients = vec![ctx.client.clone()];
-    if let Some(org) = &ctx.org
-        && let Ok(admin) = org.client().await
-    {
-        clients.push(admin.clone());
-    }
+    clients.extend(engine.registry().iter().flat_map(|s| s.clients()));
     monitor.attach(Sources {
         clients,
-        pool: ctx.store.pool().clone(),
+        store: ctx.store.clone(),
     });
     Ok(Daemon {
         engine,
@@ -196,7 +243,7 @@ async fn next_signal(term: &mut Signal, int: &mut Signal) -> &'static str {
 
 /// Takes the lease, runs the schedule while it is held, and takes it again when it is lost,
 /// until `shutdown`.
-async fn supervise(daemon: Arc<Daemon>, sync: SyncSettings, shutdown: CancellationToken) {
+async fn supervise(daemon: Arc<Daemon>, shutdown: CancellationToken) {
     loop {
         let Some(lease) = Lease::acquire(&daemon.url, &daemon.site, &shutdown).await else {
             return;
@@ -212,7 +259,7 @@ async fn supervise(daemon: Arc<Daemon>, sync: SyncSettings, shutdown: Cancellati
                 kept
             })
         };
-        run_epoch(&daemon, &sync, &epoch).await;
+        run_epoch(&daemon, &epoch).await;
         epoch.cancel();
         daemon.monitor.set_role(Role::Standby);
         daemon.monitor.schedule(&[]);
@@ -240,40 +287,66 @@ async fn supervise(daemon: Arc<Daemon>, sync: SyncSettings, shutdown: Cancellati
 }
 
 /// Runs every enabled stream on its schedule until `epoch` is cancelled.
-async fn run_epoch(daemon: &Arc<Daemon>, sync: &SyncSettings, epoch: &CancellationToken) {
+async fn run_epoch(daemon: &Arc<Daemon>, epoch: &CancellationToken) {
     let ctx = daemon.engine.context();
-    let successes = crate::status::last_successes(ctx.store.pool(), &daemon.site)
+    let successes = ctx
+        .store
+        .last_successes(&daemon.site)
         .await
         .unwrap_or_else(|err| {
             tracing::warn!(error = %format!("{err:#}"), "cannot read past runs; every stream runs now");
             Default::default()
         });
-    let issues_done = Arc::new(watch::Sender::new(successes.contains_key("issues")));
-    let issues_turn = Arc::new(Mutex::new(()));
+    let registry = daemon.engine.registry();
     let mut schedule = Vec::new();
-    for &stream in &daemon.streams {
-        let last = match stream {
-            StreamKind::Census => census_completed(daemon).await,
-            _ => successes.get(stream.name()).copied(),
+    for &name in &daemon.streams {
+        let Some(stream) = registry.get(name) else {
+            continue;
         };
-        schedule.push((stream, interval_of(stream, sync), last));
+        let last = successes.get(name).copied();
+        schedule.push((name, stream.schedule(), last));
     }
-    daemon.monitor.schedule(&schedule);
+    daemon.monitor.schedule(
+        &schedule
+            .iter()
+            .map(|(name, s, last)| (*name, s.interval, *last))
+            .collect::<Vec<_>>(),
+    );
+    // A stream and its follow-ups share a turn; a follow-up waits for its stream's success.
+    let mut turns: HashMap<&'static str, Arc<Mutex<()>>> = HashMap::new();
+    let mut dones: HashMap<&'static str, Arc<watch::Sender<bool>>> = HashMap::new();
+    for (name, s, _) in &schedule {
+        let leader = s.follows.unwrap_or(name);
+        turns.entry(leader).or_default();
+        dones
+            .entry(name)
+            .or_insert_with(|| Arc::new(watch::Sender::new(successes.contains_key(*name))));
+    }
     let mut tasks = JoinSet::new();
-    for (stream, interval, last) in schedule {
+    for (stream, s, last) in schedule {
+        let interval = s.interval;
         let first_delay = last.map_or(Duration::ZERO, |at| {
             let since = (Utc::now() - at).to_std().unwrap_or_default();
             interval.saturating_sub(since)
         });
-        tracing::info!(stream = %stream, interval_secs = interval.as_secs(), first_run_in_secs = first_delay.as_secs(), "stream scheduled");
+        tracing::info!(
+            stream,
+            interval_secs = interval.as_secs(),
+            first_run_in_secs = first_delay.as_secs(),
+            "stream scheduled"
+        );
+        let leader = s.follows.unwrap_or(stream);
+        let led_done = dones.get(leader).cloned().unwrap_or_default();
         tasks.spawn(run_stream(StreamTask {
             daemon: daemon.clone(),
             stream,
+            follows: s.follows,
             interval,
             first_delay,
             epoch: epoch.clone(),
-            issues_turn: issues_turn.clone(),
-            issues_done: issues_done.clone(),
+            turn: turns.get(leader).cloned().unwrap_or_default(),
+            led_done,
+            done: dones.get(stream).cloned().unwrap_or_default(),
         }));
     }
     while let Some(ended) = tasks.join_next().await {
@@ -287,8 +360,8 @@ async fn run_epoch(daemon: &Arc<Daemon>, sync: &SyncSettings, epoch: &Cancellati
 
 /// One stream's loop: wait, run, and schedule the next run after this one ends.
 async fn run_stream(task: StreamTask) {
-    if task.stream == StreamKind::Census {
-        let mut done = task.issues_done.subscribe();
+    if task.follows.is_some() {
+        let mut done = task.led_done.subscribe();
         let wait = done.wait_for(|done| *done);
         if !matches!(task.epoch.run_until_cancelled(wait).await, Some(Ok(_))) {
             return;
@@ -306,18 +379,13 @@ async fn run_stream(task: StreamTask) {
             return;
         }
         let outcome = {
-            let _turn = match task.stream {
-                StreamKind::Issues | StreamKind::Census => Some(task.issues_turn.lock().await),
-                _ => None,
-            };
+            let _turn = task.turn.lock().await;
             if task.epoch.is_cancelled() {
                 return;
             }
             let engine = &task.daemon.engine;
             task.daemon.monitor.run_started(task.stream);
-            let outcome = engine
-                .run_once_with(task.stream, false, false, &task.epoch)
-                .await;
+            let outcome = engine.run_once_with(task.stream, false, &task.epoch).await;
             task.daemon.monitor.run_finished(&outcome);
             outcome
         };
@@ -327,42 +395,25 @@ async fn run_stream(task: StreamTask) {
         if outcome.failed() {
             failures += 1;
             delay = retry_delay(failures, task.interval);
-            tracing::info!(stream = %task.stream, attempt = failures, retry_in_secs = delay.as_secs_f64(), "run failed; retrying with backoff");
+            tracing::info!(
+                stream = task.stream,
+                attempt = failures,
+                retry_in_secs = delay.as_secs_f64(),
+                "run failed; retrying with backoff"
+            );
         } else {
             failures = 0;
             delay = jittered(task.interval);
-            if task.stream == StreamKind::Issues
-                && matches!(outcome.status, OutcomeStatus::Succeeded)
-            {
-                task.issues_done.send_replace(true);
+            if matches!(outcome.status, OutcomeStatus::Succeeded) {
+                task.done.send_replace(true);
             }
-            tracing::debug!(stream = %task.stream, next_run_in_secs = delay.as_secs(), "next run scheduled");
+            tracing::debug!(
+                stream = task.stream,
+                next_run_in_secs = delay.as_secs(),
+                "next run scheduled"
+            );
         }
     }
-}
-
-/// When the census last completed, from its checkpoint.
-async fn census_completed(daemon: &Daemon) -> Option<chrono::DateTime<Utc>> {
-    let ctx = daemon.engine.context();
-    let value = ctx
-        .store
-        .load_checkpoint(&daemon.site, crate::streams::census::STREAM)
-        .await;
-    let checkpoint: CensusCheckpoint = serde_json::from_value(value.ok()??).ok()?;
-    checkpoint.last_completed
-}
-
-/// The `[sync]` interval of a stream (at least a second).
-pub fn interval_of(stream: StreamKind, sync: &SyncSettings) -> Duration {
-    let secs = match stream {
-        StreamKind::Projects => sync.projects_interval_secs,
-        StreamKind::Issues => sync.issues_interval_secs,
-        StreamKind::Users => sync.users_interval_secs,
-        StreamKind::AuditRecords => sync.audit_interval_secs,
-        StreamKind::OrgEvents => sync.org_events_interval_secs,
-        StreamKind::Census => sync.census_interval_secs,
-    };
-    Duration::from_secs(secs.max(1))
 }
 
 /// `interval` plus up to a tenth of it (at most [`MAX_JITTER`]), so replicas of many sites

@@ -1,15 +1,31 @@
-//! `Engine::run_once`: one stream, one run, one row in `jira.sync_runs`, and an outcome that
-//! says what happened. Loops around it (the `sync` command, the scheduler) stay trivial.
+//! The sync engine: [`Engine::run_once`] runs one stream once (one row in `jira.sync_runs`, an
+//! outcome that says what happened); [`runner`] runs several at once, the follow-ups after
+//! their leader. Loops around it (the `sync` command, the daemon's scheduler) stay trivial.
+//! The engine keeps no process-global state: what a run shows of its progress is the
+//! [`Observer`] its caller passes in. Also here, because commands and the daemon both need
+//! them: connecting ([`connect`]), the connection check ([`check`]) and the status report
+//! ([`status`]).
 
-use crate::config::Settings;
+pub mod check;
+pub mod connect;
+pub mod progress;
+pub mod runner;
+pub mod status;
+
+use crate::failure::Failure;
+use crate::jira::JiraError;
 use crate::jira::metrics::{RequestMetrics, RunScope};
 use crate::jira::model::Myself;
 use crate::jira::time::parse_zone;
+use crate::settings::{ConfigError, Settings};
 use crate::store::Store;
-use crate::store::runs::RunRecord;
-use crate::streams::{self, Mode, RunCounters, StreamContext, StreamKind, StreamStatus};
-use crate::sync::progress::Progress;
+use crate::store::runs::{HttpRecord, RunRecord};
+use crate::streams::{
+    Mode, ProjectFilter, Registry, Run, RunCounters, Stream, StreamContext, StreamStatus,
+};
 use anyhow::Context;
+use progress::Observer;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +44,7 @@ const RECORD_GRACE: Duration = Duration::from_secs(5);
 /// The result of one stream run.
 #[derive(Debug)]
 pub struct StreamOutcome {
-    pub stream: StreamKind,
+    pub stream: &'static str,
     pub mode: Mode,
     pub status: OutcomeStatus,
     pub rows_seen: u64,
@@ -60,7 +76,7 @@ impl StreamOutcome {
         };
         format!(
             "{:<14} {:<11} {:>7} rows ({} written) {:>6} requests {:>7.1}s  {status}",
-            self.stream.name(),
+            self.stream,
             self.mode.name(),
             self.rows_seen,
             self.rows_written,
@@ -68,22 +84,68 @@ impl StreamOutcome {
             self.duration.as_secs_f64(),
         )
     }
+
+    /// A run that did not happen, with the reason.
+    pub fn skipped(stream: &'static str, why: String) -> StreamOutcome {
+        StreamOutcome {
+            stream,
+            mode: Mode::Full,
+            status: OutcomeStatus::Skipped(why),
+            rows_seen: 0,
+            rows_written: 0,
+            requests: 0,
+            duration: Duration::ZERO,
+            http: RequestMetrics::default(),
+        }
+    }
 }
 
-/// Runs streams for one site.
+/// What kind of failure `err` is: the first error in its chain that has a kind decides.
+pub fn failure_of(err: &anyhow::Error) -> Failure {
+    for cause in err.chain() {
+        if cause.is::<ConfigError>() {
+            return Failure::Config;
+        }
+        if let Some(jira) = cause.downcast_ref::<JiraError>() {
+            return jira.failure();
+        }
+        if let Some(kind) = crate::store::failure_of(cause) {
+            return kind;
+        }
+    }
+    Failure::Other
+}
+
+/// Runs the streams of one site.
 pub struct Engine {
     ctx: StreamContext,
+    registry: Registry,
+    observer: Arc<dyn Observer>,
 }
 
 impl Engine {
-    /// Builds the client and reads the API user's time zone (JQL dates are read in it).
-    pub async fn new(settings: &Settings, store: Store) -> anyhow::Result<Engine> {
-        // The client of the configured auth mode (site or API gateway, fixed or OAuth header).
-        let client = crate::jira::auth::connect(settings, Some(&store)).await?;
+    /// Connects to the site (the client of the configured auth mode), reads the API user's
+    /// time zone (JQL dates are read in it), and builds every stream.
+    pub async fn new(
+        settings: &Settings,
+        store: Store,
+        observer: Arc<dyn Observer>,
+    ) -> anyhow::Result<Engine> {
+        Engine::with_registry(settings, store, Registry::new(settings)?, observer).await
+    }
+
+    /// [`Engine::new`] with the streams of `registry`.
+    pub async fn with_registry(
+        settings: &Settings,
+        store: Store,
+        registry: Registry,
+        observer: Arc<dyn Observer>,
+    ) -> anyhow::Result<Engine> {
+        let client = connect::client(settings, Some(&store)).await?;
         let myself: Myself = client
-            .get("/rest/api/3/myself", &[])
+            .get(&client.rest("myself"), &[])
             .await
-            .context("cannot read the API user's profile (/rest/api/3/myself)")?;
+            .context("cannot read the API user's profile (/myself)")?;
         let zone_name = myself
             .time_zone
             .clone()
@@ -101,11 +163,11 @@ impl Engine {
                 store,
                 site: settings.site(),
                 user_zone,
-                sync: settings.sync.clone(),
+                projects: ProjectFilter::from_settings(settings),
                 max_in_flight: settings.rate_limit.max_in_flight,
-                // Only the settings: the Admin API client is built on the stream's first run.
-                org: streams::org_events::OrgSource::from_settings(settings),
             },
+            registry,
+            observer,
         })
     }
 
@@ -113,14 +175,23 @@ impl Engine {
         &self.ctx
     }
 
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The stream named `name`, or an error listing the streams there are.
+    pub fn stream(&self, name: &str) -> anyhow::Result<&Arc<dyn Stream>> {
+        self.registry.get(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown stream `{name}`: the streams are {}",
+                self.registry.names().join(", ")
+            )
+        })
+    }
+
     /// Runs `stream` once: full when asked or when it has no checkpoint, else incremental.
-    pub async fn run_once(
-        &self,
-        stream: StreamKind,
-        force_full: bool,
-        interactive: bool,
-    ) -> StreamOutcome {
-        self.run(stream, force_full, interactive, None).await
+    pub async fn run_once(&self, stream: &str, force_full: bool) -> StreamOutcome {
+        self.run(stream, force_full, None).await
     }
 
     /// [`Engine::run_once`] for the daemon: when `cancel` fires, the stream's work is dropped
@@ -130,26 +201,40 @@ impl Engine {
     /// them (credentials, permissions, configuration).
     pub async fn run_once_with(
         &self,
-        stream: StreamKind,
+        stream: &str,
         force_full: bool,
-        interactive: bool,
         cancel: &CancellationToken,
     ) -> StreamOutcome {
-        self.run(stream, force_full, interactive, Some(cancel))
-            .await
+        self.run(stream, force_full, Some(cancel)).await
     }
 
-    #[tracing::instrument(skip_all, fields(site = %self.ctx.site, stream = %stream, run_id = tracing::field::Empty))]
     async fn run(
         &self,
-        stream: StreamKind,
+        name: &str,
         force_full: bool,
-        interactive: bool,
+        cancel: Option<&CancellationToken>,
+    ) -> StreamOutcome {
+        let stream = match self.stream(name) {
+            Ok(stream) => stream.clone(),
+            Err(err) => {
+                let mut outcome = StreamOutcome::skipped("unknown", String::new());
+                outcome.status = OutcomeStatus::Failed(err);
+                return outcome;
+            }
+        };
+        self.run_stream(stream.as_ref(), force_full, cancel).await
+    }
+
+    #[tracing::instrument(skip_all, fields(site = %self.ctx.site, stream = %stream.name(), run_id = tracing::field::Empty))]
+    async fn run_stream(
+        &self,
+        stream: &dyn Stream,
+        force_full: bool,
         cancel: Option<&CancellationToken>,
     ) -> StreamOutcome {
         let started = Instant::now();
         let counters = RunCounters::default();
-        let progress = Progress::new(stream.name(), interactive);
+        let progress = self.observer.start(stream.name());
         let http = RunScope::new();
         let (mode, run_id, result) = match until(cancel, self.open_run(stream, force_full)).await {
             None => (Mode::Full, None, Err(Interrupted.into())),
@@ -158,7 +243,12 @@ impl Engine {
                 // Every line of the run, its summary included, carries the run's row id.
                 tracing::Span::current().record("run_id", run_id);
                 tracing::info!(mode = mode.name(), "stream run started");
-                let work = http.scope(self.dispatch(stream, mode, &counters, &progress));
+                let run = Run {
+                    mode,
+                    counters: &counters,
+                    progress: progress.as_ref(),
+                };
+                let work = http.scope(stream.run(&self.ctx, &run));
                 let result = until(cancel, work)
                     .await
                     .unwrap_or_else(|| Err(Interrupted.into()));
@@ -166,7 +256,7 @@ impl Engine {
             }
         };
         progress.finish();
-        let mut outcome = self.outcome(stream, mode, result, &counters, started);
+        let mut outcome = outcome(stream.name(), mode, result, &counters, started);
         outcome.http = http.snapshot();
         if let Some(run_id) = run_id {
             self.record(run_id, &outcome, cancel).await;
@@ -178,11 +268,11 @@ impl Engine {
     /// Chooses the mode and opens the run's row in `jira.sync_runs`.
     async fn open_run(
         &self,
-        stream: StreamKind,
+        stream: &dyn Stream,
         force_full: bool,
     ) -> Result<(Mode, i64), (Mode, anyhow::Error)> {
-        let mode = self
-            .mode(stream, force_full)
+        let mode = stream
+            .mode(&self.ctx, force_full)
             .await
             .map_err(|err| (Mode::Full, err))?;
         let run_id = self
@@ -192,24 +282,6 @@ impl Engine {
             .await
             .map_err(|err| (mode, err))?;
         Ok((mode, run_id))
-    }
-
-    async fn dispatch(
-        &self,
-        stream: StreamKind,
-        mode: Mode,
-        counters: &RunCounters,
-        progress: &Progress,
-    ) -> anyhow::Result<StreamStatus> {
-        let ctx = &self.ctx;
-        match stream {
-            StreamKind::Projects => streams::projects::run(ctx, counters, progress).await,
-            StreamKind::Issues => streams::issues::run(ctx, mode, counters, progress).await,
-            StreamKind::Users => streams::users::run(ctx, counters, progress).await,
-            StreamKind::AuditRecords => streams::audit::run(ctx, mode, counters, progress).await,
-            StreamKind::OrgEvents => streams::org_events::run(ctx, mode, counters, progress).await,
-            StreamKind::Census => streams::census::run(ctx, counters, progress).await,
-        }
     }
 
     /// Closes the run's row; a failure to do so is logged, never fatal. Under a `cancel` token
@@ -227,13 +299,21 @@ impl Engine {
             OutcomeStatus::Skipped(why) => ("skipped", Some(why.clone())),
             OutcomeStatus::Failed(err) => ("failed", Some(format!("{err:#}"))),
         };
+        let http = &outcome.http;
         let record = RunRecord {
             status,
             rows_seen: outcome.rows_seen,
             rows_written: outcome.rows_written,
             requests: outcome.requests,
             error: error.as_deref(),
-            http: Some(&outcome.http),
+            http: HttpRecord {
+                requests: http.requests,
+                retries: http.retries,
+                throttled: http.throttled,
+                limiter_wait_ms: http.limiter_wait_ms + http.pacing_wait_ms,
+                retry_after_wait_ms: http.retry_after_wait_ms,
+                metrics: serde_json::to_value(http).ok(),
+            },
         };
         let finish = self.ctx.store.finish_run(run_id, &record);
         let result = match cancel {
@@ -262,41 +342,30 @@ impl Engine {
             ),
         }
     }
+}
 
-    async fn mode(&self, stream: StreamKind, force_full: bool) -> anyhow::Result<Mode> {
-        match stream {
-            // Full refreshes every run: they have no cursor.
-            StreamKind::Projects | StreamKind::Users | StreamKind::Census => Ok(Mode::Full),
-            StreamKind::Issues => streams::issues::mode(&self.ctx, force_full).await,
-            StreamKind::AuditRecords => streams::audit::mode(&self.ctx, force_full).await,
-            StreamKind::OrgEvents => streams::org_events::mode(&self.ctx, force_full).await,
-        }
-    }
-
-    fn outcome(
-        &self,
-        stream: StreamKind,
-        mode: Mode,
-        result: anyhow::Result<StreamStatus>,
-        counters: &RunCounters,
-        started: Instant,
-    ) -> StreamOutcome {
-        let (requests, rows_seen, rows_written) = counters.get();
-        let status = match result {
-            Ok(StreamStatus::Done) => OutcomeStatus::Succeeded,
-            Ok(StreamStatus::Skipped(why)) => OutcomeStatus::Skipped(why),
-            Err(err) => OutcomeStatus::Failed(err),
-        };
-        StreamOutcome {
-            stream,
-            mode,
-            status,
-            rows_seen,
-            rows_written,
-            requests,
-            duration: started.elapsed(),
-            http: RequestMetrics::default(),
-        }
+fn outcome(
+    stream: &'static str,
+    mode: Mode,
+    result: anyhow::Result<StreamStatus>,
+    counters: &RunCounters,
+    started: Instant,
+) -> StreamOutcome {
+    let (requests, rows_seen, rows_written) = counters.get();
+    let status = match result {
+        Ok(StreamStatus::Done) => OutcomeStatus::Succeeded,
+        Ok(StreamStatus::Skipped(why)) => OutcomeStatus::Skipped(why),
+        Err(err) => OutcomeStatus::Failed(err),
+    };
+    StreamOutcome {
+        stream,
+        mode,
+        status,
+        rows_seen,
+        rows_written,
+        requests,
+        duration: started.elapsed(),
+        http: RequestMetrics::default(),
     }
 }
 
@@ -306,16 +375,6 @@ async fn until<F: Future>(cancel: Option<&CancellationToken>, work: F) -> Option
         Some(token) => token.run_until_cancelled(work).await,
         None => Some(work.await),
     }
-}
-
-/// Whether only the operator can cure `err` (retrying will not).
-fn needs_operator(err: &anyhow::Error) -> bool {
-    matches!(
-        crate::exit::code_for(err),
-        crate::exit::INVALID_CONFIG
-            | crate::exit::INVALID_CREDENTIALS
-            | crate::exit::PERMISSION_MISSING
-    )
 }
 
 /// Logs the end of a run. `retried`: the caller runs the stream again later, so a failure
@@ -348,11 +407,13 @@ fn log_outcome(outcome: &StreamOutcome, retried: bool) {
             requests = fields.3,
             "stream run interrupted; its cursor stays at the last committed page"
         ),
-        OutcomeStatus::Failed(err) if retried && !needs_operator(err) => tracing::warn!(
-            mode = fields.0, rows_seen = fields.1, rows_written = fields.2, requests = fields.3,
-            error = %format!("{err:#}"), http = %outcome.http.summary(),
-            "stream run failed; its cursor stays at the last committed page"
-        ),
+        OutcomeStatus::Failed(err) if retried && !failure_of(err).needs_operator() => {
+            tracing::warn!(
+                mode = fields.0, rows_seen = fields.1, rows_written = fields.2, requests = fields.3,
+                error = %format!("{err:#}"), http = %outcome.http.summary(),
+                "stream run failed; its cursor stays at the last committed page"
+            )
+        }
         OutcomeStatus::Failed(err) => tracing::error!(
             mode = fields.0, rows_seen = fields.1, rows_written = fields.2, requests = fields.3,
             error = %format!("{err:#}"), http = %outcome.http.summary(),

@@ -7,11 +7,11 @@
 //! enclosing span (`site`, `stream`, `run_id`, `project`) and of the event (`rows_seen`,
 //! `rows_written`, `requests`, `duration_ms`, `error`, …), inner ones winning.
 
-use crate::config::{LogFormat, LogSettings};
+use super::bars::Bars;
+use crate::settings::{LogFormat, LogSettings};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
@@ -25,8 +25,7 @@ const FIXED_KEYS: [&str; 4] = ["timestamp", "level", "target", "message"];
 /// Installs the global subscriber. The filter comes from `verbosity_override` (the
 /// `--log-level` flag) if given, else `RUST_LOG` if set, else `log.level`. Calling it again is
 /// harmless: the first subscriber stays.
-pub fn init(log: &LogSettings, verbosity_override: Option<&str>) {
-    crate::sync::progress::set_log_interval(Duration::from_secs(log.progress_interval_secs));
+pub fn init(log: &LogSettings, verbosity_override: Option<&str>, bars: &Bars) {
     let filter = verbosity_override
         .and_then(|level| EnvFilter::try_new(level).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
@@ -35,7 +34,9 @@ pub fn init(log: &LogSettings, verbosity_override: Option<&str>) {
     let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(Stderr { terminal });
+        .with_writer(Stderr {
+            bars: terminal.then(|| bars.clone()),
+        });
     // The results are ignored on purpose: they only fail when a subscriber is already set,
     // as in tests that run several commands in one process.
     let _ = match log.format {
@@ -53,16 +54,17 @@ pub fn init(log: &LogSettings, verbosity_override: Option<&str>) {
 
 /// stderr; on a terminal each line is printed with the progress bars hidden, so the two do not
 /// overwrite each other.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Stderr {
-    terminal: bool,
+    /// The bars to hide while a line is written, on a terminal.
+    bars: Option<Bars>,
 }
 
 impl<'a> MakeWriter<'a> for Stderr {
     type Writer = Stderr;
 
     fn make_writer(&'a self) -> Stderr {
-        *self
+        self.clone()
     }
 }
 
@@ -74,10 +76,9 @@ impl Write for Stderr {
 
     /// The formatter hands over a whole line at once: one line, one suspension of the bars.
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        if self.terminal {
-            crate::sync::progress::suspend_bars(|| std::io::stderr().write_all(buf))
-        } else {
-            std::io::stderr().write_all(buf)
+        match &self.bars {
+            Some(bars) => bars.suspend(|| std::io::stderr().write_all(buf)),
+            None => std::io::stderr().write_all(buf),
         }
     }
 

@@ -3,12 +3,17 @@
 //! binaries; then it checks the connection, migrates, runs a full sync, prints what landed and
 //! how to query it, and keeps both running until Ctrl-C.
 
-use crate::config::Settings;
+use super::bars::Bars;
+use crate::engine::Engine;
+use crate::engine::runner::{run_streams, select};
+use crate::settings::Settings;
 use crate::store::Store;
+use crate::streams;
 use anyhow::Context;
 use jira_sim::{SimConfig, Simulator};
 use secrecy::SecretString;
 use std::process::ExitCode;
+use std::sync::Arc;
 use throwaway_pg::TempCluster;
 
 /// Arguments of `jira-sync demo`.
@@ -23,7 +28,7 @@ pub struct DemoArgs {
 }
 
 /// `jira-sync demo`.
-pub async fn command(args: DemoArgs) -> anyhow::Result<ExitCode> {
+pub async fn command(args: DemoArgs, bars: &Bars) -> anyhow::Result<ExitCode> {
     let sim_config = match args.size.as_str() {
         "small" => SimConfig::small(),
         "medium" => SimConfig::medium(),
@@ -55,20 +60,21 @@ pub async fn command(args: DemoArgs) -> anyhow::Result<ExitCode> {
     settings.jira.admin_base_url = url::Url::parse(&sim.base_url())?;
     settings.sync.org_events = true;
 
-    let report = crate::check::run(&settings).await?;
+    let report = crate::engine::check::run(&settings).await?;
     println!("  connection check ok: {}", report.headline());
 
-    let store = crate::store::connect_from_settings(&settings).await?;
+    let store = Store::open(&settings.database).await?;
     store.migrate().await?;
     println!("  migrations applied; running a full sync…\n");
-    let streams = crate::sync::select_streams(&settings, &[])?;
-    let outcomes = crate::sync::sync_once(&settings, store.clone(), &streams, true, true).await?;
+    let engine = Engine::new(&settings, store.clone(), bars.observer(true)).await?;
+    let streams = select(engine.registry(), &[])?;
+    let outcomes = run_streams(Arc::new(engine), &streams, true).await;
     for outcome in &outcomes {
         println!("  {}", outcome.summary());
     }
     print_tables(&store).await?;
     print_queries(&database_url);
-    let code = crate::sync::exit_code(&outcomes);
+    let code = super::sync::exit_code(&outcomes);
     if args.no_wait {
         sim.shutdown().await;
         return Ok(code);
@@ -94,29 +100,23 @@ async fn database() -> anyhow::Result<(String, Option<TempCluster>)> {
         "cannot start a throwaway PostgreSQL; install the server binaries \
          (apt-get install postgresql) or set DATABASE_URL",
     )?;
-    let pool = sqlx::PgPool::connect(cluster.url()).await?;
-    sqlx::query("CREATE DATABASE jira_demo")
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    let url = cluster.url_for("jira_demo");
+    let url = cluster.create_database("jira_demo").await?;
     println!("  PostgreSQL       {url} (throwaway, removed on exit)");
     Ok((url, Some(cluster)))
 }
 
 async fn print_tables(store: &Store) -> anyhow::Result<()> {
-    let counts: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT 'jira.projects', count(*) FROM jira.projects
-         UNION ALL SELECT 'jira.issues', count(*) FROM jira.issues
-         UNION ALL SELECT 'jira.users', count(*) FROM jira.users
-         UNION ALL SELECT 'jira.audit_records', count(*) FROM jira.audit_records
-         UNION ALL SELECT 'jira.org_events', count(*) FROM jira.org_events",
-    )
-    .fetch_all(store.pool())
-    .await?;
+    let tables = [
+        &streams::projects::TABLE,
+        &streams::issues::TABLE,
+        &streams::users::TABLE,
+        &streams::audit::TABLE,
+        &streams::org_events::TABLE,
+    ];
+    let sizes = store.table_sizes(&tables).await?;
     println!("\nRows in PostgreSQL:");
-    for (table, n) in counts {
-        println!("  {table:<20} {n:>8}");
+    for (table, n) in tables.iter().zip(sizes) {
+        println!("  {:<20} {n:>8}", table.name);
     }
     Ok(())
 }

@@ -1,11 +1,25 @@
 //! The command line: flags and subcommands, and [`run`], which loads the settings, starts
-//! logging and the runtime, runs one command and turns its outcome into an exit code.
+//! logging and the runtime, runs one command and turns its outcome into an exit code (the one
+//! place where exit codes are chosen: [`exit`]).
 
-use crate::config::{LogSettings, Settings};
-use crate::exit;
+pub mod auth;
+pub mod bars;
+pub mod check;
+#[cfg(feature = "simulator")]
+pub mod demo;
+pub mod exit;
+pub mod healthcheck;
+pub mod status;
+pub mod sync;
+pub mod telemetry;
+
+use crate::settings::{LogSettings, Settings};
+use crate::streams::Registry;
+use bars::Bars;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Keeps an exact, fresh PostgreSQL copy of a Jira Cloud site.
 #[derive(Debug, Parser)]
@@ -24,27 +38,27 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// OAuth 2.0 sign-in (`auth login`) for jira.auth = "oauth".
-    Auth(crate::auth_cmd::AuthArgs),
+    Auth(auth::AuthArgs),
     /// Tests the connection to Jira: identity, time zone, clock skew, which streams can sync.
-    Check(crate::check::CheckArgs),
+    Check(check::CheckArgs),
     /// Serves the built-in Jira Cloud simulator over HTTP, with no configuration.
     #[cfg(feature = "simulator")]
     Simulate(jira_sim::SimulateArgs),
     /// Applies the database migrations.
     Migrate,
     /// Syncs Jira into PostgreSQL.
-    Sync(crate::sync::SyncArgs),
+    Sync(sync::SyncArgs),
     /// Runs the daemon: checks the connection, migrates, then keeps every enabled stream in
     /// sync on its `[sync]` schedule until SIGTERM or SIGINT.
     Run,
     /// Shows each stream's last run, cursor, rows and lag, read from the database.
-    Status(crate::status::StatusArgs),
+    Status(status::StatusArgs),
     /// Runs the simulator, a throwaway PostgreSQL and a full sync, with no configuration.
     #[cfg(feature = "simulator")]
-    Demo(crate::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Asks a running `jira-sync run` whether it is healthy (GET /healthz at `server.listen`,
     /// or --url): exit 0 when it answers 2xx, 1 otherwise. For container HEALTHCHECKs.
-    Healthcheck(crate::server::HealthcheckArgs),
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// Runs the parsed command line to completion and returns the process exit code.
@@ -58,7 +72,10 @@ pub fn run(cli: Cli) -> ExitCode {
         return ExitCode::from(exit::INVALID_CONFIG);
     }
     let settings = if needs_settings(&cli.command) {
-        match Settings::load(cli.config.as_deref()) {
+        // The streams read their own settings; building them checks those too.
+        match Settings::load(cli.config.as_deref())
+            .and_then(|settings| Registry::new(&settings).map(|_| settings))
+        {
             Ok(settings) => Some(settings),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -71,7 +88,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let log = settings
         .as_ref()
         .map_or_else(LogSettings::default, |s| s.log.clone());
-    crate::telemetry::init(&log, cli.log_level.as_deref());
+    let bars = Bars::new(Duration::from_secs(log.progress_interval_secs));
+    telemetry::init(&log, cli.log_level.as_deref(), &bars);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,7 +100,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(dispatch(cli.command, settings)) {
+    match runtime.block_on(dispatch(cli.command, settings, bars)) {
         Ok(code) => code,
         Err(e) => {
             tracing::debug!("command failed: {e:#}");
@@ -103,27 +121,35 @@ fn needs_settings(command: &Command) -> bool {
     }
 }
 
-async fn dispatch(command: Command, settings: Option<Settings>) -> anyhow::Result<ExitCode> {
+async fn dispatch(
+    command: Command,
+    settings: Option<Settings>,
+    bars: Bars,
+) -> anyhow::Result<ExitCode> {
     let server = settings.as_ref().map(|s| s.server.clone());
     let settings =
         || settings.ok_or_else(|| anyhow::anyhow!("internal error: settings were not loaded"));
     match command {
-        Command::Auth(args) => crate::auth_cmd::command(&settings()?, &args).await,
-        Command::Check(args) => crate::check::command(&settings()?, &args).await,
+        Command::Auth(args) => auth::command(&settings()?, &args).await,
+        Command::Check(args) => check::command(&settings()?, &args).await,
         #[cfg(feature = "simulator")]
         Command::Simulate(args) => {
             jira_sim::serve_cli(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
-            crate::store::migrate_command(&settings()?).await?;
+            let settings = settings()?;
+            let store = crate::store::Store::open(&settings.database).await?;
+            store.migrate().await?;
+            let url = settings.database.require_url()?;
+            tracing::info!(database = %crate::store::describe_url(url), "migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sync(args) => crate::sync::command(settings()?, args).await,
-        Command::Run => crate::sync::scheduler::command(settings()?).await,
-        Command::Status(args) => crate::status::command(&settings()?, &args).await,
+        Command::Sync(args) => sync::command(settings()?, args, &bars).await,
+        Command::Run => crate::daemon::command(settings()?).await,
+        Command::Status(args) => status::command(&settings()?, &args).await,
         #[cfg(feature = "simulator")]
-        Command::Demo(args) => crate::demo::command(args).await,
-        Command::Healthcheck(args) => crate::server::healthcheck(server.as_ref(), &args).await,
+        Command::Demo(args) => demo::command(args, &bars).await,
+        Command::Healthcheck(args) => healthcheck::command(server.as_ref(), &args).await,
     }
 }

@@ -3,9 +3,10 @@
 //! exchanges the code, and stores the refresh token (encrypted when a key is configured) and
 //! the site's cloudId in the database.
 
-use crate::config::{AuthMode, ConfigError, Settings};
+use crate::engine::connect::credential_store;
 use crate::jira::JiraError;
-use crate::jira::auth::{self, oauth::App};
+use crate::jira::auth::{self, CredentialStore, oauth::App};
+use crate::settings::{AuthMode, ConfigError, Settings};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
@@ -53,8 +54,8 @@ pub async fn command(settings: &Settings, args: &AuthArgs) -> anyhow::Result<Exi
         }
         .into());
     }
-    let app = App::from_settings(settings)?;
-    let store = auth::store_for(settings)
+    let app = App::from_settings(&settings.jira)?;
+    let store = credential_store(settings)
         .await?
         .context("auth = \"oauth\" needs database.url")?;
     let listener = TcpListener::bind(("127.0.0.1", login.port))
@@ -91,7 +92,7 @@ pub async fn command(settings: &Settings, args: &AuthArgs) -> anyhow::Result<Exi
         .and_then(auth::cipher_key);
     let site = settings.site();
     let sealed = auth::oauth::seal(key.as_ref(), &site, &refresh)?;
-    let lock = store.lock_refresh_token(&site).await?;
+    let lock = CredentialStore::lock_refresh_token(&store, &site).await?;
     lock.save(&sealed).await?;
     let header = auth::sensitive(
         &format!(

@@ -1,4 +1,4 @@
-//! Process exit codes, and the mapping from an error chain to one of them.
+//! Process exit codes: the one place where a failure's kind ([`Failure`]) becomes a number.
 //!
 //! | code | meaning |
 //! |---|---|
@@ -10,9 +10,10 @@
 //! | 5 | Jira is unreachable or `base_url` is not a Jira Cloud site (DNS, refused, TLS, timeout, 404/410, HTML) |
 //! | 6 | still rate limited after the bounded wait |
 //! | 7 | the database is unreachable or a migration failed |
+//! | 8 | another jira-sync holds this site's writer lease |
 
-use crate::config::ConfigError;
-use crate::jira::JiraError;
+use crate::engine::failure_of;
+use crate::failure::Failure;
 
 pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
@@ -22,31 +23,33 @@ pub const PERMISSION_MISSING: u8 = 4;
 pub const JIRA_UNREACHABLE: u8 = 5;
 pub const RATE_LIMITED: u8 = 6;
 pub const DATABASE_FAILURE: u8 = 7;
+pub const LEASE_HELD: u8 = 8;
 
-/// The exit code for `err`: the first error in its chain that has a specific code wins,
-/// anything else is a plain failure.
-pub fn code_for(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if cause.downcast_ref::<ConfigError>().is_some() {
-            return INVALID_CONFIG;
-        }
-        if let Some(jira) = cause.downcast_ref::<JiraError>() {
-            return jira.exit_code();
-        }
-        if cause.downcast_ref::<sqlx::Error>().is_some()
-            || cause
-                .downcast_ref::<sqlx::migrate::MigrateError>()
-                .is_some()
-        {
-            return DATABASE_FAILURE;
-        }
+/// The exit code of a failure of `kind`.
+pub fn code(kind: Failure) -> u8 {
+    match kind {
+        Failure::Config => INVALID_CONFIG,
+        Failure::Credentials => INVALID_CREDENTIALS,
+        Failure::Permission => PERMISSION_MISSING,
+        Failure::Unreachable => JIRA_UNREACHABLE,
+        Failure::RateLimited => RATE_LIMITED,
+        Failure::Database => DATABASE_FAILURE,
+        Failure::LeaseHeld => LEASE_HELD,
+        Failure::Other => FAILURE,
     }
-    FAILURE
+}
+
+/// The exit code for `err`: the first error in its chain that has a kind decides, anything
+/// else is a plain failure.
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    code(failure_of(err))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jira::JiraError;
+    use crate::settings::ConfigError;
     use anyhow::Context;
 
     #[test]

@@ -5,7 +5,7 @@
 //! Counters that other parts keep anyway are read at scrape time, not mirrored: the Jira
 //! clients' cumulative request counters, and the database's view of each stream (last success,
 //! cursor lag, rows) from the queries of `jira-sync status`. Labels are bounded: streams are
-//! the closed [`StreamKind`] set, endpoints the fixed paths jira-sync calls with ids collapsed,
+//! the closed set of the registry's stream names, endpoints the fixed paths jira-sync calls with ids collapsed,
 //! statuses are classes.
 //!
 //! The exposition is written by `prometheus-client` (the Prometheus org's crate) in the
@@ -17,15 +17,14 @@
 
 mod families;
 
-use crate::config::Settings;
+use crate::engine::status::StatusReport;
+use crate::engine::{OutcomeStatus, StreamOutcome, failure_of};
 use crate::jira::JiraClient;
-use crate::status::StatusReport;
-use crate::streams::StreamKind;
-use crate::sync::engine::{OutcomeStatus, StreamOutcome};
+use crate::settings::Settings;
+use crate::store::Store;
 use chrono::{DateTime, Utc};
 use families::{RunMetrics, Scrape};
 use prometheus_client::registry::Registry;
-use sqlx::PgPool;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -65,7 +64,7 @@ impl Role {
 pub struct Sources {
     /// The site's client, and the Admin API's when organization events are configured.
     pub clients: Vec<JiraClient>,
-    pub pool: PgPool,
+    pub store: Store,
 }
 
 /// Shared by the scheduler (writes) and the listener (reads).
@@ -78,6 +77,8 @@ pub struct Monitor {
     state: Mutex<State>,
     /// Run counts, sizes and durations over the process's life.
     runs: RunMetrics,
+    /// When each stream last read or wrote something, for the stall check.
+    activity: Mutex<BTreeMap<&'static str, Instant>>,
     sources: OnceLock<Sources>,
     /// The last `jira-sync status` report (`None` when the database could not be read) and
     /// when it was taken.
@@ -90,7 +91,7 @@ struct State {
     /// Why the last contact with Jira says the connection is broken; `None` while it works.
     jira_problem: Option<String>,
     /// The streams of the current lease holding, as the scheduler set them up.
-    streams: BTreeMap<StreamKind, StreamState>,
+    streams: BTreeMap<&'static str, StreamState>,
 }
 
 #[derive(Debug)]
@@ -109,7 +110,7 @@ struct StreamState {
 /// A stream that has not succeeded for too long, in words.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stall {
-    pub stream: StreamKind,
+    pub stream: &'static str,
     pub reason: String,
 }
 
@@ -126,6 +127,7 @@ impl Monitor {
                 streams: BTreeMap::new(),
             }),
             runs: RunMetrics::default(),
+            activity: Mutex::new(BTreeMap::new()),
             sources: OnceLock::new(),
             status: tokio::sync::Mutex::new(None),
         }
@@ -133,6 +135,18 @@ impl Monitor {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A run of `stream` read or wrote something just now.
+    pub fn note_activity(&self, stream: &'static str) {
+        let mut activity = self.activity.lock().unwrap_or_else(PoisonError::into_inner);
+        activity.insert(stream, Instant::now());
+    }
+
+    /// When a run of `stream` last read or wrote something, if one did in this process.
+    pub fn last_activity(&self, stream: &str) -> Option<Instant> {
+        let activity = self.activity.lock().unwrap_or_else(PoisonError::into_inner);
+        activity.get(stream).copied()
     }
 
     /// The scheduler is alive.
@@ -174,7 +188,7 @@ impl Monitor {
     }
 
     /// A new lease holding: these streams run from now on, each last done at `last_completed`.
-    pub fn schedule(&self, streams: &[(StreamKind, Duration, Option<DateTime<Utc>>)]) {
+    pub fn schedule(&self, streams: &[(&'static str, Duration, Option<DateTime<Utc>>)]) {
         let now = Utc::now();
         let mut state = self.state();
         state.streams = streams
@@ -193,7 +207,7 @@ impl Monitor {
             .collect();
     }
 
-    pub fn run_started(&self, stream: StreamKind) {
+    pub fn run_started(&self, stream: &'static str) {
         if let Some(s) = self.state().streams.get_mut(&stream) {
             s.running_since = Some(Instant::now());
         }
@@ -243,7 +257,7 @@ impl Monitor {
     pub fn log_stall_changes(&self) {
         let now = Utc::now();
         let mut state = self.state();
-        let streams: Vec<StreamKind> = state.streams.keys().copied().collect();
+        let streams: Vec<&'static str> = state.streams.keys().copied().collect();
         for stream in streams {
             let Some(s) = state.streams.get(&stream) else {
                 continue;
@@ -267,7 +281,12 @@ impl Monitor {
     /// Why `stream` is stalled, or `None`: it completed a run within `stall_intervals` of its
     /// interval (counted from the schedule's start at the earliest), or a run is in progress
     /// and made progress within that time.
-    fn stall_of(&self, stream: StreamKind, s: &StreamState, now: DateTime<Utc>) -> Option<String> {
+    fn stall_of(
+        &self,
+        stream: &'static str,
+        s: &StreamState,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
         let allowed = s.interval.saturating_mul(self.stall_intervals);
         let since = s
             .last_completed
@@ -277,7 +296,8 @@ impl Monitor {
             return None;
         }
         if let Some(running) = s.running_since {
-            let moved = crate::sync::progress::last_activity(stream.name())
+            let moved = self
+                .last_activity(stream)
                 .is_some_and(|at| at.elapsed() <= allowed);
             if moved || running.elapsed() <= allowed {
                 return None;
@@ -309,7 +329,7 @@ impl Monitor {
         {
             return report.clone();
         }
-        let read = crate::status::collect(&self.settings);
+        let read = crate::engine::status::collect(&self.settings);
         let report = match tokio::time::timeout(Duration::from_secs(5), read).await {
             Ok(Ok(report)) => Some(report),
             Ok(Err(err)) => {
@@ -369,11 +389,7 @@ fn encode(scrape: Scrape) -> String {
 /// Whether a run's failure says the Jira connection itself is broken (credentials, permission,
 /// the site unreachable), rather than one run going wrong.
 fn breaks_connection(err: &anyhow::Error) -> bool {
-    use crate::exit;
-    matches!(
-        exit::code_for(err),
-        exit::INVALID_CREDENTIALS | exit::PERMISSION_MISSING | exit::JIRA_UNREACHABLE
-    )
+    failure_of(err).breaks_connection()
 }
 
 #[cfg(test)]

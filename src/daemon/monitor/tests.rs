@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::jira::metrics::RequestMetrics;
-use crate::sync::progress::Progress;
 use secrecy::SecretString;
 
 fn monitor(stall_intervals: u32) -> Monitor {
@@ -15,7 +14,7 @@ fn monitor(stall_intervals: u32) -> Monitor {
 }
 
 /// Moves a stream's schedule start and last success `secs` into the past.
-fn age(monitor: &Monitor, stream: StreamKind, secs: i64) {
+fn age(monitor: &Monitor, stream: &'static str, secs: i64) {
     let mut state = monitor.state();
     let s = state.streams.get_mut(&stream).expect("scheduled");
     s.scheduled_at -= chrono::Duration::seconds(secs);
@@ -24,7 +23,7 @@ fn age(monitor: &Monitor, stream: StreamKind, secs: i64) {
         .map(|t| t - chrono::Duration::seconds(secs));
 }
 
-fn outcome(stream: StreamKind, status: OutcomeStatus) -> StreamOutcome {
+fn outcome(stream: &'static str, status: OutcomeStatus) -> StreamOutcome {
     StreamOutcome {
         stream,
         mode: crate::streams::Mode::Incremental,
@@ -41,9 +40,9 @@ fn outcome(stream: StreamKind, status: OutcomeStatus) -> StreamOutcome {
 fn a_stream_stalls_after_its_allowance_and_recovers_with_a_success() {
     let m = monitor(3);
     let second = Duration::from_secs(1);
-    m.schedule(&[(StreamKind::Projects, second, None)]);
+    m.schedule(&[("projects", second, None)]);
     assert!(m.stalls().is_empty(), "not before three intervals");
-    age(&m, StreamKind::Projects, 4);
+    age(&m, "projects", 4);
     let stalls = m.stalls();
     assert_eq!(stalls.len(), 1);
     assert!(
@@ -51,7 +50,7 @@ fn a_stream_stalls_after_its_allowance_and_recovers_with_a_success() {
         "{}",
         stalls[0].reason
     );
-    m.run_finished(&outcome(StreamKind::Projects, OutcomeStatus::Succeeded));
+    m.run_finished(&outcome("projects", OutcomeStatus::Succeeded));
     assert!(m.stalls().is_empty());
 }
 
@@ -59,33 +58,33 @@ fn a_stream_stalls_after_its_allowance_and_recovers_with_a_success() {
 fn a_long_success_before_the_schedule_started_does_not_count_against_it() {
     let m = monitor(3);
     let old = Utc::now() - chrono::Duration::days(2);
-    m.schedule(&[(StreamKind::Projects, Duration::from_secs(60), Some(old))]);
+    m.schedule(&[("projects", Duration::from_secs(60), Some(old))]);
     assert!(m.stalls().is_empty(), "the daemon just took the lease");
 }
 
 #[test]
 fn a_run_in_progress_stalls_only_when_it_stops_moving() {
     let m = monitor(2);
-    m.schedule(&[(StreamKind::Users, Duration::from_secs(1), None)]);
-    m.run_started(StreamKind::Users);
-    age(&m, StreamKind::Users, 10);
+    m.schedule(&[("users", Duration::from_secs(1), None)]);
+    m.run_started("users");
+    age(&m, "users", 10);
     assert!(m.stalls().is_empty(), "a run that just started is moving");
-    if let Some(s) = m.state().streams.get_mut(&StreamKind::Users) {
+    if let Some(s) = m.state().streams.get_mut("users") {
         s.running_since = Some(Instant::now() - Duration::from_secs(10));
     }
     assert_eq!(m.stalls().len(), 1, "a run with no progress for 10 s");
-    Progress::hidden("users").advance(1);
+    m.note_activity("users");
     assert!(m.stalls().is_empty(), "the run read something just now");
 }
 
 #[test]
 fn finished_runs_are_booked_and_a_rejected_credential_breaks_readiness_until_a_success() {
     let m = monitor(3);
-    m.schedule(&[(StreamKind::Issues, Duration::from_secs(300), None)]);
-    m.run_finished(&outcome(StreamKind::Issues, OutcomeStatus::Succeeded));
+    m.schedule(&[("issues", Duration::from_secs(300), None)]);
+    m.run_finished(&outcome("issues", OutcomeStatus::Succeeded));
     let rejected = crate::jira::JiraError::Unauthorized { host: "h".into() };
     let failed = OutcomeStatus::Failed(anyhow::Error::new(rejected));
-    m.run_finished(&outcome(StreamKind::Issues, failed));
+    m.run_finished(&outcome("issues", failed));
     assert!(m.jira_problem().is_some());
     let text = encode(m.scrape(false, None));
     for sample in [
@@ -102,7 +101,7 @@ fn finished_runs_are_booked_and_a_rejected_credential_breaks_readiness_until_a_s
     ] {
         assert!(text.lines().any(|l| l == sample), "{sample} not in\n{text}");
     }
-    m.run_finished(&outcome(StreamKind::Issues, OutcomeStatus::Succeeded));
+    m.run_finished(&outcome("issues", OutcomeStatus::Succeeded));
     assert_eq!(m.jira_problem(), None);
 }
 
@@ -112,27 +111,29 @@ fn full_scrape() -> Scrape {
     let m = monitor(3);
     m.set_role(Role::Writer);
     m.schedule(&[
-        (StreamKind::Issues, Duration::from_secs(60), None),
-        (StreamKind::Projects, Duration::from_secs(60), None),
+        ("issues", Duration::from_secs(60), None),
+        ("projects", Duration::from_secs(60), None),
     ]);
-    m.run_finished(&outcome(StreamKind::Issues, OutcomeStatus::Succeeded));
-    m.run_started(StreamKind::Issues);
+    m.run_finished(&outcome("issues", OutcomeStatus::Succeeded));
+    m.run_started("issues");
     let mut http = RequestMetrics::default();
     http.attempt("POST /rest/api/3/search/jql", Some(200));
     http.attempt("POST /rest/api/3/search/jql", Some(429));
     http.attempt("GET /rest/api/3/project/search", None);
     http.retries = 2;
     http.retry_after_wait_ms = 1500;
-    let stream = |rows, behind: Option<i64>| crate::status::StreamReport {
-        enabled: true,
-        last_success: Some(Utc::now()),
-        since_last_success_secs: Some(0),
-        last_run: None,
-        cursor: None,
-        cursor_behind_secs: behind,
-        cursor_note: None,
-        rows,
-    };
+    let stream =
+        |rows, behind: Option<i64>, note: Option<&str>| crate::engine::status::StreamReport {
+            enabled: true,
+            last_success: Some(Utc::now()),
+            since_last_success_secs: Some(0),
+            last_run: None,
+            cursor: None,
+            cursor_behind_secs: behind,
+            cursor_note: None,
+            rows,
+            rows_note: note.map(str::to_owned),
+        };
     let status = StatusReport {
         ok: true,
         site: "example".to_owned(),
@@ -140,10 +141,14 @@ fn full_scrape() -> Scrape {
         checked_at: Utc::now(),
         writer_active: true,
         streams: BTreeMap::from([
-            ("issues".to_owned(), stream(40, Some(90))),
-            ("projects".to_owned(), stream(3, None)),
-            ("census".to_owned(), stream(2, Some(600))),
+            ("issues".to_owned(), stream(40, Some(90), None)),
+            ("projects".to_owned(), stream(3, None, None)),
+            (
+                "census".to_owned(),
+                stream(2, Some(600), Some("issues marked deleted")),
+            ),
         ]),
+        order: vec!["projects", "issues", "census"],
     };
     let mut scrape = m.scrape(true, Some(status));
     scrape.http = Some(families::sum([http.clone(), http]));

@@ -6,10 +6,9 @@
 //! as `<name>_<unit>`, so counters are declared here without `_total` and durations with
 //! [`Unit::Seconds`]: the sample names stay the ones dashboards and alerts query.
 
+use crate::engine::status::StatusReport;
+use crate::engine::{OutcomeStatus, StreamOutcome};
 use crate::jira::metrics::RequestMetrics;
-use crate::status::StatusReport;
-use crate::streams::StreamKind;
-use crate::sync::engine::{OutcomeStatus, StreamOutcome};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -62,7 +61,7 @@ impl RunMetrics {
     /// Books a finished run. Every status of a stream that ran is written, zeros included, so
     /// `rate()` sees a failure counter before the first failure.
     pub(super) fn book(&self, outcome: &StreamOutcome) {
-        let stream = outcome.stream.name();
+        let stream = outcome.stream;
         let ran = match outcome.status {
             OutcomeStatus::Succeeded => "succeeded",
             OutcomeStatus::Failed(_) => "failed",
@@ -97,7 +96,7 @@ pub(super) struct Scrape {
     pub http: Option<RequestMetrics>,
     pub runs: RunMetrics,
     /// Each scheduled stream: whether a run is in progress, whether it is stalled.
-    pub streams: Vec<(StreamKind, bool, bool)>,
+    pub streams: Vec<(&'static str, bool, bool)>,
     /// `None` when the database could not be read.
     pub status: Option<StatusReport>,
 }
@@ -204,11 +203,11 @@ fn by_stream(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    flags: impl Iterator<Item = (StreamKind, bool)>,
+    flags: impl Iterator<Item = (&'static str, bool)>,
 ) -> fmt::Result {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (stream, flag) in flags {
-        let labels = [("stream", stream.name())];
+        let labels = [("stream", stream)];
         ConstGauge::new(i64::from(flag)).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
@@ -330,7 +329,7 @@ fn database_view(encoder: &mut DescriptorEncoder, status: &StatusReport) -> fmt:
         None,
         MetricType::Gauge,
     )?;
-    for (stream, s) in status.streams.iter().filter(|(k, _)| *k != "census") {
+    for (stream, s) in status.streams.iter().filter(|(_, s)| s.rows_note.is_none()) {
         let labels = [("stream", stream.as_str())];
         ConstGauge::new(s.rows).encode(family.encode_family(&labels)?)?;
     }
