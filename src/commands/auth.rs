@@ -84,12 +84,7 @@ pub async fn command(settings: &Settings, args: &AuthArgs) -> anyhow::Result<Exi
                  offline_access scope"
             .to_owned(),
     })?;
-    let key = settings
-        .jira
-        .oauth
-        .token_encryption_key
-        .as_ref()
-        .and_then(auth::cipher_key);
+    let key = settings.jira.oauth.cipher_key();
     let site = settings.site();
     let sealed = auth::oauth::seal(key.as_ref(), &site, &refresh)?;
     let lock = CredentialStore::lock_refresh_token(&store, &site).await?;

@@ -15,7 +15,7 @@ use crate::jira::{Flavor, JiraClient, JiraError};
 use crate::settings::{AuthMode, JiraSettings, RateLimitSettings};
 use base64::Engine;
 use reqwest::header::HeaderValue;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use std::sync::Arc;
 use url::Url;
@@ -122,14 +122,6 @@ pub(crate) fn sensitive(text: &str, key: &str) -> Result<HeaderValue, JiraError>
     })?;
     value.set_sensitive(true);
     Ok(value)
-}
-
-/// The 32-byte key `jira.token_encryption_key` holds in base64, if it does.
-pub fn cipher_key(key: &SecretString) -> Option<[u8; 32]> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(key.expose_secret().trim())
-        .ok()?;
-    bytes.try_into().ok()
 }
 
 /// Asks `/rest/api/2/serverInfo` (open on Cloud and Data Center alike) what the site is:

@@ -104,6 +104,18 @@ pub struct OAuthSettings {
     pub token_encryption_key: Option<SecretString>,
 }
 
+impl OAuthSettings {
+    /// The 32-byte key `jira.token_encryption_key` holds in base64, if it is set and does.
+    pub fn cipher_key(&self) -> Option<[u8; 32]> {
+        use base64::Engine;
+        let key = self.token_encryption_key.as_ref()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key.expose_secret().trim())
+            .ok()?;
+        bytes.try_into().ok()
+    }
+}
+
 /// `[jira]`: which site, and as whom.
 #[derive(Debug, Clone)]
 pub struct JiraSettings {
@@ -701,6 +713,51 @@ mod tests {
         assert_eq!(s.site(), "127.0.0.1:8080");
         assert_eq!(s.rate_limit.backoff_max_ms, 30_000);
         assert_eq!(s.sync.census_interval_secs, 86_400);
+    }
+
+    /// Settings for a site, with `vars` as further environment.
+    fn with_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut env: HashMap<String, String> = [
+            ("JIRA_SYNC__JIRA__BASE_URL", "http://127.0.0.1:8080"),
+            ("JIRA_SYNC__JIRA__EMAIL", "demo@example.com"),
+            ("JIRA_SYNC__JIRA__API_TOKEN", "t"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Settings::load_from(None, env)
+    }
+
+    #[test]
+    fn a_stream_section_reads_into_the_streams_type_and_names_unknown_keys() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Demo {
+            interval_secs: u64,
+            #[serde(default)]
+            enabled: Option<bool>,
+        }
+        let settings = with_env(&[
+            ("JIRA_SYNC__STREAMS__DEMO__INTERVAL_SECS", "600"),
+            ("JIRA_SYNC__STREAMS__DEMO__ENABLED", "false"),
+        ])
+        .expect("valid");
+        assert_eq!(settings.streams.names().collect::<Vec<_>>(), ["demo"]);
+        let demo: Demo = settings.streams.parse("demo").expect("a demo section");
+        assert_eq!((demo.interval_secs, demo.enabled), (600, Some(false)));
+        let missing = settings
+            .streams
+            .parse::<Demo>("other")
+            .expect_err("no interval");
+        assert!(missing.to_string().contains("[streams.other]"), "{missing}");
+        let typo = with_env(&[("JIRA_SYNC__STREAMS__DEMO__INTERVAL_SEC", "600")]).expect("valid");
+        let err = typo.streams.parse::<Demo>("demo").expect_err("unknown key");
+        assert!(
+            err.to_string()
+                .contains("unknown key streams.demo.interval_sec"),
+            "{err}"
+        );
     }
 
     #[test]

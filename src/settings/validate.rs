@@ -221,9 +221,7 @@ impl Settings {
                 "is malformed: copy the cloudId from https://<site>.atlassian.net/_edge/tenant_info (a UUID), or remove it to have it looked up",
             ));
         }
-        if let Some(key) = &jira.oauth.token_encryption_key
-            && crate::jira::auth::cipher_key(key).is_none()
-        {
+        if jira.oauth.token_encryption_key.is_some() && jira.oauth.cipher_key().is_none() {
             return Err(ConfigError::invalid(
                 "jira.token_encryption_key",
                 "must be 32 random bytes in base64: create one with `openssl rand -base64 32`",

@@ -432,3 +432,59 @@ impl fmt::Debug for Registry {
         f.debug_list().entries(self.names()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        let url = url::Url::parse("http://127.0.0.1:8080").expect("url");
+        Settings::for_site(&url, "demo@example.com", secrecy::SecretString::from("t"))
+            .expect("settings")
+    }
+
+    #[test]
+    fn the_registry_lists_every_stream_once_and_finds_them_by_name_or_alias() {
+        let registry = Registry::new(&settings()).expect("the registry");
+        let names = registry.names();
+        assert_eq!(
+            names,
+            [
+                "projects",
+                "issues",
+                "users",
+                "audit_records",
+                "org_events",
+                "census"
+            ]
+        );
+        assert_eq!(
+            registry.get("AUDIT").map(|s| s.name()),
+            Some("audit_records")
+        );
+        assert!(registry.get("comments").is_none());
+        let followers: Vec<&str> = registry.followers("issues").map(|s| s.name()).collect();
+        assert_eq!(followers, ["census"]);
+    }
+
+    #[test]
+    fn a_section_for_a_stream_that_does_not_exist_is_refused_with_the_streams_named() {
+        let mut env: std::collections::HashMap<String, String> = [
+            ("JIRA_SYNC__JIRA__BASE_URL", "http://127.0.0.1:8080"),
+            ("JIRA_SYNC__JIRA__EMAIL", "demo@example.com"),
+            ("JIRA_SYNC__JIRA__API_TOKEN", "t"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.insert(
+            "JIRA_SYNC__STREAMS__COMENTS__INTERVAL_SECS".to_owned(),
+            "60".to_owned(),
+        );
+        let settings = Settings::load_from(None, env).expect("loads");
+        let err = Registry::new(&settings).expect_err("unknown stream");
+        let text = err.to_string();
+        assert!(text.contains("unknown stream [streams.coments]"), "{text}");
+        assert!(text.contains("projects, issues"), "{text}");
+    }
+}

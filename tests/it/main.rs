@@ -4,10 +4,12 @@
 // deeper than the default query limit of 128 lets a clean build lay out.
 #![recursion_limit = "256"]
 
+mod architecture;
 mod auth;
 mod check;
 mod client;
 mod commands;
+mod components;
 mod config;
 mod crash;
 mod daemon;

@@ -110,6 +110,11 @@ impl TempCluster {
         Ok(cluster)
     }
 
+    /// The temporary directory holding the cluster's data and log; gone once the cluster is.
+    pub fn directory(&self) -> &Path {
+        self.log_file.parent().unwrap_or(&self.log_file)
+    }
+
     /// Connection URL of the `postgres` database (superuser `postgres`, no password).
     pub fn url(&self) -> &str {
         &self.url

@@ -153,10 +153,7 @@ impl TokenManager {
             store,
             site: jira.site(),
             seed: oauth.refresh_token.clone(),
-            cipher: oauth
-                .token_encryption_key
-                .as_ref()
-                .and_then(super::cipher_key),
+            cipher: oauth.cipher_key(),
             access: Mutex::new(None),
         })
     }
