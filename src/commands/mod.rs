@@ -90,6 +90,9 @@ pub fn run(cli: Cli) -> ExitCode {
         .map_or_else(LogSettings::default, |s| s.log.clone());
     let bars = Bars::new(Duration::from_secs(log.progress_interval_secs));
     telemetry::init(&log, cli.log_level.as_deref(), &bars);
+    for warning in settings.iter().flat_map(|s| &s.warnings) {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -38,9 +38,10 @@ pub async fn command(settings: &Settings, args: &StatusArgs) -> anyhow::Result<E
 /// The report for people: a block per stream.
 pub fn render_text(report: &StatusReport) -> String {
     let mut out = String::new();
-    let writer = match report.writer_active {
-        true => "a jira-sync run holds the writer lease",
-        false => "no jira-sync run holds the writer lease",
+    let writer = match (&report.writer, report.writer_active) {
+        (Some(holder), _) => format!("held by {holder}"),
+        (None, true) => "a jira-sync process holds the writer lease".to_owned(),
+        (None, false) => "no jira-sync process holds the writer lease".to_owned(),
     };
     let _ = writeln!(out, "Site      {}", report.site);
     let _ = writeln!(out, "Database  {}", report.database);
@@ -81,6 +82,14 @@ pub fn render_text(report: &StatusReport) -> String {
             .map(|n| format!(" {n}"))
             .unwrap_or_default();
         let _ = writeln!(out, "  rows          {}{what}", s.rows);
+        if s.set_aside > 0 {
+            let _ = writeln!(
+                out,
+                "  set aside     {} records in jira.quarantine (they cannot be stored as Jira \
+                 sends them; retried every run)",
+                s.set_aside
+            );
+        }
     }
     out
 }

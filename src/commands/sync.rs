@@ -2,6 +2,7 @@
 //! ([`crate::engine::runner`]), and print a line per stream.
 
 use super::bars::Bars;
+use crate::daemon::lease::Lease;
 use crate::engine::runner::{run_streams, select};
 use crate::engine::{Engine, OutcomeStatus, StreamOutcome};
 use crate::settings::Settings;
@@ -43,6 +44,10 @@ pub async fn command(settings: Settings, args: SyncArgs, bars: &Bars) -> anyhow:
     }
     let store = Store::open(&settings.database).await?;
     store.migrate().await?;
+    // One writer per site: beside a daemon (or another one-shot run) this one does not start.
+    let site = settings.site();
+    let lease = Lease::try_acquire(&settings.database, &site, "sync --once").await?;
+    store.fence(&site, lease.epoch);
     let engine = Engine::new(&settings, store, bars.observer(!args.no_progress)).await?;
     let mut streams = select(engine.registry(), &args.stream)?;
     // Follow-ups (the census) of a selected stream run after it, when due or asked for.
@@ -61,6 +66,7 @@ pub async fn command(settings: Settings, args: SyncArgs, bars: &Bars) -> anyhow:
     }
     streams.extend(followers);
     let outcomes = run_streams(Arc::new(engine), &streams, args.full).await;
+    lease.release().await;
     for outcome in &outcomes {
         println!("{}", outcome.summary());
     }

@@ -6,8 +6,8 @@
 //! to tune. Taking the lease is also the one moment at which no other writer can be running for
 //! the site, so it is where runs left `running` by a writer that died are closed as failed.
 
-use crate::store::lease::LeaseConnection;
-use secrecy::SecretString;
+use crate::settings::DatabaseSettings;
+use crate::store::lease::{LeaseConnection, LeaseHeld, process_name};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,8 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 pub struct Lease {
     conn: LeaseConnection,
     site: String,
+    /// The fencing epoch this holding took ([`crate::store::Store::fence`]).
+    pub epoch: i64,
 }
 
 impl Lease {
@@ -31,32 +33,40 @@ impl Lease {
     /// the database is unreachable, retries with a growing delay. Neither is an error: a
     /// replica is meant to wait here for as long as the other one lives.
     pub async fn acquire(
-        url: &SecretString,
+        database: &DatabaseSettings,
         site: &str,
         stop: &CancellationToken,
     ) -> Option<Lease> {
+        let holder = process_name("run");
         let mut conn: Option<LeaseConnection> = None;
         let mut said_waiting = false;
         let mut failures = 0u32;
         loop {
-            let delay = match try_lock(&mut conn, url, site).await {
-                Ok(true) => {
+            let delay = match try_lock(&mut conn, database, site, &holder).await {
+                Ok(Some(epoch)) => {
                     let Some(conn) = conn.take() else { continue };
                     tracing::info!(
                         site,
+                        epoch,
                         "writer lease acquired: this process now syncs the site"
                     );
                     let lease = Lease {
                         conn,
                         site: site.to_owned(),
+                        epoch,
                     };
                     return Some(lease.closing_abandoned_runs().await);
                 }
-                Ok(false) => {
+                Ok(None) => {
                     failures = 0;
                     if !said_waiting {
+                        let other = match conn.as_mut() {
+                            Some(conn) => conn.holder().await,
+                            None => None,
+                        };
                         tracing::info!(
                             site,
+                            holder = other.as_deref().unwrap_or("unknown"),
                             "another jira-sync holds the writer lease for this site; waiting \
                              to take over when it stops"
                         );
@@ -80,6 +90,29 @@ impl Lease {
                 _ = stop.cancelled() => return None,
                 _ = tokio::time::sleep(delay) => {}
             }
+        }
+    }
+
+    /// One attempt, for `sync --once` (as `command`): the lease, or the error that names who
+    /// holds it.
+    pub async fn try_acquire(
+        database: &DatabaseSettings,
+        site: &str,
+        command: &str,
+    ) -> anyhow::Result<Lease> {
+        let mut conn = LeaseConnection::open(database, site, &process_name(command)).await?;
+        match conn.try_lock().await? {
+            Some(epoch) => Ok(Lease {
+                conn,
+                site: site.to_owned(),
+                epoch,
+            }
+            .closing_abandoned_runs()
+            .await),
+            None => Err(LeaseHeld {
+                holder: conn.holder().await,
+            }
+            .into()),
         }
     }
 
@@ -123,11 +156,12 @@ impl Lease {
 /// One attempt: (re)connects when needed, then asks for the lock without waiting.
 async fn try_lock(
     conn: &mut Option<LeaseConnection>,
-    url: &SecretString,
+    database: &DatabaseSettings,
     site: &str,
-) -> anyhow::Result<bool> {
+    holder: &str,
+) -> anyhow::Result<Option<i64>> {
     if conn.is_none() {
-        *conn = Some(LeaseConnection::open(url, site).await?);
+        *conn = Some(LeaseConnection::open(database, site, holder).await?);
     }
     match conn.as_mut() {
         Some(conn) => conn.try_lock().await,

@@ -30,7 +30,7 @@ pub mod server;
 use crate::engine::progress::{Counts, Observer};
 use crate::engine::runner::select;
 use crate::engine::{Engine, OutcomeStatus};
-use crate::settings::Settings;
+use crate::settings::{DatabaseSettings, Settings};
 use crate::store::Store;
 use crate::streams::Progress;
 use anyhow::Context;
@@ -38,7 +38,6 @@ use chrono::Utc;
 use lease::Lease;
 use monitor::{Monitor, Role, Sources};
 use rand::Rng;
-use secrecy::SecretString;
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -60,7 +59,7 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 /// What every stream task shares for the daemon's whole life.
 struct Daemon {
     engine: Engine,
-    url: SecretString,
+    database: DatabaseSettings,
     site: String,
     /// The enabled streams, as `sync --once` would run them, then their follow-ups.
     streams: Vec<&'static str>,
@@ -194,7 +193,7 @@ async fn start(settings: &Settings, monitor: Arc<Monitor>) -> anyhow::Result<Dae
     });
     Ok(Daemon {
         engine,
-        url: settings.database.require_url()?.clone(),
+        database: settings.database.clone(),
         site: settings.site(),
         streams,
         monitor,
@@ -245,9 +244,15 @@ async fn next_signal(term: &mut Signal, int: &mut Signal) -> &'static str {
 /// until `shutdown`.
 async fn supervise(daemon: Arc<Daemon>, shutdown: CancellationToken) {
     loop {
-        let Some(lease) = Lease::acquire(&daemon.url, &daemon.site, &shutdown).await else {
+        let Some(lease) = Lease::acquire(&daemon.database, &daemon.site, &shutdown).await else {
             return;
         };
+        // From here on, a page this process writes after another one took over is refused.
+        daemon
+            .engine
+            .context()
+            .store
+            .fence(&daemon.site, lease.epoch);
         daemon.monitor.set_role(Role::Writer);
         let epoch = shutdown.child_token();
         let holder = {

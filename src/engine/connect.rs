@@ -58,16 +58,16 @@ pub async fn credential_store(settings: &Settings) -> Result<Option<Store>, Jira
     match settings.jira.auth {
         AuthMode::Basic | AuthMode::Bearer => Ok(None),
         AuthMode::Scoped => match &settings.database.url {
-            Some(url) => Ok(Store::connect(url, 2).await.ok()),
+            Some(_) => Ok(Store::open_with(&settings.database, 2).await.ok()),
             None => Ok(None),
         },
         AuthMode::Oauth => {
-            let url = settings.database.require_url().map_err(|e| {
+            settings.database.require_url().map_err(|e| {
                 setup(format!(
                     "{e} (auth = \"oauth\" keeps the rotating refresh token in the database)"
                 ))
             })?;
-            let store = Store::connect(url, 2)
+            let store = Store::open_with(&settings.database, 2)
                 .await
                 .map_err(|e| setup(format!("{e:#}")))?;
             store.migrate().await.map_err(|e| setup(format!("{e:#}")))?;

@@ -16,7 +16,6 @@ use crate::failure::Failure;
 use crate::jira::JiraError;
 use crate::jira::metrics::{RequestMetrics, RunScope};
 use crate::jira::model::Myself;
-use crate::jira::time::parse_zone;
 use crate::settings::{ConfigError, Settings};
 use crate::store::Store;
 use crate::store::runs::{HttpRecord, RunRecord};
@@ -49,6 +48,8 @@ pub struct StreamOutcome {
     pub status: OutcomeStatus,
     pub rows_seen: u64,
     pub rows_written: u64,
+    /// Records the run set aside in `jira.quarantine`.
+    pub set_aside: u64,
     pub requests: u64,
     pub duration: Duration,
     /// What the run's HTTP requests did (retries, 429s, waits), by endpoint and status class.
@@ -74,8 +75,12 @@ impl StreamOutcome {
             OutcomeStatus::Skipped(why) => format!("skipped: {why}"),
             OutcomeStatus::Failed(err) => format!("FAILED: {err:#}"),
         };
+        let aside = match self.set_aside {
+            0 => String::new(),
+            n => format!(", {n} set aside in jira.quarantine"),
+        };
         format!(
-            "{:<14} {:<11} {:>7} rows ({} written) {:>6} requests {:>7.1}s  {status}",
+            "{:<14} {:<11} {:>7} rows ({} written{aside}) {:>6} requests {:>7.1}s  {status}",
             self.stream,
             self.mode.name(),
             self.rows_seen,
@@ -93,6 +98,7 @@ impl StreamOutcome {
             status: OutcomeStatus::Skipped(why),
             rows_seen: 0,
             rows_written: 0,
+            set_aside: 0,
             requests: 0,
             duration: Duration::ZERO,
             http: RequestMetrics::default(),
@@ -142,27 +148,17 @@ impl Engine {
         observer: Arc<dyn Observer>,
     ) -> anyhow::Result<Engine> {
         let client = connect::client(settings, Some(&store)).await?;
-        let myself: Myself = client
+        // Who we are, before any stream runs: a revoked credential fails here, and the
+        // answer's `Date` tells the site's clock.
+        let _: Myself = client
             .get(&client.rest("myself"), &[])
             .await
             .context("cannot read the API user's profile (/myself)")?;
-        let zone_name = myself
-            .time_zone
-            .clone()
-            .unwrap_or_else(|| "UTC".to_string());
-        let user_zone = parse_zone(&zone_name).unwrap_or_else(|| {
-            tracing::warn!(
-                zone = %zone_name,
-                "the API user's time zone is unknown to jira-sync; JQL dates will use UTC and an hour of extra overlap may be needed"
-            );
-            chrono_tz::UTC
-        });
         Ok(Engine {
             ctx: StreamContext {
                 client,
                 store,
                 site: settings.site(),
-                user_zone,
                 projects: ProjectFilter::from_settings(settings),
                 max_in_flight: settings.rate_limit.max_in_flight,
             },
@@ -304,6 +300,7 @@ impl Engine {
             status,
             rows_seen: outcome.rows_seen,
             rows_written: outcome.rows_written,
+            set_aside: outcome.set_aside,
             requests: outcome.requests,
             error: error.as_deref(),
             http: HttpRecord {
@@ -351,7 +348,7 @@ fn outcome(
     counters: &RunCounters,
     started: Instant,
 ) -> StreamOutcome {
-    let (requests, rows_seen, rows_written) = counters.get();
+    let counted = counters.get();
     let status = match result {
         Ok(StreamStatus::Done) => OutcomeStatus::Succeeded,
         Ok(StreamStatus::Skipped(why)) => OutcomeStatus::Skipped(why),
@@ -361,9 +358,10 @@ fn outcome(
         stream,
         mode,
         status,
-        rows_seen,
-        rows_written,
-        requests,
+        rows_seen: counted.rows_seen,
+        rows_written: counted.rows_written,
+        set_aside: counted.set_aside,
+        requests: counted.requests,
         duration: started.elapsed(),
         http: RequestMetrics::default(),
     }
@@ -392,6 +390,7 @@ fn log_outcome(outcome: &StreamOutcome, retried: bool) {
             mode = fields.0,
             rows_seen = fields.1,
             rows_written = fields.2,
+            set_aside = outcome.set_aside,
             requests = fields.3,
             duration_ms = fields.4,
             http = %outcome.http.summary(),

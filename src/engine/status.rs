@@ -19,8 +19,10 @@ pub struct StatusReport {
     /// `host:port/database`, without credentials.
     pub database: String,
     pub checked_at: DateTime<Utc>,
-    /// Whether a `jira-sync run` holds the site's writer lease right now.
+    /// Whether a jira-sync process (`run`, or `sync --once`) holds the site's writer lease.
     pub writer_active: bool,
+    /// Who holds it (`jira-sync run on <host> pid <pid>, connected since …`).
+    pub writer: Option<String>,
     /// Keyed by stream name (`projects`, `issues`, `users`, `audit_records`, `org_events`,
     /// `census`).
     pub streams: BTreeMap<String, StreamReport>,
@@ -51,6 +53,9 @@ pub struct StreamReport {
     /// What the rows are when they are not the stream's live rows ("issues marked deleted").
     #[serde(skip)]
     pub rows_note: Option<String>,
+    /// Records held in `jira.quarantine`: they cannot be stored as Jira sends them, and are
+    /// retried on every run.
+    pub set_aside: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +75,7 @@ pub struct LastRun {
 pub async fn collect(settings: &Settings) -> anyhow::Result<StatusReport> {
     let registry = Registry::new(settings)?;
     let url = settings.database.require_url()?;
-    let mut db = StatusReader::open(url).await?;
+    let mut db = StatusReader::open(&settings.database).await?;
     let site = settings.site();
     if !db.migrated().await? {
         anyhow::bail!(
@@ -82,6 +87,8 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<StatusReport> {
     let mut last_runs = db.last_runs(&site).await?;
     let checkpoints = db.checkpoints(&site).await?;
     let writer_active = db.writer_active(&site).await?;
+    let writer = db.writer(&site).await?;
+    let quarantined = db.quarantined(&site).await?;
     let mut streams = BTreeMap::new();
     for stream in registry.iter() {
         let name = stream.name();
@@ -116,6 +123,7 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<StatusReport> {
             cursor_note: cursor.note,
             rows,
             rows_note,
+            set_aside: quarantined.get(name).copied().unwrap_or(0),
         };
         streams.insert(name.to_owned(), report);
     }
@@ -125,6 +133,7 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<StatusReport> {
         database: crate::store::describe_url(url),
         checked_at: now,
         writer_active,
+        writer,
         streams,
         order: registry.names(),
     })

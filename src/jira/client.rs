@@ -30,6 +30,10 @@ use url::Url;
 /// rather than on every scheduled run.
 pub const CREDENTIALS_HOLD: Duration = Duration::from_secs(600);
 
+/// How long a `/myself` that answered after a 401 elsewhere vouches for the credentials: other
+/// 401s within it are a missing scope without asking again.
+const IDENTITY_FRESH: Duration = Duration::from_secs(10);
+
 /// The cumulative counters of a client (the same shape as a run's).
 pub type ClientMetrics = RequestMetrics;
 
@@ -39,6 +43,10 @@ pub struct JiraClient {
     inner: Arc<Inner>,
     /// What the site is, found out once at connect ([`crate::jira::auth::connect`]).
     flavor: Flavor,
+    /// Whether a 401 elsewhere is checked against `/myself` (a site's API): the credentials
+    /// are dead only if the identity probe is refused too; otherwise the token lacks the scope
+    /// of that one endpoint. The Admin API has no identity probe: every 401 is the key's.
+    identity_probe: bool,
 }
 
 /// Jira Cloud, or Data Center / Server: which API the site speaks. Chosen once, when the
@@ -76,6 +84,12 @@ struct Inner {
     metrics: Mutex<RequestMetrics>,
     /// When Jira last rejected the credentials.
     rejected_at: Mutex<Option<Instant>>,
+    /// How far the site's clock is ahead of ours, from the `Date` of its last answer.
+    clock: Mutex<Option<chrono::Duration>>,
+    /// The largest response body read, decompressed (`rate_limit.max_response_mb`).
+    max_body: usize,
+    /// When `/myself` last answered a check after a 401 elsewhere; held while one checks.
+    identity_checked: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// What one request needs on each attempt.
@@ -132,10 +146,16 @@ impl JiraClient {
             retry: RetryPolicy::from_settings(limits),
             metrics: Mutex::new(RequestMetrics::default()),
             rejected_at: Mutex::new(None),
+            clock: Mutex::new(None),
+            identity_checked: tokio::sync::Mutex::new(None),
+            max_body: usize::try_from(limits.max_response_mb)
+                .unwrap_or(usize::MAX >> 20)
+                .saturating_mul(1 << 20),
         };
         Ok(JiraClient {
             inner: Arc::new(inner),
             flavor: Flavor::Cloud,
+            identity_probe: true,
         })
     }
 
@@ -152,6 +172,14 @@ impl JiraClient {
     /// This client for a site of `flavor` (sharing pacing, permits and metrics).
     pub fn with_flavor(self, flavor: Flavor) -> JiraClient {
         JiraClient { flavor, ..self }
+    }
+
+    /// This client for an API without `/myself` (the Admin API): a 401 is the credential's.
+    pub fn without_identity_probe(self) -> JiraClient {
+        JiraClient {
+            identity_probe: false,
+            ..self
+        }
     }
 
     /// The path of `tail` under the site's REST API root ([`Flavor::rest`]): `rest("myself")`
@@ -189,6 +217,20 @@ impl JiraClient {
     ) -> Result<JsonBody, JiraError> {
         self.request_with(Method::POST, path, &[], Some(body), checked_body)
             .await
+    }
+
+    /// Now on the site's clock: this machine's clock corrected by the `Date` of the site's last
+    /// answer (to the second). Windows and marks that Jira compares with its own timestamps
+    /// are computed on it, so a client clock that is off by hours loses nothing and delays
+    /// nothing. Before any answer, this machine's clock.
+    pub fn server_now(&self) -> chrono::DateTime<chrono::Utc> {
+        let skew = *lock(&self.inner.clock);
+        chrono::Utc::now() + skew.unwrap_or_default()
+    }
+
+    /// How far the site's clock is ahead of this machine's, once an answer told.
+    pub fn clock_skew(&self) -> Option<chrono::Duration> {
+        *lock(&self.inner.clock)
     }
 
     /// A snapshot of the cumulative counters.
@@ -244,6 +286,9 @@ impl JiraClient {
                     // An access token that expired under way: one more try with a fresh one.
                     renewed = true;
                     continue;
+                }
+                Err(AttemptError::ScopeCheck) => {
+                    return Err(self.explain_scope_401(&call.endpoint).await);
                 }
                 Err(AttemptError::Failed(err)) => err,
             };
@@ -305,23 +350,23 @@ impl JiraClient {
             }
         };
         let status = response.status();
+        self.learn_clock(response.headers(), started);
         let wait = self.learn(status, response.headers());
         self.count(|m| m.attempt(&call.label, Some(status.as_u16())));
+        let mut scope_check = false;
         if status == StatusCode::UNAUTHORIZED {
             if may_renew && self.inner.auth.rejected(&credentials).await {
                 tracing::debug!("the access token was rejected: refreshing it");
                 return Err(AttemptError::Renew);
             }
-            *lock(&self.inner.rejected_at) = Some(Instant::now());
+            if self.identity_probe && call.url.path() != self.identity_path() {
+                // One endpoint refused: the credentials may be fine and only lack its scope.
+                scope_check = true;
+            } else {
+                *lock(&self.inner.rejected_at) = Some(Instant::now());
+            }
         }
-        let bytes = response.bytes().await.map_err(|e| match e.is_timeout() {
-            true => JiraError::Timeout {
-                endpoint: call.endpoint.clone(),
-            },
-            false => JiraError::Truncated {
-                endpoint: call.endpoint.clone(),
-            },
-        })?;
+        let bytes = read_capped(response, self.inner.max_body, &call.endpoint).await?;
         tracing::debug!(
             status = status.as_u16(),
             ms = started.elapsed().as_millis() as u64,
@@ -332,10 +377,61 @@ impl JiraClient {
         if status.is_success() {
             return Ok(decode(&self.origin(), status, bytes, &call.endpoint)?);
         }
+        if scope_check {
+            // Told outside the attempt, once its in-flight permit is given back.
+            return Err(AttemptError::ScopeCheck);
+        }
         Err(self
             .origin()
             .status_error(status, &bytes, wait, &call.endpoint)
             .into())
+    }
+
+    /// The path of the identity probe (`/myself`) under the client's root.
+    fn identity_path(&self) -> String {
+        let root = Url::parse(&self.inner.api_root)
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        format!("{root}{}", self.rest("myself"))
+    }
+
+    /// After a 401 on `endpoint`: asks `/myself` once. Refused there too, the credentials are
+    /// dead (and the client holds them, [`CREDENTIALS_HOLD`]); answered, the token lacks the
+    /// scope of `endpoint` alone, and nothing is held.
+    async fn explain_scope_401(&self, endpoint: &str) -> JiraError {
+        let scope = || JiraError::Scope {
+            endpoint: endpoint.to_owned(),
+        };
+        // One probe at a time: those waiting learn from its answer.
+        let mut checked = self.inner.identity_checked.lock().await;
+        if let Err(err) = self.refuse_if_rejected() {
+            return err;
+        }
+        if checked.is_some_and(|at| at.elapsed() < IDENTITY_FRESH) {
+            return scope();
+        }
+        let identity = self.rest("myself");
+        let probe = Box::pin(self.request_with(
+            Method::GET,
+            &identity,
+            &[],
+            None,
+            decode_json::<serde::de::IgnoredAny>,
+        ));
+        match probe.await {
+            Ok(_) => {
+                *checked = Some(Instant::now());
+                scope()
+            }
+            Err(err @ JiraError::Unauthorized { .. }) => err,
+            Err(_) => {
+                // The identity probe could not tell: hold the credentials, as a 401 asks.
+                *lock(&self.inner.rejected_at) = Some(Instant::now());
+                JiraError::Unauthorized {
+                    host: self.inner.host.clone(),
+                }
+            }
+        }
     }
 
     fn build(&self, call: &Call<'_>, credentials: HeaderValue) -> reqwest::RequestBuilder {
@@ -375,6 +471,23 @@ impl JiraClient {
         wait
     }
 
+    /// Notes the site's clock from a response's `Date` (second precision; the midpoint of the
+    /// request stands for the moment it was written).
+    fn learn_clock(&self, headers: &HeaderMap, sent: Instant) {
+        let Some(date) = headers
+            .get(header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| chrono::DateTime::parse_from_rfc2822(t).ok())
+        else {
+            return;
+        };
+        let half_trip = chrono::Duration::from_std(sent.elapsed() / 2).unwrap_or_default();
+        let ours = chrono::Utc::now() - half_trip;
+        // The header drops the milliseconds: half a second is the expected error.
+        let skew = date.to_utc() + chrono::Duration::milliseconds(500) - ours;
+        *lock(&self.inner.clock) = Some(skew);
+    }
+
     /// Fails at once, without a request, within [`CREDENTIALS_HOLD`] of a 401.
     fn refuse_if_rejected(&self) -> Result<(), JiraError> {
         let rejected = *lock(&self.inner.rejected_at);
@@ -412,10 +525,41 @@ impl JiraClient {
     }
 }
 
+/// Reads a response body of at most `limit` bytes (after decompression): a small gzip answer
+/// can expand to gigabytes, and no page of Jira's comes near the limit.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+    endpoint: &str,
+) -> Result<Bytes, JiraError> {
+    let broken = |e: reqwest::Error| match e.is_timeout() {
+        true => JiraError::Timeout {
+            endpoint: endpoint.to_owned(),
+        },
+        false => JiraError::Truncated {
+            endpoint: endpoint.to_owned(),
+        },
+    };
+    let expected = response.content_length().unwrap_or(0) as usize;
+    let mut body = bytes::BytesMut::with_capacity(expected.min(limit));
+    while let Some(chunk) = response.chunk().await.map_err(broken)? {
+        if body.len() + chunk.len() > limit {
+            return Err(JiraError::TooLarge {
+                endpoint: endpoint.to_owned(),
+                limit_mb: limit >> 20,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// How one attempt ended when it did not return data.
 enum AttemptError {
     /// The access token was refused and a fresh one may work: send again.
     Renew,
+    /// One endpoint answered 401: `/myself` tells whether the credentials or a scope failed.
+    ScopeCheck,
     Failed(JiraError),
 }
 
@@ -443,6 +587,10 @@ fn checked_body(
     bytes: Bytes,
     endpoint: &str,
 ) -> Result<JsonBody, JiraError> {
+    let bytes = match super::json::clean(&bytes) {
+        std::borrow::Cow::Borrowed(_) => bytes,
+        std::borrow::Cow::Owned(cleaned) => Bytes::from(cleaned),
+    };
     origin.decode::<serde::de::IgnoredAny>(status, &bytes, endpoint)?;
     Ok(JsonBody {
         bytes,

@@ -25,6 +25,15 @@ pub enum JiraError {
     #[error("{detail}")]
     Auth { detail: String },
 
+    /// 401 on one endpoint while `/myself` still answers: the credentials work, but the token
+    /// (scoped, or OAuth) lacks that endpoint's scope.
+    #[error(
+        "{endpoint} answered 401 although the credentials work (/myself answers): the token \
+         lacks this endpoint's scope; add it to the scoped token or the OAuth app (read:jira-work, \
+         read:jira-user, manage:jira-configuration), or disable the stream that needs it"
+    )]
+    Scope { endpoint: String },
+
     /// 403: authenticated, but a permission is missing.
     #[error("permission denied on {endpoint}: {message}")]
     Forbidden { endpoint: String, message: String },
@@ -89,6 +98,13 @@ pub enum JiraError {
     #[error("the response to {endpoint} was cut short")]
     Truncated { endpoint: String },
 
+    /// A body larger than `rate_limit.max_response_mb` once decompressed.
+    #[error(
+        "the response to {endpoint} is larger than {limit_mb} MB once decompressed: jira-sync \
+         stopped reading it (rate_limit.max_response_mb)"
+    )]
+    TooLarge { endpoint: String, limit_mb: usize },
+
     /// Valid JSON of an unexpected shape.
     #[error("cannot read the response to {endpoint}: {detail}")]
     Decode { endpoint: String, detail: String },
@@ -108,6 +124,12 @@ fn rate_limited_message(endpoint: &str, retry_after: Option<Duration>) -> String
 }
 
 impl JiraError {
+    /// Whether the account may not read this (403, or 401 for a missing scope): a stream that
+    /// is not essential is skipped with the reason.
+    pub fn denies_access(&self) -> bool {
+        matches!(self, JiraError::Forbidden { .. } | JiraError::Scope { .. })
+    }
+
     /// Whether sending the same request again may succeed: 429, 500, 502, 503, 504, timeouts,
     /// broken connections and truncated bodies. Never 400/401/403/404/410 or decode errors,
     /// which would fail again the same way.
@@ -120,6 +142,8 @@ impl JiraError {
             JiraError::Server { status, .. } => matches!(status, 500 | 502 | 503 | 504),
             JiraError::Unauthorized { .. }
             | JiraError::Auth { .. }
+            | JiraError::Scope { .. }
+            | JiraError::TooLarge { .. }
             | JiraError::Forbidden { .. }
             | JiraError::NotFound { .. }
             | JiraError::Gone { .. }
@@ -146,7 +170,7 @@ impl JiraError {
     pub fn failure(&self) -> Failure {
         match self {
             JiraError::Unauthorized { .. } | JiraError::Auth { .. } => Failure::Credentials,
-            JiraError::Forbidden { .. } => Failure::Permission,
+            JiraError::Forbidden { .. } | JiraError::Scope { .. } => Failure::Permission,
             JiraError::NotFound { .. }
             | JiraError::Gone { .. }
             | JiraError::Connect { .. }
@@ -159,6 +183,7 @@ impl JiraError {
             | JiraError::Server { .. }
             | JiraError::Truncated { .. }
             | JiraError::Decode { .. }
+            | JiraError::TooLarge { .. }
             | JiraError::Setup { .. } => Failure::Other,
         }
     }
@@ -240,7 +265,8 @@ impl Origin<'_> {
         } else {
             bytes
         };
-        let err = match serde_json::from_slice::<T>(bytes) {
+        let cleaned = super::json::clean(bytes);
+        let err = match serde_json::from_slice::<T>(&cleaned) {
             Ok(value) => return Ok(value),
             Err(err) => err,
         };

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod json;
 pub mod metrics;
 pub mod model;
 pub mod rate_limit;

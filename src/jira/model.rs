@@ -4,7 +4,12 @@
 //! numbers in others, so every id goes through [`FlexId`].
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
+
+/// One record of a page as Jira sent it (its JSON text), read into a row one at a time, so a
+/// record that cannot be read is set aside alone rather than failing its page.
+pub type RawRecord = Box<RawValue>;
 
 /// An id that Jira sends as a JSON string in one endpoint and as a number in another.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -132,7 +137,7 @@ impl MyPermissions {
 #[serde(rename_all = "camelCase")]
 pub struct ProjectPage {
     #[serde(default)]
-    pub values: Vec<serde_json::Value>,
+    pub values: Vec<RawRecord>,
     #[serde(default)]
     pub is_last: Option<bool>,
     #[serde(default)]
@@ -144,7 +149,7 @@ pub struct ProjectPage {
 #[serde(rename_all = "camelCase")]
 pub struct SearchPage {
     #[serde(default)]
-    pub issues: Vec<serde_json::Value>,
+    pub issues: Vec<RawRecord>,
     #[serde(default)]
     pub next_page_token: Option<String>,
     #[serde(default)]
@@ -161,7 +166,17 @@ pub struct LegacySearchPage {
     #[serde(default)]
     pub total: Option<usize>,
     #[serde(default)]
-    pub issues: Vec<serde_json::Value>,
+    pub issues: Vec<RawRecord>,
+}
+
+/// `POST /rest/api/3/issue/bulkfetch`. `issues` is required: an answer without it confirms
+/// nothing (an issue missing from it is taken for deleted).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkFetchResult {
+    pub issues: Vec<RawRecord>,
+    #[serde(default)]
+    pub issue_errors: Vec<serde_json::Value>,
 }
 
 /// `POST /rest/api/3/search/approximate-count`.
@@ -175,7 +190,7 @@ pub struct ApproximateCount {
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuditPage {
     #[serde(default)]
-    pub records: Vec<serde_json::Value>,
+    pub records: Vec<RawRecord>,
     #[serde(default)]
     pub offset: Option<i64>,
     #[serde(default)]

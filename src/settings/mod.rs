@@ -56,6 +56,9 @@ pub struct Settings {
     /// `[streams.<name>]`: the settings of streams that have a section of their own, each read
     /// and checked by its stream ([`StreamSections::parse`]).
     pub streams: StreamSections,
+    /// What works but deserves the operator's attention (a secret file others may read),
+    /// logged once logging is up.
+    pub warnings: Vec<String>,
 }
 
 /// How requests authenticate.
@@ -100,8 +103,11 @@ pub struct OAuthSettings {
     pub refresh_token: Option<SecretString>,
     pub token_url: Url,
     pub authorize_url: Url,
-    /// 32 bytes, base64: encrypts the refresh token stored in the database when set.
+    /// 32 bytes, base64: encrypts the refresh token stored in the database.
     pub token_encryption_key: Option<SecretString>,
+    /// Store the refresh token in plain text when no key is set (the operator's explicit
+    /// choice); otherwise `oauth` without a key is refused at load.
+    pub store_token_unencrypted: bool,
 }
 
 impl OAuthSettings {
@@ -178,6 +184,14 @@ pub struct DatabaseSettings {
     pub url: Option<SecretString>,
     pub max_connections: u32,
     pub connect_timeout_secs: u64,
+    /// `disable`, `allow`, `prefer`, `require`, `verify-ca` or `verify-full`; empty: the URL's
+    /// `sslmode`, else `prefer`.
+    pub sslmode: String,
+    /// A CA certificate (PEM) to verify the server with (`verify-ca`, `verify-full`).
+    pub ssl_root_cert: Option<PathBuf>,
+    /// The longest a statement may run before PostgreSQL cancels it; also the longest jira-sync
+    /// waits for any answer of the database.
+    pub statement_timeout_secs: u64,
 }
 
 impl DatabaseSettings {
@@ -216,6 +230,8 @@ pub struct SyncSettings {
     /// Share of a project's issues that may vanish in one census before it is treated as lost
     /// permission (nothing marked deleted).
     pub census_max_delete_share: f64,
+    /// Issues one census may mark deleted on the whole site; past it, nothing more is marked.
+    pub census_max_deletes: u64,
     /// How long `run` waits for in-flight work after SIGTERM/SIGINT before exiting.
     pub shutdown_timeout_secs: u64,
     /// Organization audit events: as configured, and resolved to `false` at load when
@@ -247,6 +263,8 @@ pub struct RateLimitSettings {
     /// lower than a site's.
     pub admin_requests_per_second: f64,
     pub admin_burst: u32,
+    /// The largest response body read, in MiB once decompressed.
+    pub max_response_mb: u64,
 }
 
 /// How log lines are written.
@@ -370,6 +388,7 @@ struct RawJira {
     authorize_url: String,
     token_encryption_key: Option<SecretString>,
     token_encryption_key_file: Option<PathBuf>,
+    store_token_unencrypted: bool,
 }
 
 #[derive(Deserialize)]
@@ -478,44 +497,35 @@ impl Settings {
             server,
             streams,
         } = raw;
-        let api_token_file = jira.api_token_file.filter(|p| !p.as_os_str().is_empty());
-        let mut api_token = jira
-            .api_token
-            .filter(|t| !t.expose_secret().trim().is_empty());
-        if let Some(path) = &api_token_file {
-            if api_token.is_some() {
-                return Err(ConfigError::invalid(
-                    "jira.api_token_file",
-                    "and jira.api_token are both set: keep only one",
-                ));
-            }
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::invalid(
-                    "jira.api_token_file",
-                    format!(
-                        "cannot be read ({}): {e}; check the path and permissions",
-                        path.display()
-                    ),
-                )
-            })?;
-            api_token = Some(SecretString::from(text.trim().to_owned()));
-        }
+        let mut warnings = Vec::new();
+        let (api_token, api_token_file) = read_secret(
+            "jira.api_token",
+            jira.api_token,
+            jira.api_token_file,
+            &mut warnings,
+        )?;
         let base_url = validate::parse_base_url(&jira.base_url)?;
         let admin_base_url = validate::parse_admin_base_url(&jira.admin_base_url)?;
-        let (org_api_key, org_api_key_file) =
-            read_secret("jira.org_api_key", jira.org_api_key, jira.org_api_key_file)?;
+        let (org_api_key, org_api_key_file) = read_secret(
+            "jira.org_api_key",
+            jira.org_api_key,
+            jira.org_api_key_file,
+            &mut warnings,
+        )?;
         let oauth = OAuthSettings {
             client_id: jira.client_id.trim().to_owned(),
             client_secret: read_secret(
                 "jira.client_secret",
                 jira.client_secret,
                 jira.client_secret_file,
+                &mut warnings,
             )?
             .0,
             refresh_token: read_secret(
                 "jira.refresh_token",
                 jira.refresh_token,
                 jira.refresh_token_file,
+                &mut warnings,
             )?
             .0,
             token_url: validate::parse_endpoint_url("jira.token_url", &jira.token_url)?,
@@ -524,14 +534,18 @@ impl Settings {
                 "jira.token_encryption_key",
                 jira.token_encryption_key,
                 jira.token_encryption_key_file,
+                &mut warnings,
             )?
             .0,
+            store_token_unencrypted: jira.store_token_unencrypted,
         };
         let gateway_base_url =
             validate::parse_root_url_key("jira.gateway_base_url", &jira.gateway_base_url)?;
         database.url = database
             .url
             .filter(|u| !u.expose_secret().trim().is_empty());
+        database.sslmode = database.sslmode.trim().to_lowercase();
+        database.ssl_root_cert = database.ssl_root_cert.filter(|p| !p.as_os_str().is_empty());
         for list in [&mut sync.include_projects, &mut sync.exclude_projects] {
             for key in list.iter_mut() {
                 *key = key.trim().to_uppercase();
@@ -561,6 +575,7 @@ impl Settings {
             log,
             server,
             streams: StreamSections(streams),
+            warnings,
         })
     }
 }
@@ -599,10 +614,12 @@ fn finish(built: config::Config) -> Result<Settings, ConfigError> {
 }
 
 /// A secret given inline (`key`) or in a file (`key_file`), never both; blank means unset.
+/// A file holding a secret that others may read earns a warning.
 fn read_secret(
     key: &str,
     inline: Option<SecretString>,
     file: Option<PathBuf>,
+    warnings: &mut Vec<String>,
 ) -> Result<(Option<SecretString>, Option<PathBuf>), ConfigError> {
     let file = file.filter(|p| !p.as_os_str().is_empty());
     let inline = inline.filter(|t| !t.expose_secret().trim().is_empty());
@@ -625,7 +642,24 @@ fn read_secret(
             ),
         )
     })?;
+    if let Some(warning) = exposed(&file_key, path) {
+        warnings.push(warning);
+    }
     Ok((Some(SecretString::from(text.trim().to_owned())), file))
+}
+
+/// A warning when `path` (a secret) may be read by its group or by others.
+fn exposed(key: &str, path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{key} ({}) may be read by its group or by others (mode {:o}): make it readable by \
+             its owner only (chmod 600)",
+            path.display(),
+            mode & 0o777
+        )
+    })
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {

@@ -130,6 +130,41 @@ impl Settings {
             1,
             300,
         )?;
+        in_range(
+            "database.statement_timeout_secs",
+            db.statement_timeout_secs,
+            1,
+            3600,
+        )?;
+        const SSL_MODES: [&str; 6] = [
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ];
+        if !db.sslmode.is_empty() && !SSL_MODES.contains(&db.sslmode.as_str()) {
+            return Err(ConfigError::invalid(
+                "database.sslmode",
+                format!(
+                    "is {:?}: use one of {} (or leave it empty for the URL's)",
+                    db.sslmode,
+                    SSL_MODES.join(", ")
+                ),
+            ));
+        }
+        if let Some(cert) = &db.ssl_root_cert
+            && !cert.is_file()
+        {
+            return Err(ConfigError::invalid(
+                "database.ssl_root_cert",
+                format!(
+                    "({}) is not a readable file: give the CA certificate's PEM file",
+                    cert.display()
+                ),
+            ));
+        }
         self.validate_sync()?;
         self.validate_rate_limit()?;
         if self.log.level.trim().is_empty() {
@@ -242,6 +277,12 @@ impl Settings {
                 "is not set but jira.auth = \"oauth\": set jira.client_secret or jira.client_secret_file (the app's Secret, next to its Client ID)",
             ));
         }
+        if jira.oauth.token_encryption_key.is_none() && !jira.oauth.store_token_unencrypted {
+            return Err(ConfigError::invalid(
+                "jira.token_encryption_key",
+                "is not set but jira.auth = \"oauth\": the rotating refresh token is stored in the database encrypted; create a key with `openssl rand -base64 32`, keep it outside the database and set it (jira.token_encryption_key_file, or JIRA_SYNC__JIRA__TOKEN_ENCRYPTION_KEY), or set jira.store_token_unencrypted = true to store the token in plain text",
+            ));
+        }
         Ok(())
     }
 
@@ -343,6 +384,12 @@ impl Settings {
             ));
         }
         in_range(
+            "sync.census_max_deletes",
+            sync.census_max_deletes,
+            1,
+            u64::MAX,
+        )?;
+        in_range(
             "sync.shutdown_timeout_secs",
             sync.shutdown_timeout_secs,
             1,
@@ -423,6 +470,7 @@ impl Settings {
             ));
         }
         in_range("rate_limit.admin_burst", u64::from(rl.admin_burst), 1, 1000)?;
+        in_range("rate_limit.max_response_mb", rl.max_response_mb, 1, 4096)?;
         Ok(())
     }
 }

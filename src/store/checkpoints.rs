@@ -88,21 +88,27 @@ pub(crate) async fn apply(
 impl Store {
     /// The stream's checkpoint document, if it has one.
     pub async fn load_checkpoint(&self, site: &str, stream: &str) -> anyhow::Result<Option<Value>> {
-        let row: Option<(Value,)> = sqlx::query_as(
-            "SELECT checkpoint FROM jira.sync_state WHERE site = $1 AND stream = $2",
-        )
-        .bind(site)
-        .bind(stream)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map(|(v,)| v).filter(|v| !v.is_null()))
+        self.bounded(async {
+            let row: Option<(Value,)> = sqlx::query_as(
+                "SELECT checkpoint FROM jira.sync_state WHERE site = $1 AND stream = $2",
+            )
+            .bind(site)
+            .bind(stream)
+            .fetch_optional(self.pool())
+            .await?;
+            Ok(row.map(|(v,)| v).filter(|v| !v.is_null()))
+        })
+        .await
     }
 
     /// Writes a checkpoint on its own (for streams whose page writes carry none).
     pub async fn save_checkpoint(&self, site: &str, write: CheckpointWrite) -> anyhow::Result<()> {
-        let mut tx = self.pool().begin().await?;
-        apply(&mut tx, site, write).await?;
-        tx.commit().await?;
-        Ok(())
+        self.bounded(async {
+            let mut tx = self.begin_write().await?;
+            apply(&mut tx, site, write).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 }

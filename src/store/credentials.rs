@@ -1,4 +1,4 @@
-//! `jira.credentials`: the cached cloudId and the current OAuth refresh token of a site.
+//! `jira_secrets.credentials`: the cached cloudId and the current OAuth refresh token of a site.
 //!
 //! The refresh token is read under a row lock ([`RefreshLock`]) and replaced in the same
 //! transaction, so two processes refreshing at once (the daemon and a `check`) take turns and
@@ -26,7 +26,7 @@ impl RefreshLock {
     /// Stores the token that replaces the current one and releases the lock.
     pub async fn save(mut self, token: &StoredToken) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO jira.credentials (site, refresh_token, refresh_token_encrypted, refreshed_at) \
+            "INSERT INTO jira_secrets.credentials (site, refresh_token, refresh_token_encrypted, refreshed_at) \
              VALUES ($1, $2, $3, now()) ON CONFLICT (site) DO UPDATE SET \
              refresh_token = excluded.refresh_token, \
              refresh_token_encrypted = excluded.refresh_token_encrypted, \
@@ -46,7 +46,7 @@ impl Store {
     /// The cached cloudId of `site`, if one was stored.
     pub async fn cloud_id(&self, site: &str) -> anyhow::Result<Option<String>> {
         let row: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT cloud_id FROM jira.credentials WHERE site = $1")
+            sqlx::query_as("SELECT cloud_id FROM jira_secrets.credentials WHERE site = $1")
                 .bind(site)
                 .fetch_optional(self.pool())
                 .await?;
@@ -55,7 +55,7 @@ impl Store {
 
     pub async fn save_cloud_id(&self, site: &str, cloud_id: &str) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO jira.credentials (site, cloud_id) VALUES ($1, $2) \
+            "INSERT INTO jira_secrets.credentials (site, cloud_id) VALUES ($1, $2) \
              ON CONFLICT (site) DO UPDATE SET cloud_id = excluded.cloud_id, updated_at = now()",
         )
         .bind(site)
@@ -68,12 +68,14 @@ impl Store {
     /// Locks the site's credentials row (creating it if needed) and reads the refresh token.
     pub async fn lock_refresh_token(&self, site: &str) -> anyhow::Result<RefreshLock> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query("INSERT INTO jira.credentials (site) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(site)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO jira_secrets.credentials (site) VALUES ($1) ON CONFLICT DO NOTHING",
+        )
+        .bind(site)
+        .execute(&mut *tx)
+        .await?;
         let row: (Option<String>, bool) = sqlx::query_as(
-            "SELECT refresh_token, refresh_token_encrypted FROM jira.credentials \
+            "SELECT refresh_token, refresh_token_encrypted FROM jira_secrets.credentials \
              WHERE site = $1 FOR UPDATE",
         )
         .bind(site)

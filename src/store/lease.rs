@@ -6,12 +6,10 @@
 //! key space from sqlx's single-`bigint` migration lock. Two sites whose hashes collide merely
 //! take turns; they never write at once.
 
-use super::describe_url;
+use super::{connect_options, describe_url};
+use crate::settings::DatabaseSettings;
 use anyhow::Context;
-use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
-use std::str::FromStr;
 use std::time::Duration;
 
 /// The first half of every jira-sync lock key ("JSYN"), so other applications' advisory locks
@@ -31,14 +29,34 @@ pub fn site_key(site: &str) -> i32 {
     i32::try_from(hash & 0x7fff_ffff).unwrap_or(0)
 }
 
-/// Opens one connection (not a pool) to `url`, failing fast when the server refuses it.
-pub async fn connect_one(url: &SecretString) -> anyhow::Result<PgConnection> {
-    // The parse error is not quoted: it could contain the password.
-    let options = PgConnectOptions::from_str(url.expose_secret())
-        .map_err(|_| anyhow::anyhow!("database.url is not a valid PostgreSQL URL"))?
-        .application_name("jira-sync");
-    let place = describe_url(url);
-    match tokio::time::timeout(QUERY_TIMEOUT, PgConnection::connect_with(&options)).await {
+/// Who this process is, as `pg_stat_activity.application_name` shows it (at most 63 bytes):
+/// `jira-sync <command> on <host> pid <pid>`, so a waiting writer can name the holder.
+pub fn process_name(command: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown host".to_owned());
+    let mut name = format!("jira-sync {command} on {host} pid {}", std::process::id());
+    while name.len() > 63 {
+        name.pop();
+    }
+    name
+}
+
+/// Opens one connection (not a pool) as `[database]` says, failing fast when the server
+/// refuses it.
+pub async fn connect_one(database: &DatabaseSettings) -> anyhow::Result<PgConnection> {
+    connect_as(database, "jira-sync").await
+}
+
+/// [`connect_one`], naming the connection `application_name`.
+async fn connect_as(
+    database: &DatabaseSettings,
+    application_name: &str,
+) -> anyhow::Result<PgConnection> {
+    let options = connect_options(database, application_name)?;
+    let place = describe_url(database.require_url()?);
+    let wait = Duration::from_secs(database.connect_timeout_secs).min(QUERY_TIMEOUT);
+    match tokio::time::timeout(wait, PgConnection::connect_with(&options)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(err)) => Err(anyhow::Error::new(err).context(format!(
             "cannot connect to PostgreSQL at {place}: check database.url (or DATABASE_URL) and \
@@ -46,42 +64,97 @@ pub async fn connect_one(url: &SecretString) -> anyhow::Result<PgConnection> {
         ))),
         Err(_) => Err(
             anyhow::Error::new(sqlx::Error::PoolTimedOut).context(format!(
-                "PostgreSQL at {place} did not answer within {}s",
-                QUERY_TIMEOUT.as_secs()
+                "PostgreSQL at {place} did not answer within {}s (database.connect_timeout_secs)",
+                wait.as_secs()
             )),
         ),
     }
+}
+
+/// Another process holds the site's writer lease (exit code 8).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another jira-sync holds this site's writer lease ({}): one process writes a site at a \
+     time; wait for it to finish, or stop it (a `jira-sync run` daemon syncs on its own \
+     schedule)",
+    holder.as_deref().unwrap_or("its name is unknown")
+)]
+pub struct LeaseHeld {
+    pub holder: Option<String>,
 }
 
 /// The connection the lease is taken and held on; every query on it gives up after
 /// [`QUERY_TIMEOUT`].
 pub struct LeaseConnection {
     conn: PgConnection,
+    site: String,
     key: i32,
+    /// Who holds it ([`process_name`]).
+    holder: String,
 }
 
+const TAKE_EPOCH: &str = "INSERT INTO jira.writer_leases AS l (site, epoch, holder) \
+     VALUES ($1, 1, $2) ON CONFLICT (site) DO UPDATE SET epoch = l.epoch + 1, \
+     holder = excluded.holder, acquired_at = now() RETURNING epoch";
+
+/// Who holds the advisory lock of a site now: the application name of the session holding
+/// it, and since when that session exists.
+const HOLDER: &str = "SELECT a.application_name, a.backend_start FROM pg_locks l \
+     JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted \
+     AND l.classid::int8 = $1 AND l.objid::int8 = $2 AND l.objsubid = 2 LIMIT 1";
+
 impl LeaseConnection {
-    /// Connects for the lease of `site`.
-    pub async fn open(url: &SecretString, site: &str) -> anyhow::Result<LeaseConnection> {
+    /// Connects for the lease of `site`, as `holder` ([`process_name`]).
+    pub async fn open(
+        database: &DatabaseSettings,
+        site: &str,
+        holder: &str,
+    ) -> anyhow::Result<LeaseConnection> {
         Ok(LeaseConnection {
-            conn: connect_one(url).await?,
+            conn: connect_as(database, holder).await?,
+            site: site.to_owned(),
             key: site_key(site),
+            holder: holder.to_owned(),
         })
     }
 
-    /// Asks for the site's lock without waiting: `true` when this connection holds it now.
-    pub async fn try_lock(&mut self) -> anyhow::Result<bool> {
+    /// Asks for the site's lock without waiting. When this connection gets it, the site's
+    /// fencing epoch moves on and is returned: pages written under an older epoch are refused
+    /// from now on ([`super::Store::fence`]).
+    pub async fn try_lock(&mut self) -> anyhow::Result<Option<i64>> {
         let ask = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, $2)")
             .bind(LOCK_CLASS)
             .bind(self.key)
             .fetch_one(&mut self.conn);
-        match tokio::time::timeout(QUERY_TIMEOUT, ask).await {
-            Ok(result) => Ok(result?),
+        let locked = match tokio::time::timeout(QUERY_TIMEOUT, ask).await {
+            Ok(result) => result?,
+            Err(_) => anyhow::bail!(
+                "the database did not answer within {}s",
+                QUERY_TIMEOUT.as_secs()
+            ),
+        };
+        if !locked {
+            return Ok(None);
+        }
+        let take = sqlx::query_scalar::<_, i64>(TAKE_EPOCH)
+            .bind(&self.site)
+            .bind(&self.holder)
+            .fetch_one(&mut self.conn);
+        match tokio::time::timeout(QUERY_TIMEOUT, take).await {
+            Ok(epoch) => Ok(Some(epoch.context(
+                "cannot move the writer lease's epoch on (jira.writer_leases): is the database \
+                 migrated?",
+            )?)),
             Err(_) => anyhow::bail!(
                 "the database did not answer within {}s",
                 QUERY_TIMEOUT.as_secs()
             ),
         }
+    }
+
+    /// Who holds the site's lock now, in words, if the database can tell.
+    pub async fn holder(&mut self) -> Option<String> {
+        holder(&mut self.conn, &self.site).await.ok().flatten()
     }
 
     /// Whether the connection still answers (and so still holds the lock it took).
@@ -113,6 +186,29 @@ impl LeaseConnection {
             let _ = tokio::time::timeout(QUERY_TIMEOUT, self.conn.close()).await;
         }
     }
+}
+
+/// Who holds the writer lease of `site` now (`jira-sync run on host pid 7, since …`), if
+/// anyone does.
+pub async fn holder(conn: &mut PgConnection, site: &str) -> anyhow::Result<Option<String>> {
+    let row: Option<(Option<String>, Option<chrono::DateTime<chrono::Utc>>)> =
+        sqlx::query_as(HOLDER)
+            .bind(i64::from(LOCK_CLASS))
+            .bind(i64::from(site_key(site)))
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(name, since)| {
+        let name = name
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "an unnamed session".to_owned());
+        match since {
+            Some(at) => format!(
+                "{name}, connected since {}",
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            None => name,
+        }
+    }))
 }
 
 /// Whether any session holds the writer lease of `site` (for `jira-sync status`).

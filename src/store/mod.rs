@@ -10,18 +10,22 @@
 pub mod checkpoints;
 pub mod credentials;
 pub mod lease;
+pub mod quarantine;
 pub mod runs;
 pub mod status;
 pub mod table;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{PgPool, Postgres, Transaction};
+use std::future::Future;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use checkpoints::CheckpointWrite;
+pub use quarantine::SetAside;
 pub use table::{Batch, Cell, Row, Table};
 
 use crate::failure::Failure;
@@ -30,61 +34,156 @@ use crate::settings::DatabaseSettings;
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A handle on the database; cheap to clone.
+/// A handle on the database; cheap to clone (clones share the pool and the fence).
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+    /// The writer lease's site and epoch this process writes under, once it holds the lease.
+    fence: Arc<Mutex<Option<(String, i64)>>>,
+    /// How long to wait for the database's answer ([`Store::bounded`]).
+    answer_within: Duration,
+}
+
+/// A write refused because another process took over the site's writer lease since this one
+/// took it: the fencing epoch moved on.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another jira-sync took over this site's writer lease (epoch {found}; this process holds \
+     {ours}): nothing more is written by this process"
+)]
+pub struct LeaseLost {
+    pub ours: i64,
+    pub found: i64,
 }
 
 /// A page of rows, and the checkpoint change that covers them: written in one transaction.
 /// The batches may belong to several tables (an issue page and its issues' child records).
 pub struct PageWrite {
+    /// The stream writing it: records set aside are filed under it.
+    pub stream: &'static str,
     pub batches: Vec<Batch>,
     pub checkpoint: CheckpointWrite,
+    /// Records of the page that cannot be stored, filed in quarantine with it.
+    pub set_aside: Vec<SetAside>,
+    /// The stream has records in quarantine: those the first batch now holds are taken out.
+    pub resolves: bool,
 }
 
 impl PageWrite {
-    /// One batch and the checkpoint change that covers it.
-    pub fn new(batch: Batch, checkpoint: CheckpointWrite) -> PageWrite {
+    /// One batch of `stream` and the checkpoint change that covers it.
+    pub fn new(stream: &'static str, batch: Batch, checkpoint: CheckpointWrite) -> PageWrite {
         PageWrite {
+            stream,
             batches: vec![batch],
             checkpoint,
+            set_aside: Vec::new(),
+            resolves: false,
         }
     }
 }
 
+/// What a page write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Rows that changed.
+    pub rows: u64,
+    /// Records filed in quarantine (those the page brought, and rows PostgreSQL refused).
+    pub set_aside: u64,
+}
+
 impl Store {
-    /// Connects to `url` with at most `max_connections` connections.
-    pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<Store> {
-        let options = PgConnectOptions::from_str(url.expose_secret()).map_err(|err| {
-            anyhow::anyhow!(
-                "database.url is not a valid PostgreSQL URL: {}",
-                redact(&err.to_string(), url)
-            )
-        })?;
+    /// Connects as `[database]` says, with an actionable error when no URL is configured.
+    pub async fn open(database: &DatabaseSettings) -> anyhow::Result<Store> {
+        Store::open_with(database, database.max_connections).await
+    }
+
+    /// [`Store::open`] with at most `max_connections` connections.
+    pub async fn open_with(
+        database: &DatabaseSettings,
+        max_connections: u32,
+    ) -> anyhow::Result<Store> {
+        let url = database.require_url()?;
+        let options = connect_options(database, "jira-sync")?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(Duration::from_secs(database.connect_timeout_secs))
             .connect_with(options)
             .await
             .map_err(|err| {
                 anyhow::Error::new(err).context(format!(
                     "cannot connect to PostgreSQL at {}: check database.url (or DATABASE_URL), \
-                     that the server runs and that the role may log in",
+                     database.sslmode, that the server runs and that the role may log in",
                     describe_url(url)
                 ))
             })?;
-        Ok(Store { pool })
-    }
-
-    /// Connects as `[database]` says, with an actionable error when no URL is configured.
-    pub async fn open(database: &DatabaseSettings) -> anyhow::Result<Store> {
-        Store::connect(database.require_url()?, database.max_connections).await
+        let mut store = Store::from_pool(pool);
+        store.answer_within = answer_within(database);
+        Ok(store)
     }
 
     /// Wraps an existing pool (tests and the demo).
     pub fn from_pool(pool: PgPool) -> Store {
-        Store { pool }
+        Store {
+            pool,
+            fence: Arc::default(),
+            answer_within: Duration::from_secs(125),
+        }
+    }
+
+    /// Runs `work` (statements of this store), giving up once the database has not answered
+    /// within the statement timeout and a little more: a database that stopped answering
+    /// (a network that drops packets) must not hang a run.
+    async fn bounded<T>(&self, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+        match tokio::time::timeout(self.answer_within, work).await {
+            Ok(result) => result,
+            Err(_) => Err(
+                anyhow::Error::new(sqlx::Error::PoolTimedOut).context(format!(
+                    "PostgreSQL did not answer within {}s (database.statement_timeout_secs)",
+                    self.answer_within.as_secs()
+                )),
+            ),
+        }
+    }
+
+    /// From now on every data write checks, in its own transaction, that `site`'s writer
+    /// lease is still at `epoch` (the one this process took); once another process has taken
+    /// it, writes fail with [`LeaseLost`] and commit nothing.
+    pub fn fence(&self, site: &str, epoch: i64) {
+        let mut fence = self.fence.lock().unwrap_or_else(PoisonError::into_inner);
+        *fence = Some((site.to_owned(), epoch));
+    }
+
+    /// Fails unless this process still holds the lease it fenced with (or never fenced). The
+    /// share lock keeps a new holder from moving the epoch on until this transaction ends.
+    async fn check_fence(&self, conn: &mut sqlx::PgConnection) -> anyhow::Result<()> {
+        let fence = self
+            .fence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some((site, ours)) = fence else {
+            return Ok(());
+        };
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT epoch FROM jira.writer_leases WHERE site = $1 FOR SHARE")
+                .bind(&site)
+                .fetch_optional(conn)
+                .await?;
+        match found {
+            Some(found) if found == ours => Ok(()),
+            found => Err(LeaseLost {
+                ours,
+                found: found.unwrap_or(0),
+            }
+            .into()),
+        }
+    }
+
+    /// A transaction for a data write, its fence checked first.
+    async fn begin_write(&self) -> anyhow::Result<Transaction<'static, Postgres>> {
+        let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
+        Ok(tx)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -119,23 +218,82 @@ impl Store {
         Ok(self.pool.begin().await?)
     }
 
-    /// Writes a page: every batch, then the checkpoint change, in one transaction. Returns the
-    /// rows that changed.
-    pub async fn write_page(&self, site: &str, page: PageWrite) -> anyhow::Result<u64> {
-        let mut tx = self.begin().await?;
-        let mut written = 0;
-        for batch in page.batches {
-            written += batch.write(&mut tx).await?;
-        }
-        // Last, so the checkpoint row is locked only for the moment before the commit.
-        checkpoints::apply(&mut tx, site, page.checkpoint).await?;
-        tx.commit().await?;
-        Ok(written)
+    /// Writes a page: every batch, the records set aside, then the checkpoint change, in one
+    /// transaction.
+    ///
+    /// Should PostgreSQL refuse a row's value (a data exception or a program limit, such as
+    /// nesting too deep for jsonb), the page is written again row by row, each row behind a
+    /// savepoint, and the rows refused are set aside with the rest of the page: one record
+    /// cannot stop the others, nor the cursor.
+    pub async fn write_page(&self, site: &str, page: PageWrite) -> anyhow::Result<Written> {
+        self.bounded(self.write_page_now(site, page)).await
     }
 
-    /// Writes rows without a checkpoint (full refreshes).
-    pub async fn write(&self, batch: Batch) -> anyhow::Result<u64> {
-        self.write_page("", PageWrite::new(batch, CheckpointWrite::None))
+    async fn write_page_now(&self, site: &str, page: PageWrite) -> anyhow::Result<Written> {
+        let mut tx = self.begin_write().await?;
+        match write_batches(&mut tx, &page.batches).await {
+            Ok(rows) => {
+                let set_aside = finish_page(&mut tx, site, page).await?;
+                tx.commit().await?;
+                Ok(Written { rows, set_aside })
+            }
+            Err(err) if refuses_a_value(&err) => {
+                tx.rollback().await?;
+                self.write_page_row_by_row(site, page).await
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn write_page_row_by_row(
+        &self,
+        site: &str,
+        mut page: PageWrite,
+    ) -> anyhow::Result<Written> {
+        let mut tx = self.begin_write().await?;
+        let mut rows = 0;
+        let mut refused = Vec::new();
+        for batch in &page.batches {
+            for index in 0..batch.len() {
+                sqlx::query("SAVEPOINT row_write").execute(&mut *tx).await?;
+                match batch.write_rows(&mut tx, index..index + 1).await {
+                    Ok(n) => rows += n,
+                    Err(err) if refuses_a_value(&err) => {
+                        sqlx::query("ROLLBACK TO SAVEPOINT row_write")
+                            .execute(&mut *tx)
+                            .await?;
+                        let record_id = batch.record_id(index).unwrap_or_default();
+                        tracing::warn!(
+                            stream = page.stream,
+                            table = batch.table().name,
+                            record = %record_id,
+                            error = %err,
+                            "PostgreSQL refused a record; it is set aside in jira.quarantine"
+                        );
+                        refused.push(SetAside {
+                            stream: page.stream,
+                            record_id,
+                            record_key: None,
+                            error: format!(
+                                "PostgreSQL refused it in {}: {err}",
+                                batch.table().name
+                            ),
+                            raw_text: batch.raw_text(index),
+                        });
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
+        page.set_aside.extend(refused);
+        let set_aside = finish_page(&mut tx, site, page).await?;
+        tx.commit().await?;
+        Ok(Written { rows, set_aside })
+    }
+
+    /// Writes rows without a checkpoint (full refreshes); returns the rows that changed.
+    pub async fn write(&self, stream: &'static str, batch: Batch) -> anyhow::Result<Written> {
+        self.write_page("", PageWrite::new(stream, batch, CheckpointWrite::None))
             .await
     }
 
@@ -175,11 +333,13 @@ impl Store {
             table.name,
             table.owner.column()
         );
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(site)
             .bind(ids)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(result.rows_affected())
     }
 
@@ -218,17 +378,97 @@ impl Store {
             table.name,
             table.owner.column()
         );
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(site)
             .bind(seen)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(result.rows_affected())
     }
 }
 
+/// Writes every batch; the rows that changed.
+async fn write_batches(conn: &mut sqlx::PgConnection, batches: &[Batch]) -> sqlx::Result<u64> {
+    let mut written = 0;
+    for batch in batches {
+        written += batch.write(conn).await?;
+    }
+    Ok(written)
+}
+
+/// The rest of a page's transaction after its rows: the records set aside, those resolved,
+/// and last the checkpoint, so its row is locked only for the moment before the commit.
+/// Returns how many records were set aside.
+async fn finish_page(
+    conn: &mut sqlx::PgConnection,
+    site: &str,
+    page: PageWrite,
+) -> anyhow::Result<u64> {
+    if page.resolves
+        && let Some(batch) = page.batches.first()
+    {
+        let held: Vec<String> = batch
+            .record_ids()
+            .into_iter()
+            .filter(|id| !page.set_aside.iter().any(|s| &s.record_id == id))
+            .collect();
+        quarantine::resolve(conn, site, page.stream, &held).await?;
+    }
+    quarantine::set_aside(conn, site, &page.set_aside).await?;
+    checkpoints::apply(conn, site, page.checkpoint).await?;
+    Ok(page.set_aside.len() as u64)
+}
+
+/// How each connection is made: the URL, with `sslmode`, a CA certificate and the statement
+/// timeout from `[database]`, and `application_name` (how `pg_stat_activity` names it).
+pub fn connect_options(
+    database: &DatabaseSettings,
+    application_name: &str,
+) -> anyhow::Result<PgConnectOptions> {
+    let url = database.require_url()?;
+    // The parse error is not quoted whole: it could contain the password.
+    let mut options = PgConnectOptions::from_str(url.expose_secret()).map_err(|err| {
+        anyhow::anyhow!(
+            "database.url is not a valid PostgreSQL URL: {}",
+            redact(&err.to_string(), url)
+        )
+    })?;
+    if !database.sslmode.is_empty() {
+        let mode = PgSslMode::from_str(&database.sslmode)
+            .map_err(|_| anyhow::anyhow!("database.sslmode {:?} is unknown", database.sslmode))?;
+        options = options.ssl_mode(mode);
+    }
+    if let Some(cert) = &database.ssl_root_cert {
+        options = options.ssl_root_cert(cert);
+    }
+    let timeout = format!("{}s", database.statement_timeout_secs);
+    Ok(options
+        .application_name(application_name)
+        .options([("statement_timeout", timeout.as_str())]))
+}
+
+/// The statement timeout and a little more: how long to wait for any answer.
+pub fn answer_within(database: &DatabaseSettings) -> Duration {
+    Duration::from_secs(database.statement_timeout_secs.saturating_add(5))
+}
+
+/// Whether PostgreSQL refused a value of a row (SQLSTATE class 22, data exception, or 54,
+/// program limit exceeded), rather than failing the statement for a reason no row can cure.
+fn refuses_a_value(err: &sqlx::Error) -> bool {
+    let Some(db) = err.as_database_error() else {
+        return false;
+    };
+    db.code()
+        .is_some_and(|code| code.starts_with("22") || code.starts_with("54"))
+}
+
 /// Whether `err` is the database's: a failed statement, connection or migration.
 pub fn failure_of(err: &(dyn std::error::Error + 'static)) -> Option<Failure> {
+    if err.is::<LeaseLost>() || err.is::<lease::LeaseHeld>() {
+        return Some(Failure::LeaseHeld);
+    }
     let database = err.is::<sqlx::Error>() || err.is::<sqlx::migrate::MigrateError>();
     database.then_some(Failure::Database)
 }

@@ -11,6 +11,8 @@ pub struct RunRecord<'a> {
     pub status: &'a str,
     pub rows_seen: u64,
     pub rows_written: u64,
+    /// Records set aside in `jira.quarantine`.
+    pub set_aside: u64,
     pub requests: u64,
     pub error: Option<&'a str>,
     /// The run's HTTP counters.
@@ -34,8 +36,8 @@ pub struct HttpRecord {
 
 const FINISH: &str = "UPDATE jira.sync_runs SET finished_at = now(), status = $2, rows_seen = $3, \
      rows_written = $4, requests = $5, error = $6, http_requests = $7, retries = $8, \
-     throttled = $9, limiter_wait_ms = $10, retry_after_wait_ms = $11, metrics = $12 \
-     WHERE id = $1";
+     throttled = $9, limiter_wait_ms = $10, retry_after_wait_ms = $11, metrics = $12, \
+     set_aside = $13 WHERE id = $1";
 
 /// Closes as failed the runs of `site` still marked `running`, on `conn` (the writer lease's
 /// own connection: only the lease holder may call it, since nobody else can be running them
@@ -55,15 +57,19 @@ pub async fn close_abandoned_runs(conn: &mut PgConnection, site: &str) -> sqlx::
 impl Store {
     /// Opens a run row and returns its id.
     pub async fn start_run(&self, site: &str, stream: &str, mode: &str) -> anyhow::Result<i64> {
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO jira.sync_runs (site, stream, mode, status) VALUES ($1, $2, $3, 'running') RETURNING id",
-        )
-        .bind(site)
-        .bind(stream)
-        .bind(mode)
-        .fetch_one(self.pool())
-        .await?;
-        Ok(id)
+        self.bounded(async {
+            let (id,): (i64,) = sqlx::query_as(
+                "INSERT INTO jira.sync_runs (site, stream, mode, status) \
+                 VALUES ($1, $2, $3, 'running') RETURNING id",
+            )
+            .bind(site)
+            .bind(stream)
+            .bind(mode)
+            .fetch_one(self.pool())
+            .await?;
+            Ok(id)
+        })
+        .await
     }
 
     pub async fn finish_run(&self, id: i64, record: &RunRecord<'_>) -> anyhow::Result<()> {
@@ -82,6 +88,7 @@ impl Store {
             .bind(big(http.limiter_wait_ms))
             .bind(big(http.retry_after_wait_ms))
             .bind(&http.metrics)
+            .bind(big(record.set_aside))
             .execute(self.pool())
             .await?;
         Ok(())

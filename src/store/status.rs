@@ -3,8 +3,8 @@
 //! writes, after it stopped, and when Jira is down.
 
 use super::table::Table;
+use crate::settings::DatabaseSettings;
 use chrono::{DateTime, Utc};
-use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 use std::collections::HashMap;
@@ -47,9 +47,9 @@ pub struct StatusReader {
 }
 
 impl StatusReader {
-    pub async fn open(url: &SecretString) -> anyhow::Result<StatusReader> {
+    pub async fn open(database: &DatabaseSettings) -> anyhow::Result<StatusReader> {
         Ok(StatusReader {
-            conn: super::lease::connect_one(url).await?,
+            conn: super::lease::connect_one(database).await?,
         })
     }
 
@@ -117,6 +117,22 @@ impl StatusReader {
                 .fetch_all(&mut self.conn)
                 .await?;
         Ok(rows.into_iter().collect())
+    }
+
+    /// How many records of each stream of `site` are held in `jira.quarantine`.
+    pub async fn quarantined(&mut self, site: &str) -> anyhow::Result<HashMap<String, i64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT stream, count(*) FROM jira.quarantine WHERE site = $1 GROUP BY stream",
+        )
+        .bind(site)
+        .fetch_all(&mut self.conn)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Who holds the writer lease of `site` now, if anyone does.
+    pub async fn writer(&mut self, site: &str) -> anyhow::Result<Option<String>> {
+        super::lease::holder(&mut self.conn, site).await
     }
 
     /// The number of rows `count` selects.

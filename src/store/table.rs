@@ -373,13 +373,23 @@ impl Batch {
     }
 
     /// Writes the batch on `conn`; returns the rows that changed.
-    pub async fn write(self, conn: &mut PgConnection) -> sqlx::Result<u64> {
-        if self.rows.is_empty() {
+    pub async fn write(&self, conn: &mut PgConnection) -> sqlx::Result<u64> {
+        self.write_rows(conn, 0..self.rows.len()).await
+    }
+
+    /// Writes the rows at `range` only.
+    pub async fn write_rows(
+        &self,
+        conn: &mut PgConnection,
+        range: std::ops::Range<usize>,
+    ) -> sqlx::Result<u64> {
+        let rows = &self.rows[range];
+        if rows.is_empty() {
             return Ok(0);
         }
         let sql = self.table.upsert_sql();
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(self.owner);
-        for column in transpose(self.table, self.rows) {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(self.owner.as_str());
+        for column in transpose(self.table, rows) {
             query = match column {
                 Array::Int8(v) => query.bind(v),
                 Array::Float8(v) => query.bind(v),
@@ -392,6 +402,35 @@ impl Batch {
         }
         Ok(query.execute(conn).await?.rows_affected())
     }
+
+    /// The id of row `index` as text: its first key column's value.
+    pub fn record_id(&self, index: usize) -> Option<String> {
+        let at = self.table.position(self.table.key.first()?)?;
+        match &self.rows.get(index)?[at] {
+            Cell::Int8(v) => v.map(|v| v.to_string()),
+            Cell::Text(v) => v.clone(),
+            _ => None,
+        }
+    }
+
+    /// The ids of every row, as text.
+    pub fn record_ids(&self) -> Vec<String> {
+        (0..self.rows.len())
+            .filter_map(|i| self.record_id(i))
+            .collect()
+    }
+
+    /// Row `index`'s `raw` record as JSON text.
+    pub fn raw_text(&self, index: usize) -> String {
+        let raw = self
+            .table
+            .position("raw")
+            .and_then(|at| self.rows.get(index).map(|row| &row[at]));
+        match raw {
+            Some(Cell::Jsonb(Some(value))) => value.to_string(),
+            _ => String::new(),
+        }
+    }
 }
 
 fn version_of(cell: &Cell) -> Option<DateTime<Utc>> {
@@ -401,21 +440,21 @@ fn version_of(cell: &Cell) -> Option<DateTime<Utc>> {
     }
 }
 
-/// One column's values, bound as one array.
-enum Array {
+/// One column's values, bound as one array (borrowed from the rows).
+enum Array<'a> {
     Int8(Vec<Option<i64>>),
     Float8(Vec<Option<f64>>),
-    Text(Vec<Option<String>>),
+    Text(Vec<Option<&'a str>>),
     Bool(Vec<Option<bool>>),
     Timestamptz(Vec<Option<DateTime<Utc>>>),
     Date(Vec<Option<NaiveDate>>),
-    Jsonb(Vec<Option<Value>>),
+    Jsonb(Vec<Option<&'a Value>>),
 }
 
-/// Rows of cells into one array per column, moving the values (raw JSON is most of a page).
-fn transpose(table: &Table, rows: Vec<Vec<Cell>>) -> Vec<Array> {
+/// Rows of cells into one array per column, borrowing the values (raw JSON is most of a page).
+fn transpose<'a>(table: &Table, rows: &'a [Vec<Cell>]) -> Vec<Array<'a>> {
     let n = rows.len();
-    let mut columns: Vec<Array> = table
+    let mut columns: Vec<Array<'a>> = table
         .columns
         .iter()
         .map(|c| match c.kind {
@@ -429,15 +468,15 @@ fn transpose(table: &Table, rows: Vec<Vec<Cell>>) -> Vec<Array> {
         })
         .collect();
     for row in rows {
-        for (cell, column) in row.into_iter().zip(columns.iter_mut()) {
+        for (cell, column) in row.iter().zip(columns.iter_mut()) {
             match (cell, column) {
-                (Cell::Int8(v), Array::Int8(out)) => out.push(v),
-                (Cell::Float8(v), Array::Float8(out)) => out.push(v),
-                (Cell::Text(v), Array::Text(out)) => out.push(v),
-                (Cell::Bool(v), Array::Bool(out)) => out.push(v),
-                (Cell::Timestamptz(v), Array::Timestamptz(out)) => out.push(v),
-                (Cell::Date(v), Array::Date(out)) => out.push(v),
-                (Cell::Jsonb(v), Array::Jsonb(out)) => out.push(v),
+                (Cell::Int8(v), Array::Int8(out)) => out.push(*v),
+                (Cell::Float8(v), Array::Float8(out)) => out.push(*v),
+                (Cell::Text(v), Array::Text(out)) => out.push(v.as_deref()),
+                (Cell::Bool(v), Array::Bool(out)) => out.push(*v),
+                (Cell::Timestamptz(v), Array::Timestamptz(out)) => out.push(*v),
+                (Cell::Date(v), Array::Date(out)) => out.push(*v),
+                (Cell::Jsonb(v), Array::Jsonb(out)) => out.push(v.as_ref()),
                 (Cell::TextArray(v), Array::Jsonb(out)) => out.push(Some(v)),
                 // `push` checked every cell's kind against its column.
                 _ => unreachable!("a cell of the wrong kind passed Batch::push"),

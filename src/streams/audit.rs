@@ -8,9 +8,10 @@
 //! it stopped. When the window is done, `high_water` moves to its end.
 
 use super::checkpoint::{self, Checkpoint};
-use super::parse::{ParseError, Record};
+use super::parse::{ParseError, Record, read_records};
 use super::{
     Availability, Cursor, Mode, Probe, Run, Schedule, Stream, StreamContext, StreamStatus,
+    retry_quarantined,
 };
 use crate::jira::JiraError;
 use crate::jira::model::AuditPage;
@@ -158,6 +159,10 @@ impl Stream for Audit {
     }
 
     async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        retry_quarantined(ctx, run, AuditCheckpoint::STREAM, &ctx.site, |v| {
+            parse_audit_record(&v)
+        })
+        .await?;
         self.read(ctx, run).await
     }
 
@@ -201,7 +206,7 @@ impl Audit {
                 .await?
                 .unwrap_or_default(),
         };
-        let now = Utc::now();
+        let now = ctx.client.server_now();
         let (lookback, lag) = (self.lookback, self.lag);
         let mut window = checkpoint.window.clone().unwrap_or_else(|| Window {
             from: checkpoint
@@ -222,6 +227,9 @@ impl Audit {
             let page: AuditPage = match ctx.client.get("/rest/api/2/auditing/record", &query).await
             {
                 Ok(page) => page,
+                Err(err @ JiraError::Scope { .. }) => {
+                    return Ok(StreamStatus::Skipped(err.to_string()));
+                }
                 Err(JiraError::Forbidden { .. }) => {
                     return Ok(StreamStatus::Skipped(
                         "the account lacks the Administer Jira global permission (Jira answered \
@@ -239,12 +247,18 @@ impl Audit {
                 .filter(|l| *l > 0)
                 .unwrap_or(PAGE_SIZE)
                 .min(PAGE_SIZE);
-            let mut rows = page
-                .records
-                .iter()
-                .map(parse_audit_record)
-                .collect::<Result<Vec<_>, _>>()?;
+            let read = read_records(AuditCheckpoint::STREAM, "audit record", page.records, |v| {
+                parse_audit_record(&v)
+            });
+            let mut rows = read.rows;
             rows.retain(|r| seen.insert(r.id));
+            if fetched > 0 && fetched >= limit && rows.is_empty() && read.set_aside.is_empty() {
+                anyhow::bail!(
+                    "the audit log answered offset {} with {fetched} records already read: the \
+                     server does not page as Jira does; the window stays where it was",
+                    window.next_offset
+                );
+            }
             let last = fetched == 0 || fetched < limit;
             window.next_offset += fetched;
             let next = if last {
@@ -258,10 +272,15 @@ impl Audit {
                     window: Some(window.clone()),
                 }
             };
-            let seen = rows.len();
-            let page = PageWrite::new(Batch::of(&ctx.site, rows), checkpoint::replace(&next)?);
+            let count = rows.len() + read.set_aside.len();
+            let mut page = PageWrite::new(
+                AuditCheckpoint::STREAM,
+                Batch::of(&ctx.site, rows),
+                checkpoint::replace(&next)?,
+            );
+            page.set_aside = read.set_aside;
             let written = ctx.store.write_page(&ctx.site, page).await?;
-            counters.page(seen, written, run.progress);
+            counters.page(count, written, run.progress);
             if last {
                 return Ok(StreamStatus::Done);
             }

@@ -17,23 +17,22 @@
 mod dc;
 
 use super::checkpoint::{self, Checkpoint};
-use super::issues::{IssueRow, TABLE, parse_issue};
+use super::issues::{TABLE, fetch_issues, into_issue_row};
+use super::parse::{identify, read_records};
 use super::projects::{ProjectRow, list_selected};
 use super::ranges::{LIST_PAGE_SIZE, list_pages};
 use super::{Cursor, NoProgress, Run, RunCounters, Schedule, Stream, StreamContext, StreamStatus};
 use crate::jira::Flavor;
 use crate::settings::Settings;
-use crate::store::Batch;
 use crate::store::status::{Count, Which};
+use crate::store::{Batch, CheckpointWrite, PageWrite};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Jira's cap on ids per bulk fetch.
-const BULK_FETCH_SIZE: usize = 100;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CensusCheckpoint {
@@ -52,6 +51,19 @@ pub struct CensusTally {
     pub deleted: AtomicU64,
     pub restored_or_moved: AtomicU64,
     pub suspicious_projects: AtomicU64,
+    /// Deletions reserved against the site-wide limit.
+    reserved: AtomicU64,
+}
+
+impl CensusTally {
+    /// Reserves `n` deletions unless that would pass `limit` in this census.
+    fn reserve(&self, n: u64, limit: u64) -> bool {
+        self.reserved
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |done| {
+                (done + n <= limit).then_some(done + n)
+            })
+            .is_ok()
+    }
 }
 
 /// The delete census: after the issues stream, every `sync.census_interval_secs`.
@@ -60,6 +72,8 @@ pub struct Census {
     /// Share of a project's issues that may vanish at once before it looks like lost
     /// permission.
     max_delete_share: f64,
+    /// Issues one census may mark deleted on the whole site.
+    max_deletes: u64,
 }
 
 impl Census {
@@ -71,6 +85,7 @@ impl Census {
                 ..Schedule::every(sync.issues, sync.census_interval_secs)
             },
             max_delete_share: sync.census_max_delete_share,
+            max_deletes: sync.census_max_deletes,
         }
     }
 }
@@ -104,10 +119,11 @@ impl Stream for Census {
 
     async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
         let counters = run.counters;
-        let projects = list_selected(ctx, counters).await?;
+        let projects = list_selected(ctx, counters).await?.rows;
         run.progress.add_total(projects.len() as u64);
         let tally = CensusTally::default();
-        let roster = roster(ctx.flavor());
+        let roster = roster(ctx).await?;
+        let roster = roster.as_ref();
         futures::stream::iter(projects.iter().map(Ok::<_, anyhow::Error>))
             .try_for_each_concurrent(ctx.max_in_flight.max(1), |project| async {
                 self.census_project(ctx, roster, project, counters, &tally)
@@ -165,26 +181,23 @@ trait Roster: Send + Sync {
         stored: &BTreeSet<i64>,
         counters: &RunCounters,
     ) -> anyhow::Result<BTreeSet<i64>>;
-
-    /// The issues among `ids` that Jira still shows (all fields), and the ids it reported
-    /// errors for (neither present nor absent: never marked deleted).
-    async fn fetch(
-        &self,
-        ctx: &StreamContext,
-        ids: &[i64],
-        counters: &RunCounters,
-    ) -> anyhow::Result<(Vec<IssueRow>, HashSet<i64>)>;
 }
 
-fn roster(flavor: Flavor) -> &'static dyn Roster {
-    match flavor {
-        Flavor::Cloud => &CloudRoster,
-        Flavor::DataCenter => &dc::DataCenterRoster,
-    }
+/// How this site lists ids: chosen once per run.
+async fn roster(ctx: &StreamContext) -> anyhow::Result<Box<dyn Roster>> {
+    Ok(match ctx.flavor() {
+        Flavor::Cloud => Box::new(CloudRoster {
+            zone: ctx.user_zone().await?,
+        }),
+        Flavor::DataCenter => Box::new(dc::DataCenterRoster),
+    })
 }
 
-/// Cloud: id-only search pages in `created` ranges, confirmed by bulk fetch.
-struct CloudRoster;
+/// Cloud: id-only search pages in `created` ranges (their dates written in the API user's
+/// zone, read at the start of the run).
+struct CloudRoster {
+    zone: Tz,
+}
 
 #[async_trait::async_trait]
 impl Roster for CloudRoster {
@@ -195,16 +208,7 @@ impl Roster for CloudRoster {
         stored: &BTreeSet<i64>,
         counters: &RunCounters,
     ) -> anyhow::Result<BTreeSet<i64>> {
-        list_ids_in_ranges(ctx, project_id, stored, counters).await
-    }
-
-    async fn fetch(
-        &self,
-        ctx: &StreamContext,
-        ids: &[i64],
-        counters: &RunCounters,
-    ) -> anyhow::Result<(Vec<IssueRow>, HashSet<i64>)> {
-        bulk_fetch(ctx, ids, counters).await
+        list_ids_in_ranges(ctx, self.zone, project_id, stored, counters).await
     }
 }
 
@@ -234,16 +238,25 @@ impl Census {
         let mut ask: Vec<i64> = vanished.iter().chain(unknown.iter()).copied().collect();
         ask.sort_unstable();
         ask.dedup();
-        let (found, errored) = roster.fetch(ctx, &ask, counters).await?;
-        let present: HashSet<i64> = found.iter().map(|r| r.id).collect();
+        let (found, errored) = fetch_issues(ctx, &ask, counters).await?;
+        // Present: every issue Jira returned, read or not (one that cannot be read is set
+        // aside for the issues stream's retries, never taken for deleted).
+        let present: HashSet<i64> = found
+            .iter()
+            .filter_map(|raw| identify(raw).0.parse().ok())
+            .collect();
         let refreshed = found.len() as u64;
-        for chunk in found.chunks(BULK_FETCH_SIZE) {
-            let written = ctx
-                .store
-                .write(Batch::of(&ctx.site, chunk.to_vec()))
-                .await?;
-            counters.page(chunk.len(), written, &NoProgress);
-        }
+        let read = read_records("issues", "issue", found, into_issue_row);
+        let seen = read.rows.len() + read.set_aside.len();
+        let mut page = PageWrite::new(
+            "issues",
+            Batch::of(&ctx.site, read.rows),
+            CheckpointWrite::None,
+        );
+        page.set_aside = read.set_aside;
+        page.resolves = true;
+        let written = ctx.store.write_page(&ctx.site, page).await?;
+        counters.page(seen, written, &NoProgress);
         tally
             .restored_or_moved
             .fetch_add(refreshed, Ordering::Relaxed);
@@ -268,6 +281,17 @@ impl Census {
             );
             return Ok(());
         }
+        if !tally.reserve(gone.len() as u64, self.max_deletes) {
+            tally.suspicious_projects.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                vanished = gone.len(),
+                limit = self.max_deletes,
+                "marking these issues deleted would pass sync.census_max_deletes for one census; \
+                 none of this project's is marked (a lying or broken server must not empty the \
+                 tables; raise the limit if the deletions are real)"
+            );
+            return Ok(());
+        }
         let marked = ctx.store.mark_deleted(&TABLE, &ctx.site, &gone).await?;
         tally.deleted.fetch_add(marked, Ordering::Relaxed);
         tracing::info!(marked, "issues deleted in Jira marked deleted");
@@ -280,6 +304,7 @@ impl Census {
 /// takes about one round trip rather than a page after another.
 async fn list_ids_in_ranges(
     ctx: &StreamContext,
+    zone: Tz,
     project_id: i64,
     stored: &BTreeSet<i64>,
     counters: &RunCounters,
@@ -288,6 +313,7 @@ async fn list_ids_in_ranges(
     let filters = crate::streams::ranges::created_ranges(
         ctx,
         counters,
+        zone,
         &scope,
         stored.len(),
         LIST_PAGE_SIZE,
@@ -311,59 +337,12 @@ async fn list_ids(
     let jql = format!("{filter} ORDER BY created ASC, key ASC");
     let mut ids = BTreeSet::new();
     list_pages(ctx, counters, &jql, &["key", "updated"], None, |issue| {
-        let record = super::parse::Record::new("issue", issue, &["key", "id"]);
-        ids.insert(record.req_id("id")?);
+        let (id, _) = identify(issue);
+        ids.insert(id.parse().map_err(|_| {
+            anyhow::anyhow!("an id-only search page lists an issue without a numeric id ({id})")
+        })?);
         Ok(())
     })
     .await?;
     Ok(ids)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BulkFetchResult {
-    #[serde(default)]
-    issues: Vec<Value>,
-    #[serde(default)]
-    issue_errors: Vec<Value>,
-}
-
-/// Fetches `ids` (all fields). Returns the issues Jira still shows, and the ids it reported
-/// errors for (neither present nor absent: never marked deleted).
-async fn bulk_fetch(
-    ctx: &StreamContext,
-    ids: &[i64],
-    counters: &RunCounters,
-) -> anyhow::Result<(Vec<IssueRow>, HashSet<i64>)> {
-    let mut found = Vec::new();
-    let mut errored = HashSet::new();
-    for chunk in ids.chunks(BULK_FETCH_SIZE) {
-        let body = json!({
-            "issueIdsOrKeys": chunk.iter().map(|id| id.to_string()).collect::<Vec<_>>(),
-            "fields": ["*all"],
-        });
-        counters.request();
-        let result: BulkFetchResult = ctx
-            .client
-            .post("/rest/api/3/issue/bulkfetch", &body)
-            .await?;
-        for issue in &result.issues {
-            found.push(parse_issue(issue)?);
-        }
-        for error in &result.issue_errors {
-            let id = error.get("id").and_then(|v| match v {
-                Value::Number(n) => n.as_i64(),
-                Value::String(s) => s.parse().ok(),
-                _ => None,
-            });
-            match id {
-                Some(id) => {
-                    errored.insert(id);
-                }
-                // An error without an id protects the whole chunk.
-                None => errored.extend(chunk.iter().copied()),
-            }
-        }
-    }
-    Ok((found, errored))
 }

@@ -12,31 +12,35 @@
 //! ranges and their own cursors; a run that finds it resumes the ranges.
 
 mod dc;
+mod fetch;
 mod split;
 
 use super::checkpoint::{self, Checkpoint};
-use super::parse::{ParseError, Record};
+use super::parse::{ParseError, Record, identify, read_records};
 use super::projects::{ProjectRow, list_selected, probe_listing};
 use super::{
     Availability, Cursor, IssueChild, Mode, Probe, Progress, Run, RunCounters, Schedule, Stream,
     StreamContext, StreamStatus,
 };
-use crate::jira::model::{ApproximateCount, SearchPage};
+use crate::jira::model::{ApproximateCount, RawRecord, SearchPage};
 use crate::jira::time::jql_lower_bound_literal;
 use crate::jira::{Flavor, JiraError};
 use crate::settings::Settings;
 use crate::store::status::{Count, Which};
 use crate::store::table::{Kind, Owner, Table, col};
-use crate::store::{Batch, Cell, CheckpointWrite, PageWrite, Row};
+use crate::store::{Batch, Cell, CheckpointWrite, PageWrite, Row, Written};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+pub use fetch::{BULK_FETCH_SIZE, fetch_issues};
 pub use split::{RangeCursor, SplitScan};
 
 /// Full-field pages: Jira caps them near 100 whatever is asked.
@@ -207,6 +211,8 @@ pub struct Issues {
     overlap: Duration,
     /// Records that ride on the pages ([`IssueChild`]).
     children: Vec<Arc<dyn IssueChild>>,
+    /// Issues of this site are in quarantine: pages take out those they store.
+    quarantined: AtomicBool,
 }
 
 impl Issues {
@@ -216,24 +222,21 @@ impl Issues {
             schedule: Schedule::every(sync.issues, sync.issues_interval_secs),
             overlap: Duration::seconds(i64::try_from(sync.issue_overlap_secs).unwrap_or(120)),
             children,
+            quarantined: AtomicBool::new(false),
         }
     }
 
-    /// The JQL for one project: bounded by the project, and by the cursor when there is one.
-    pub fn project_jql(
-        &self,
-        ctx: &StreamContext,
-        project_id: i64,
-        cursor: &ProjectCursor,
-    ) -> String {
-        self.jql_for(ctx, &format!("project = {project_id}"), cursor)
+    /// The JQL for one project: bounded by the project, and by the cursor when there is one
+    /// (its date written in `zone`, the API user's).
+    pub fn project_jql(&self, zone: Tz, project_id: i64, cursor: &ProjectCursor) -> String {
+        self.jql_for(zone, &format!("project = {project_id}"), cursor)
     }
 
-    fn jql_for(&self, ctx: &StreamContext, scope: &str, cursor: &ProjectCursor) -> String {
+    fn jql_for(&self, zone: Tz, scope: &str, cursor: &ProjectCursor) -> String {
         match cursor.mark {
             Some(mark) => format!(
                 "{scope} AND updated >= \"{}\" ORDER BY updated ASC, key ASC",
-                jql_lower_bound_literal(mark - self.overlap, ctx.user_zone)
+                jql_lower_bound_literal(mark - self.overlap, zone)
             ),
             None => format!("{scope} ORDER BY updated ASC, key ASC"),
         }
@@ -249,7 +252,7 @@ impl Issues {
             Mode::Full => IssuesCheckpoint::default(),
             Mode::Incremental => load_checkpoint(ctx).await?.unwrap_or_default(),
         };
-        let projects = list_selected(ctx, run.counters).await?;
+        let projects = list_selected(ctx, run.counters).await?.rows;
         Ok(projects
             .into_iter()
             .map(|p| {
@@ -286,22 +289,25 @@ impl Stream for Issues {
     }
 
     async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        let zone = ctx.user_zone().await?;
+        self.retry_quarantined(ctx, run).await?;
         let work = self.work(ctx, run).await?;
         match ctx.flavor() {
             // Data Center has no /search/jql: its issues come from /rest/api/2/search.
-            Flavor::DataCenter => dc::run(self, ctx, run, &work).await?,
+            Flavor::DataCenter => dc::run(self, ctx, zone, run, &work).await?,
             Flavor::Cloud => {
                 let scan = Scan {
                     stream: self,
                     ctx,
+                    zone,
                     counters: run.counters,
                     progress: run.progress,
-                    started: Utc::now(),
+                    started: ctx.client.server_now(),
                     slots: Semaphore::new(page_slots(ctx.max_in_flight)),
                     work: Semaphore::new(work_slots(ctx.max_in_flight)),
                 };
                 // The total for progress comes when Jira has counted; the scan does not wait.
-                let counting = self.count_total(ctx, &work, run.counters, run.progress);
+                let counting = self.count_total(ctx, zone, &work, run.counters, run.progress);
                 let ((), scanned) = tokio::join!(counting, scan_projects(&scan, &work));
                 scanned?;
             }
@@ -349,6 +355,8 @@ impl Stream for Issues {
 pub(crate) struct Scan<'a> {
     pub stream: &'a Issues,
     pub ctx: &'a StreamContext,
+    /// The API user's zone, read at the start of the run: JQL dates are written in it.
+    pub zone: Tz,
     pub counters: &'a RunCounters,
     pub progress: &'a dyn Progress,
     /// When this run started: its marks never pass `started - LAG`.
@@ -403,6 +411,9 @@ impl Scan<'_> {
         let page: SearchPage = body.decode()?;
         drop(body);
         let last = page.is_last.unwrap_or(false) || page.next_page_token.is_none();
+        if !last {
+            no_progress_guard(jql, token, &page)?;
+        }
         let (seen, written) = self
             .stream
             .write_page(ctx, self.counters, page.issues, |rows| {
@@ -413,7 +424,8 @@ impl Scan<'_> {
         let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_millis() as u64;
         tracing::debug!(
             seen,
-            written,
+            written = written.rows,
+            set_aside = written.set_aside,
             last,
             slot_wait_ms = ms(queued, sent),
             request_ms = ms(sent, fetched),
@@ -426,32 +438,77 @@ impl Scan<'_> {
 }
 
 impl Issues {
-    /// Commits a page of issues as Jira sent them: their rows, their children's rows and the
-    /// checkpoint change `checkpoint` makes of the rows, in one transaction. Returns the issues
-    /// seen and the rows written.
+    /// Commits a page of issues as Jira sent them: their rows, their children's rows, the
+    /// records that cannot be read (set aside) and the checkpoint change `checkpoint` makes of
+    /// the rows, in one transaction. Returns the issues seen and what the write did.
     async fn write_page(
         &self,
         ctx: &StreamContext,
         counters: &RunCounters,
-        issues: Vec<Value>,
+        issues: Vec<RawRecord>,
         checkpoint: impl FnOnce(&[IssueRow]) -> anyhow::Result<CheckpointWrite>,
-    ) -> anyhow::Result<(usize, u64)> {
+    ) -> anyhow::Result<(usize, Written)> {
+        let seen = issues.len();
+        let read = read_records(IssuesCheckpoint::STREAM, "issue", issues, |value| {
+            issue_fields(&value).map(|row| (row, value))
+        });
+        let (mut rows, values): (Vec<IssueRow>, Vec<Value>) = read.rows.into_iter().unzip();
         let mut page = PageWrite {
+            stream: IssuesCheckpoint::STREAM,
             batches: Vec::new(),
             checkpoint: CheckpointWrite::None,
+            set_aside: read.set_aside,
+            resolves: self.quarantined.load(Ordering::Relaxed),
         };
         for child in &self.children {
-            child.collect(ctx, counters, &issues, &mut page).await?;
+            child.collect(ctx, counters, &values, &mut page).await?;
         }
-        let rows = issues
-            .into_iter()
-            .map(into_issue_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        for (row, value) in rows.iter_mut().zip(values) {
+            row.raw = value;
+        }
         page.checkpoint = checkpoint(&rows)?;
-        let seen = rows.len();
         page.batches.insert(0, Batch::of(&ctx.site, rows));
         let written = ctx.store.write_page(&ctx.site, page).await?;
         Ok((seen, written))
+    }
+
+    /// Fetches the issues held in quarantine again and writes those that can be read now;
+    /// those Jira no longer shows leave quarantine (there is nothing to store).
+    async fn retry_quarantined(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<()> {
+        let held = ctx
+            .store
+            .quarantined(&ctx.site, IssuesCheckpoint::STREAM)
+            .await?;
+        self.quarantined.store(!held.is_empty(), Ordering::Relaxed);
+        let ids: Vec<i64> = held
+            .iter()
+            .filter_map(|q| q.record_id.parse().ok())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            issues = ids.len(),
+            "retrying the issues held in jira.quarantine"
+        );
+        let (found, _errored) = fetch_issues(ctx, &ids, run.counters).await?;
+        let returned: std::collections::HashSet<String> =
+            found.iter().map(|raw| identify(raw).0).collect();
+        let (seen, written) = self
+            .write_page(ctx, run.counters, found, |_| Ok(CheckpointWrite::None))
+            .await?;
+        run.counters.page(seen, written, run.progress);
+        let gone: Vec<String> = held
+            .into_iter()
+            .map(|q| q.record_id)
+            .filter(|id| !returned.contains(id))
+            .collect();
+        if !gone.is_empty() {
+            ctx.store
+                .drop_quarantined(&ctx.site, IssuesCheckpoint::STREAM, &gone)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Sums Jira's approximate counts so progress can show done/total: one count per chunk of
@@ -459,6 +516,7 @@ impl Issues {
     async fn count_total(
         &self,
         ctx: &StreamContext,
+        zone: Tz,
         work: &[(ProjectRow, ProjectCursor)],
         counters: &RunCounters,
         progress: &dyn Progress,
@@ -472,7 +530,7 @@ impl Issues {
                     mark: oldest,
                     ..ProjectCursor::default()
                 };
-                self.jql_for(ctx, &format!("project in ({})", ids.join(", ")), &bound)
+                self.jql_for(zone, &format!("project in ({})", ids.join(", ")), &bound)
             })
             .collect();
         let counts = futures::stream::iter(queries.into_iter().map(|jql| async move {
@@ -491,6 +549,27 @@ impl Issues {
         .await;
         progress.add_total(counts.iter().sum());
     }
+}
+
+/// Fails a search that does not move on: a next page token equal to the one just sent, or an
+/// empty page that says more follow. A server that pages so would be followed forever.
+pub(super) fn no_progress_guard(
+    jql: &str,
+    sent: Option<&str>,
+    page: &SearchPage,
+) -> anyhow::Result<()> {
+    let repeated = sent.is_some() && page.next_page_token.as_deref() == sent;
+    if repeated || page.issues.is_empty() {
+        anyhow::bail!(
+            "the search for `{jql}` answered a page that does not move on ({}): the server does \
+             not page as Jira does; the cursor stays at the last committed page",
+            match repeated {
+                true => "the same page token again",
+                false => "no issue, yet more pages",
+            }
+        );
+    }
+    Ok(())
 }
 
 /// Pages fetched, parsed or written at once: half as many again as requests in flight, so the
@@ -537,7 +616,7 @@ async fn sync_project(
     if let Some(split) = &cursor.split {
         return finish_split(scan, project, cursor, split).await;
     }
-    let jql = scan.stream.project_jql(scan.ctx, project.id, cursor);
+    let jql = scan.stream.project_jql(scan.zone, project.id, cursor);
     let ceiling = scan.started - LAG;
     let mut current = ProjectCursor {
         key: project.key.clone(),
@@ -708,6 +787,7 @@ mod tests {
             schedule: Schedule::every(true, 300),
             overlap: Duration::seconds(120),
             children: Vec::new(),
+            quarantined: AtomicBool::new(false),
         };
         let value = json!({"version": 1, "projects": {
             "1": {"key": "A", "mark": "2026-01-02T00:00:00Z", "complete": true},

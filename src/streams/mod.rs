@@ -18,10 +18,13 @@ pub mod projects;
 pub mod ranges;
 pub mod users;
 
+use crate::jira::model::Myself;
+use crate::jira::time::parse_zone;
 use crate::jira::{Flavor, JiraClient, JiraError};
 use crate::settings::{ConfigError, Settings};
 use crate::store::status::Count;
-use crate::store::{PageWrite, Store};
+use crate::store::{PageWrite, Store, Written};
+use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -147,8 +150,6 @@ pub struct StreamContext {
     pub store: Store,
     /// The first key column of every table.
     pub site: String,
-    /// The API user's profile zone: JQL date literals are read in it.
-    pub user_zone: Tz,
     pub projects: ProjectFilter,
     /// `rate_limit.max_in_flight`: how many requests (and pages) a stream keeps going at once.
     pub max_in_flight: usize,
@@ -159,6 +160,32 @@ impl StreamContext {
     pub fn flavor(&self) -> Flavor {
         self.client.flavor()
     }
+
+    /// The API user's profile time zone, read from `/myself` now: JQL date literals are read
+    /// in it, and it may change while a daemon runs, so a stream that writes them asks at the
+    /// start of each run. A zone jira-sync does not know is an error naming it: literals
+    /// written in a guessed zone would skip or re-read hours of changes.
+    pub async fn user_zone(&self) -> anyhow::Result<Tz> {
+        let me: Myself = self
+            .client
+            .get(&self.client.rest("myself"), &[])
+            .await
+            .context("cannot read the API user's time zone (/myself)")?;
+        let Some(name) = me.time_zone.filter(|z| !z.trim().is_empty()) else {
+            anyhow::bail!(
+                "Jira reports no time zone for the API user ({}): JQL dates are read in it; \
+                 set one in the account's profile",
+                me.account_id
+            );
+        };
+        parse_zone(&name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the API user's time zone {name:?} (from /myself) is not a zone jira-sync knows: \
+                 JQL dates cannot be written in it; set an IANA zone such as Europe/Berlin in \
+                 the account's profile"
+            )
+        })
+    }
 }
 
 /// Counts kept while a stream runs (shared by its parallel tasks).
@@ -167,6 +194,17 @@ pub struct RunCounters {
     pub requests: AtomicU64,
     pub rows_seen: AtomicU64,
     pub rows_written: AtomicU64,
+    /// Records filed in `jira.quarantine`.
+    pub set_aside: AtomicU64,
+}
+
+/// What a run counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    pub requests: u64,
+    pub rows_seen: u64,
+    pub rows_written: u64,
+    pub set_aside: u64,
 }
 
 impl RunCounters {
@@ -174,18 +212,22 @@ impl RunCounters {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn page(&self, seen: usize, written: u64, progress: &dyn Progress) {
+    /// A page of `seen` records was written (`written` says what it did).
+    pub fn page(&self, seen: usize, written: Written, progress: &dyn Progress) {
         self.rows_seen.fetch_add(seen as u64, Ordering::Relaxed);
-        self.rows_written.fetch_add(written, Ordering::Relaxed);
+        self.rows_written.fetch_add(written.rows, Ordering::Relaxed);
+        self.set_aside
+            .fetch_add(written.set_aside, Ordering::Relaxed);
         progress.advance(seen as u64);
     }
 
-    pub fn get(&self) -> (u64, u64, u64) {
-        (
-            self.requests.load(Ordering::Relaxed),
-            self.rows_seen.load(Ordering::Relaxed),
-            self.rows_written.load(Ordering::Relaxed),
-        )
+    pub fn get(&self) -> Counted {
+        Counted {
+            requests: self.requests.load(Ordering::Relaxed),
+            rows_seen: self.rows_seen.load(Ordering::Relaxed),
+            rows_written: self.rows_written.load(Ordering::Relaxed),
+            set_aside: self.set_aside.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -370,6 +412,40 @@ pub trait IssueChild: Send + Sync {
         issues: &[Value],
         page: &mut PageWrite,
     ) -> anyhow::Result<()>;
+}
+
+/// Retries the records of `stream` in quarantine by reading the text they were stored with
+/// again (a newer jira-sync may read what an older one could not). Those read now are written
+/// to their table and leave quarantine in the same transaction; the others stay, with one
+/// more attempt counted. For streams that cannot ask Jira for one record again (audit records,
+/// organization events); the others fetch theirs anew.
+pub async fn retry_quarantined<R: crate::store::Row>(
+    ctx: &StreamContext,
+    run: &Run<'_>,
+    stream: &'static str,
+    owner: &str,
+    mut parse: impl FnMut(serde_json::Value) -> Result<R, parse::ParseError>,
+) -> anyhow::Result<()> {
+    let held = ctx.store.quarantined(&ctx.site, stream).await?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    let records = held
+        .iter()
+        .filter_map(|q| serde_json::value::RawValue::from_string(q.raw_text.clone()).ok())
+        .collect();
+    let read = parse::read_records(stream, "record held in quarantine", records, &mut parse);
+    let seen = read.rows.len() + read.set_aside.len();
+    let mut page = PageWrite::new(
+        stream,
+        crate::store::Batch::of(owner, read.rows),
+        crate::store::CheckpointWrite::None,
+    );
+    page.set_aside = read.set_aside;
+    page.resolves = true;
+    let written = ctx.store.write_page(&ctx.site, page).await?;
+    run.counters.page(seen, written, run.progress);
+    Ok(())
 }
 
 /// The streams of a site, built from the settings.

@@ -11,10 +11,12 @@
 //! cursor, the next one asks again from the last processing time minus [`OVERLAP`].
 
 use super::checkpoint::{self, Checkpoint};
-use super::parse::{ParseError, Record};
+use super::parse::{ParseError, Record, read_records};
 use super::{
     Availability, Cursor, Mode, Probe, Run, Schedule, Stream, StreamContext, StreamStatus,
+    retry_quarantined,
 };
+use crate::jira::model::RawRecord;
 use crate::jira::{JiraClient, JiraError};
 use crate::settings::{AuthMode, ConfigError, JiraSettings, RateLimitSettings, Settings};
 use crate::store::status::{Count, Which};
@@ -138,9 +140,11 @@ impl OrgSource {
             max_in_flight: 1,
             ..settings.rate_limit.clone()
         };
-        let client = JiraClient::new(&jira, &limits).map_err(|err| {
-            ConfigError::invalid("jira.admin_base_url", format!("cannot be used: {err}"))
-        })?;
+        let client = JiraClient::new(&jira, &limits)
+            .map_err(|err| {
+                ConfigError::invalid("jira.admin_base_url", format!("cannot be used: {err}"))
+            })?
+            .without_identity_probe();
         Ok(Some(OrgSource {
             org_id: org_id.clone(),
             base_url: jira.base_url.as_str().trim_end_matches('/').to_owned(),
@@ -210,7 +214,7 @@ impl Checkpoint for OrgEventsCheckpoint {
 #[derive(Debug, Deserialize)]
 struct PollingPage {
     #[serde(default)]
-    data: Option<Vec<Value>>,
+    data: Option<Vec<RawRecord>>,
     #[serde(default)]
     meta: Option<PageMeta>,
 }
@@ -295,7 +299,8 @@ impl Stream for OrgEvents {
             org_id: Some(org.org_id.clone()),
             ..OrgEventsCheckpoint::default()
         });
-        let first_from = Utc::now() - self.lookback;
+        retry_quarantined(ctx, run, self.name(), &org.org_id, |v| parse_org_event(&v)).await?;
+        let first_from = org.client.server_now() - self.lookback;
         let path = org.stream_path();
         loop {
             run.counters.request();
@@ -314,22 +319,27 @@ impl Stream for OrgEvents {
             };
             let data = page.data.unwrap_or_default();
             let next = page.meta.and_then(|m| m.next).filter(|n| !n.is_empty());
-            let rows = data
-                .iter()
-                .map(parse_org_event)
-                .collect::<Result<Vec<_>, _>>()?;
+            let read = read_records(self.name(), "organization event", data, |v| {
+                parse_org_event(&v)
+            });
+            let rows = read.rows;
             // An empty page, or a cursor that is missing or did not move: nothing more to read
             // now. The cursor is kept, so the next run polls from here.
             let moved = next.is_some() && next != state.cursor;
-            if rows.is_empty() && !moved {
+            if rows.is_empty() && read.set_aside.is_empty() && !moved {
                 return Ok(StreamStatus::Done);
             }
-            let done = rows.is_empty() || !moved;
+            let done = (rows.is_empty() && read.set_aside.is_empty()) || !moved;
             let newest = rows.iter().map(|r| r.processed_at.unwrap_or(r.time));
             state.high_water = newest.chain(state.high_water).max();
             state.cursor = next.or(state.cursor.take());
-            let seen = rows.len();
-            let page = PageWrite::new(Batch::of(&org.org_id, rows), checkpoint::replace(&state)?);
+            let seen = rows.len() + read.set_aside.len();
+            let mut page = PageWrite::new(
+                self.name(),
+                Batch::of(&org.org_id, rows),
+                checkpoint::replace(&state)?,
+            );
+            page.set_aside = read.set_aside;
             let written = ctx.store.write_page(&ctx.site, page).await?;
             run.counters.page(seen, written, run.progress);
             if done {

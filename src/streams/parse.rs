@@ -5,9 +5,18 @@
 //! a value of the wrong type is an error. Ids may be strings or numbers; timestamps may be
 //! `+0000`, `+10:00`, `Z` or epoch milliseconds.
 
+use crate::jira::model::{FlexId, RawRecord};
 use crate::jira::time::{parse_jira_date, parse_jira_timestamp_value};
+use crate::store::SetAside;
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// The deepest nesting of arrays and objects a record may have. Jira's own documents (rich
+/// text, custom fields) stay far below it; a deeper record is set aside unread rather than
+/// risking the stack of the parser or PostgreSQL's.
+pub const MAX_DEPTH: usize = 1000;
 
 /// A record that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -67,12 +76,13 @@ impl<'a> Record<'a> {
     }
 
     fn wrong(&self, field: &str, expected: &str, got: &Value) -> ParseError {
-        let mut shown = got.to_string();
-        if shown.len() > 80 {
-            shown.truncate(80);
-            shown.push('…');
-        }
-        self.error(field, format!("should be {expected} but is {shown}"))
+        self.error(
+            field,
+            format!(
+                "should be {expected} but is {}",
+                excerpt(&got.to_string(), 80)
+            ),
+        )
     }
 
     /// The value at a dotted path, `None` when missing or null.
@@ -187,6 +197,121 @@ impl<'a> Record<'a> {
     }
 }
 
+/// At most `max_chars` characters of `text` (never cut inside one), with `…` when cut.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// Records read from a page: the rows, and the records set aside.
+#[derive(Debug)]
+pub struct Read<R> {
+    pub rows: Vec<R>,
+    pub set_aside: Vec<SetAside>,
+}
+
+/// Reads every record of a page with `parse`. A record that cannot be read (nested too deep,
+/// a field of the wrong type) is set aside for `stream` with its text and the reason, and the
+/// others are read on: one bad record never stops a page.
+pub fn read_records<R>(
+    stream: &'static str,
+    entity: &str,
+    records: Vec<RawRecord>,
+    mut parse: impl FnMut(Value) -> Result<R, ParseError>,
+) -> Read<R> {
+    let mut read = Read {
+        rows: Vec::with_capacity(records.len()),
+        set_aside: Vec::new(),
+    };
+    for raw in records {
+        let result = value_of(&raw).and_then(|value| parse(value).map_err(|e| e.to_string()));
+        match result {
+            Ok(row) => read.rows.push(row),
+            Err(error) => {
+                let aside = set_aside(stream, &raw, error);
+                tracing::warn!(
+                    stream,
+                    record = %aside.record_id,
+                    key = aside.record_key.as_deref().unwrap_or(""),
+                    error = %aside.error,
+                    "a {entity} cannot be read; it is set aside in jira.quarantine and retried on \
+                     later runs"
+                );
+                read.set_aside.push(aside);
+            }
+        }
+    }
+    read
+}
+
+/// The record `raw` as a JSON value, or why it cannot be read.
+pub fn value_of(raw: &RawValue) -> Result<Value, String> {
+    let text = raw.get();
+    let depth = crate::jira::json::depth(text.as_bytes());
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "it nests {depth} levels deep; jira-sync reads records up to {MAX_DEPTH}"
+        ));
+    }
+    // The depth is bounded above, so the parser's own limit (128) need not hold.
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    Value::deserialize(&mut de).map_err(|e| format!("it is not JSON that can be read: {e}"))
+}
+
+/// `raw` filed for quarantine under its id (a digest of its text when it has none).
+pub fn set_aside(stream: &'static str, raw: &RawValue, error: String) -> SetAside {
+    let (record_id, record_key) = identify(raw);
+    SetAside {
+        stream,
+        record_id,
+        record_key,
+        error,
+        raw_text: raw.get().to_owned(),
+    }
+}
+
+/// The id and key of a record, read without reading the rest of it (any depth): `accountId`,
+/// else `id`, else the Data Center user `key`, else a digest of the text.
+pub fn identify(raw: &RawValue) -> (String, Option<String>) {
+    #[derive(Deserialize)]
+    struct Ids {
+        #[serde(default)]
+        id: Option<FlexId>,
+        #[serde(default)]
+        key: Option<Value>,
+        #[serde(default, rename = "accountId")]
+        account_id: Option<String>,
+    }
+    let ids: Option<Ids> = serde_json::from_str(raw.get()).ok();
+    let key = ids
+        .as_ref()
+        .and_then(|i| i.key.as_ref())
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let id = ids.as_ref().and_then(|i| {
+        i.account_id.clone().or_else(|| {
+            i.id.as_ref().map(|id| match id {
+                FlexId::Number(n) => n.to_string(),
+                FlexId::Text(t) => t.clone(),
+            })
+        })
+    });
+    let id = id
+        .or_else(|| key.clone())
+        .unwrap_or_else(|| format!("digest:{:016x}", fnv64(raw.get().as_bytes())));
+    (id, key)
+}
+
+/// FNV-1a, 64 bits: a stable digest of a record without an id.
+fn fnv64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     let mut current = value;
     for part in path.split('.') {
@@ -199,6 +324,65 @@ fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn raw(text: &str) -> RawRecord {
+        RawValue::from_string(text.to_owned()).expect("JSON")
+    }
+
+    #[test]
+    fn excerpts_never_cut_inside_a_character() {
+        let text = "é".repeat(100);
+        let cut = excerpt(&text, 80);
+        assert_eq!(cut.chars().count(), 81);
+        assert!(cut.ends_with('…'));
+        assert_eq!(excerpt("short", 80), "short");
+        let r = Record::new("issue", &Value::Null, &[]);
+        let long = Value::String("日本語".repeat(60));
+        assert!(r.wrong("f", "a number", &long).to_string().contains('…'));
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_read_is_set_aside_and_the_others_are_read() {
+        let deep = format!(
+            r#"{{"id":"3","key":"X-3","f":{}{}}}"#,
+            "[".repeat(2000),
+            "]".repeat(2000)
+        );
+        let records = vec![
+            raw(r#"{"id":"1","n":1}"#),
+            raw(r#"{"id":"2","key":"X-2","n":"one"}"#),
+            raw(&deep),
+            raw(r#"{"accountId":"5b10","n":[4]}"#),
+            raw(r#"{"n":"five"}"#),
+            raw(&format!(
+                r#"{{"id":"6","n":6,"a":{}{}}}"#,
+                "[".repeat(150),
+                "]".repeat(150)
+            )),
+        ];
+        let read = read_records("things", "thing", records, |v| {
+            Record::new("thing", &v, &["id"]).req_id("n")
+        });
+        assert_eq!(read.rows, vec![1, 6]);
+        let ids: Vec<&str> = read
+            .set_aside
+            .iter()
+            .map(|s| s.record_id.as_str())
+            .collect();
+        assert_eq!(ids[..3], ["2", "3", "5b10"]);
+        assert!(ids[3].starts_with("digest:"), "{ids:?}");
+        assert_eq!(read.set_aside[0].record_key.as_deref(), Some("X-2"));
+        assert!(
+            read.set_aside[1].error.contains("2001 levels"),
+            "{}",
+            read.set_aside[1].error
+        );
+        assert!(read.set_aside[2].error.contains("should be a numeric id"));
+        assert_eq!(
+            read.set_aside[0].raw_text,
+            r#"{"id":"2","key":"X-2","n":"one"}"#
+        );
+    }
 
     #[test]
     fn ids_arrive_as_strings_or_numbers() {

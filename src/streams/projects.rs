@@ -3,16 +3,17 @@
 //! full refresh each run. Projects that no longer appear are soft-deleted, unless so many vanish
 //! at once that lost permission is the likelier cause.
 
-use super::parse::{ParseError, Record};
+use super::parse::{ParseError, Read, Record, identify, read_records};
 use super::{Availability, Probe, Run, RunCounters, Schedule, Stream, StreamContext, StreamStatus};
-use crate::jira::model::ProjectPage;
+use crate::jira::model::{ProjectPage, RawRecord};
 use crate::jira::{Flavor, JiraError};
 use crate::settings::Settings;
 use crate::store::status::{Count, Which};
 use crate::store::table::{Kind, Owner, Table, col};
-use crate::store::{Batch, Cell, Row};
+use crate::store::{Batch, Cell, CheckpointWrite, PageWrite, Row};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use std::collections::HashSet;
 
 /// Jira's cap on `maxResults` for this endpoint.
 const PAGE_SIZE: usize = 100;
@@ -20,6 +21,8 @@ const PAGE_SIZE: usize = 100;
 const EXPAND: &str = "description,lead,insight,url";
 /// Data Center has no insight expand.
 const DC_EXPAND: &str = "description,lead,url";
+/// Pages of projects asked for at once on the word of the first page's `total`.
+const MAX_PAGES_AHEAD: usize = 20;
 /// Share of known projects that may vanish in one run before we suspect lost permission.
 const MAX_VANISH_SHARE: f64 = 0.5;
 
@@ -114,16 +117,38 @@ impl Stream for Projects {
     }
 
     async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
-        let rows = list_selected(ctx, run.counters).await?;
-        run.progress.add_total(rows.len() as u64);
-        for chunk in rows.chunks(PAGE_SIZE) {
-            let written = ctx
-                .store
-                .write(Batch::of(&ctx.site, chunk.to_vec()))
-                .await?;
+        let listed = list_selected(ctx, run.counters).await?;
+        let quarantined = !ctx
+            .store
+            .quarantined(&ctx.site, "projects")
+            .await?
+            .is_empty();
+        run.progress.add_total(listed.rows.len() as u64);
+        // Projects that cannot be read are still there: they are not marked deleted.
+        let mut seen: Vec<i64> = listed.rows.iter().map(|r| r.id).collect();
+        seen.extend(
+            listed
+                .set_aside
+                .iter()
+                .filter_map(|s| s.record_id.parse::<i64>().ok()),
+        );
+        let mut set_aside = listed.set_aside;
+        let mut chunks = listed.rows.chunks(PAGE_SIZE).peekable();
+        if chunks.peek().is_none() && !set_aside.is_empty() {
+            let batch = Batch::new(&TABLE, &ctx.site);
+            let mut page = PageWrite::new(self.name(), batch, CheckpointWrite::None);
+            page.set_aside = std::mem::take(&mut set_aside);
+            let written = ctx.store.write_page(&ctx.site, page).await?;
+            run.counters.page(0, written, run.progress);
+        }
+        for chunk in chunks {
+            let batch = Batch::of(&ctx.site, chunk.to_vec());
+            let mut page = PageWrite::new(self.name(), batch, CheckpointWrite::None);
+            page.set_aside = std::mem::take(&mut set_aside);
+            page.resolves = quarantined;
+            let written = ctx.store.write_page(&ctx.site, page).await?;
             run.counters.page(chunk.len(), written, run.progress);
         }
-        let seen: Vec<i64> = rows.iter().map(|r| r.id).collect();
         mark_vanished(ctx, &seen).await?;
         Ok(StreamStatus::Done)
     }
@@ -192,39 +217,31 @@ pub async fn probe_listing(probe: &Probe<'_>) -> Result<Result<Option<u64>, Stri
     })
 }
 
-/// Every project the account can see (live and archived) that the config selects, once each.
-/// The issues stream uses it too, to know which projects to search.
+/// Every project the account can see (live and archived) that the config selects, once each,
+/// and those that cannot be read (set aside). The issues stream and the census use it too, to
+/// know which projects to search (they leave out those that cannot be read).
 pub async fn list_selected(
     ctx: &StreamContext,
     counters: &RunCounters,
-) -> anyhow::Result<Vec<ProjectRow>> {
-    if ctx.flavor() == Flavor::DataCenter {
-        return list_data_center(ctx, counters).await;
-    }
-    // Live and archived projects are listed at the same time.
-    let (live, archived) = futures::future::try_join(
-        list_status(ctx, counters, "live"),
-        list_status(ctx, counters, "archived"),
-    )
-    .await?;
-    selected(ctx, live.iter().chain(&archived))
-}
-
-/// The projects of `values` that the config selects, parsed, by id, once each.
-fn selected<'a>(
-    ctx: &StreamContext,
-    values: impl Iterator<Item = &'a Value>,
-) -> anyhow::Result<Vec<ProjectRow>> {
-    let mut all = Vec::new();
-    for value in values {
-        let row = parse_project(value)?;
-        if ctx.projects.selects(&row.key) {
-            all.push(row);
+) -> anyhow::Result<Read<ProjectRow>> {
+    let values = match ctx.flavor() {
+        Flavor::DataCenter => list_data_center(ctx, counters).await?,
+        Flavor::Cloud => {
+            // Live and archived projects are listed at the same time.
+            let (mut live, archived) = futures::future::try_join(
+                list_status(ctx, counters, "live"),
+                list_status(ctx, counters, "archived"),
+            )
+            .await?;
+            live.extend(archived);
+            live
         }
-    }
-    all.sort_by_key(|p| p.id);
-    all.dedup_by_key(|p| p.id);
-    Ok(all)
+    };
+    let mut read = read_records("projects", "project", values, |v| parse_project(&v));
+    read.rows.retain(|row| ctx.projects.selects(&row.key));
+    read.rows.sort_by_key(|p| p.id);
+    read.rows.dedup_by_key(|p| p.id);
+    Ok(read)
 }
 
 /// Every project of one `status`, paged to `isLast`. When the first page tells the total, the
@@ -232,18 +249,25 @@ fn selected<'a>(
 /// size Jira applied). Should one of them come back short of a full page before the end (the
 /// total grew or shrank meanwhile), paging goes on one page after another from there, so
 /// nothing is skipped; rows seen twice are deduplicated by the caller.
+///
+/// `total` is a claim, not a plan: at most [`MAX_PAGES_AHEAD`] pages are asked for at once on
+/// its word, and a page that brings no project not seen before ends the listing with an error
+/// rather than a loop.
 async fn list_status(
     ctx: &StreamContext,
     counters: &RunCounters,
     status: &str,
-) -> anyhow::Result<Vec<Value>> {
+) -> anyhow::Result<Vec<RawRecord>> {
     let first = fetch_page(ctx, counters, status, 0).await?;
     let step = first.values.len();
     let mut start_at = step;
     let mut last = is_last_page(&first);
     let mut values = first.values;
     if !last && let Some(total) = first.total.and_then(|t| usize::try_from(t).ok()) {
-        let starts: Vec<usize> = (step..total).step_by(step.max(1)).collect();
+        let starts: Vec<usize> = (step..total)
+            .step_by(step.max(1))
+            .take(MAX_PAGES_AHEAD)
+            .collect();
         // The client's in-flight cap bounds how many go out at once.
         let requests: Vec<_> = starts
             .iter()
@@ -261,10 +285,20 @@ async fn list_status(
             }
         }
     }
+    let mut seen: HashSet<String> = values.iter().map(|v| identify(v).0).collect();
     while !last {
         let page = fetch_page(ctx, counters, status, start_at).await?;
         start_at += page.values.len();
         last = is_last_page(&page);
+        let before = seen.len();
+        seen.extend(page.values.iter().map(|v| identify(v).0));
+        if seen.len() == before && !last {
+            anyhow::bail!(
+                "the {status} project listing at startAt={start_at} brought no project not seen \
+                 before and does not end (isLast is false): the server does not page as Jira \
+                 does; nothing was marked deleted"
+            );
+        }
         values.extend(page.values);
     }
     Ok(values)
@@ -278,14 +312,13 @@ fn is_last_page(page: &ProjectPage) -> bool {
 async fn list_data_center(
     ctx: &StreamContext,
     counters: &RunCounters,
-) -> anyhow::Result<Vec<ProjectRow>> {
+) -> anyhow::Result<Vec<RawRecord>> {
     counters.request();
     let query = [
         ("includeArchived", "true".to_owned()),
         ("expand", DC_EXPAND.to_owned()),
     ];
-    let values: Vec<Value> = ctx.client.get("/rest/api/2/project", &query).await?;
-    selected(ctx, values.iter())
+    Ok(ctx.client.get("/rest/api/2/project", &query).await?)
 }
 
 async fn fetch_page(

@@ -28,7 +28,7 @@ pub async fn list_pages(
     jql: &str,
     fields: &[&str],
     slots: Option<&tokio::sync::Semaphore>,
-    mut each: impl FnMut(&serde_json::Value) -> anyhow::Result<()>,
+    mut each: impl FnMut(&serde_json::value::RawValue) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut token: Option<String> = None;
     loop {
@@ -50,8 +50,19 @@ pub async fn list_pages(
         if page.is_last.unwrap_or(false) || page.next_page_token.is_none() {
             return Ok(());
         }
+        super::issues::no_progress_guard(jql, token.as_deref(), &page)?;
         token = page.next_page_token;
     }
+}
+
+/// A timestamp field of a listed issue (`fields.<name>`, or `<name>` at the top), if it reads.
+pub fn listed_field(issue: &serde_json::value::RawValue, name: &str) -> Option<DateTime<Utc>> {
+    let value: serde_json::Value = serde_json::from_str(issue.get()).ok()?;
+    let field = value
+        .get("fields")
+        .and_then(|f| f.get(name))
+        .or_else(|| value.get(name))?;
+    parse_jira_timestamp_value(field)
 }
 
 /// JQL filters (without `ORDER BY`) that together select exactly what `scope` selects, each
@@ -60,6 +71,7 @@ pub async fn list_pages(
 pub async fn created_ranges(
     ctx: &StreamContext,
     counters: &RunCounters,
+    zone: Tz,
     scope: &str,
     expected: usize,
     per_range: usize,
@@ -88,7 +100,7 @@ pub async fn created_ranges(
     let ranges = (expected + expected / 4)
         .div_ceil(per_range.max(1))
         .clamp(2, max_ranges.max(2));
-    let cuts = created_cuts(oldest, newest, ranges, ctx.user_zone);
+    let cuts = created_cuts(oldest, newest, ranges, zone);
     Ok(range_filters(scope, &cuts))
 }
 
@@ -147,11 +159,7 @@ async fn edge_created(
     let Some(issue) = page.issues.first() else {
         return Ok(None);
     };
-    let created = issue
-        .pointer("/fields/created")
-        .unwrap_or(&json!(null))
-        .clone();
-    Ok(parse_jira_timestamp_value(&created))
+    Ok(listed_field(issue, "created"))
 }
 
 #[cfg(test)]

@@ -21,15 +21,16 @@
 //! `MAX_PREFIX_LEN` characters a still-capped prefix is reported, naming it. On Jira 9 and
 //! earlier, and on sites under 100 users, the one `.` listing is complete and nothing is split.
 
-use super::parse::{ParseError, Record};
+use super::parse::{ParseError, Record, read_records};
 use super::{
     Availability, Probe, Progress, Run, RunCounters, Schedule, Stream, StreamContext, StreamStatus,
 };
+use crate::jira::model::RawRecord;
 use crate::jira::{Flavor, JiraError};
 use crate::settings::Settings;
 use crate::store::status::{Count, Which};
 use crate::store::table::{Kind, Owner, Table, col};
-use crate::store::{Batch, Cell, Row};
+use crate::store::{Batch, Cell, CheckpointWrite, PageWrite, Row, SetAside};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
 
@@ -157,6 +158,7 @@ impl Stream for Users {
             progress: run.progress,
             seen: HashSet::new(),
             names: HashSet::new(),
+            quarantined: !ctx.store.quarantined(&ctx.site, "users").await?.is_empty(),
         };
         let result = match ctx.flavor() {
             Flavor::DataCenter => listing.data_center().await,
@@ -165,6 +167,7 @@ impl Stream for Users {
         match result {
             Ok(()) => Ok(StreamStatus::Done),
             Err(Stop::Forbidden) => Ok(StreamStatus::Skipped(FORBIDDEN.to_string())),
+            Err(Stop::Denied(why)) => Ok(StreamStatus::Skipped(why)),
             Err(Stop::Failed(err)) => Err(err),
         }
     }
@@ -213,6 +216,8 @@ impl Stream for Users {
 enum Stop {
     /// Jira answered 403: the stream is skipped.
     Forbidden,
+    /// The token lacks the endpoint's scope (401 while `/myself` answers): skipped, saying so.
+    Denied(String),
     Failed(anyhow::Error),
 }
 
@@ -238,6 +243,8 @@ struct Listing<'a> {
     seen: HashSet<String>,
     /// Lowercase Data Center usernames already read.
     names: HashSet<String>,
+    /// The stream has records in quarantine: pages resolve those they hold.
+    quarantined: bool,
 }
 
 impl Listing<'_> {
@@ -294,8 +301,9 @@ impl Listing<'_> {
         loop {
             self.counters.request();
             let (path, query) = page_request(username, start_at);
-            let page: Vec<Value> = match self.ctx.client.get(path, &query).await {
+            let page: Vec<RawRecord> = match self.ctx.client.get(path, &query).await {
                 Ok(page) => page,
+                Err(err @ JiraError::Scope { .. }) => return Err(Stop::Denied(err.to_string())),
                 Err(JiraError::Forbidden { .. }) => return Err(Stop::Forbidden),
                 Err(err) => return Err(err.into()),
             };
@@ -303,8 +311,10 @@ impl Listing<'_> {
                 break;
             }
             let fetched = page.len();
-            let mut rows = page.iter().map(parse_user).collect::<Result<Vec<_>, _>>()?;
+            let read = read_records("users", "user", page, |v| parse_user(&v));
             let before = matched.len();
+            matched.extend(read.set_aside.iter().map(|s| s.record_id.clone()));
+            let mut rows = read.rows;
             for row in &rows {
                 matched.insert(row.account_id.clone());
                 let Some(name) = row.raw.get("name").and_then(Value::as_str) else {
@@ -325,7 +335,12 @@ impl Listing<'_> {
                 break;
             }
             rows.retain(|r| self.seen.insert(r.account_id.clone()));
-            self.write(&rows).await?;
+            let set_aside = read
+                .set_aside
+                .into_iter()
+                .filter(|s| self.seen.insert(s.record_id.clone()))
+                .collect();
+            self.write(rows, set_aside).await?;
             start_at += fetched;
         }
         Ok(Matches {
@@ -338,27 +353,44 @@ impl Listing<'_> {
     async fn lookup(&mut self, name: &str) -> Result<(), Stop> {
         self.counters.request();
         let query = [("username", name.to_owned())];
-        let user: Value = match self.ctx.client.get("/rest/api/2/user", &query).await {
+        let user: RawRecord = match self.ctx.client.get("/rest/api/2/user", &query).await {
             Ok(user) => user,
             Err(JiraError::NotFound { .. }) => return Ok(()),
+            Err(err @ JiraError::Scope { .. }) => return Err(Stop::Denied(err.to_string())),
             Err(JiraError::Forbidden { .. }) => return Err(Stop::Forbidden),
             Err(err) => return Err(err.into()),
         };
-        let row = parse_user(&user)?;
         self.names.insert(name.to_owned());
-        if self.seen.insert(row.account_id.clone()) {
-            self.write(&[row]).await?;
-        }
+        let read = read_records("users", "user", vec![user], |v| parse_user(&v));
+        let rows: Vec<UserRow> = read
+            .rows
+            .into_iter()
+            .filter(|r| self.seen.insert(r.account_id.clone()))
+            .collect();
+        let set_aside = read
+            .set_aside
+            .into_iter()
+            .filter(|s| self.seen.insert(s.record_id.clone()))
+            .collect();
+        self.write(rows, set_aside).await?;
         Ok(())
     }
 
-    async fn write(&self, rows: &[UserRow]) -> anyhow::Result<()> {
-        if rows.is_empty() {
+    /// Writes a page of users, and files the records that cannot be read.
+    async fn write(&self, rows: Vec<UserRow>, set_aside: Vec<SetAside>) -> anyhow::Result<()> {
+        if rows.is_empty() && set_aside.is_empty() {
             return Ok(());
         }
-        let batch = Batch::of(&self.ctx.site, rows.iter().cloned());
-        let written = self.ctx.store.write(batch).await?;
-        self.counters.page(rows.len(), written, self.progress);
+        let seen = rows.len() + set_aside.len();
+        let mut page = PageWrite::new(
+            "users",
+            Batch::of(&self.ctx.site, rows),
+            CheckpointWrite::None,
+        );
+        page.set_aside = set_aside;
+        page.resolves = self.quarantined;
+        let written = self.ctx.store.write_page(&self.ctx.site, page).await?;
+        self.counters.page(seen, written, self.progress);
         Ok(())
     }
 }

@@ -53,6 +53,7 @@ fn oauth(env: &mut Env, seed: Option<&str>) {
     jira.oauth.refresh_token = seed.map(|s| SecretString::from(s.to_owned()));
     jira.oauth.token_url = Url::parse(&format!("{base}/oauth/token")).expect("url");
     jira.oauth.authorize_url = Url::parse(&format!("{base}/authorize")).expect("url");
+    jira.oauth.token_encryption_key = Some(SecretString::from(KEY));
 }
 
 #[tokio::test]
@@ -74,10 +75,11 @@ async fn scoped_tokens_sync_through_the_gateway_and_the_cloud_id_is_cached() {
         1,
         "looked up once"
     );
-    let (cached,): (Option<String>,) = sqlx::query_as("SELECT cloud_id FROM jira.credentials")
-        .fetch_one(&env.db.pool)
-        .await
-        .expect("credentials row");
+    let (cached,): (Option<String>,) =
+        sqlx::query_as("SELECT cloud_id FROM jira_secrets.credentials")
+            .fetch_one(&env.db.pool)
+            .await
+            .expect("credentials row");
     assert_eq!(cached.as_deref(), Some(env.sim.config().cloud_id.as_str()));
 }
 
@@ -400,11 +402,12 @@ async fn oauth_refreshes_expired_tokens_mid_sync_and_stores_the_rotated_token_en
     };
     let ((), ()) = tokio::join!(full_then_incremental(&env), expirer);
     assert!(sim.oauth_refreshes() >= 2, "{}", sim.oauth_refreshes());
-    let (token, encrypted): (String, bool) =
-        sqlx::query_as("SELECT refresh_token, refresh_token_encrypted FROM jira.credentials")
-            .fetch_one(&env.db.pool)
-            .await
-            .expect("credentials row");
+    let (token, encrypted): (String, bool) = sqlx::query_as(
+        "SELECT refresh_token, refresh_token_encrypted FROM jira_secrets.credentials",
+    )
+    .fetch_one(&env.db.pool)
+    .await
+    .expect("credentials row");
     assert!(encrypted && !token.contains("sim-refresh"), "{token}");
 }
 
@@ -524,7 +527,7 @@ async fn auth_login_stores_a_refresh_token_that_then_syncs() {
     assert!(page.status().is_success());
     let status = child.wait().await.expect("auth login ends");
     assert!(status.success());
-    let stored: (String,) = sqlx::query_as("SELECT refresh_token FROM jira.credentials")
+    let stored: (String,) = sqlx::query_as("SELECT refresh_token FROM jira_secrets.credentials")
         .fetch_one(&env.db.pool)
         .await
         .expect("stored token");

@@ -383,7 +383,8 @@ async fn check_succeeds_in_every_auth_mode() {
     let oauth = format!(
         "[jira]\nbase_url = \"{base}\"\nauth = \"oauth\"\ngateway_base_url = \"{base}\"\n\
          token_url = \"{base}/oauth/token\"\nauthorize_url = \"{base}/authorize\"\n\
-         client_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"\n\n\
+         client_id = \"{}\"\nclient_secret = \"{}\"\nrefresh_token = \"{}\"\n\
+         token_encryption_key = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n\n\
          [database]\nurl = \"{}\"\n",
         config.oauth_client_id, config.oauth_client_secret, config.oauth_refresh_token, db.url
     );

@@ -487,7 +487,7 @@ async fn status_after_a_sync_shows_every_stream_with_its_last_success_cursor_and
     assert_eq!(stdout.matches("last success  never").count(), 1, "{stdout}");
     assert!(stdout.contains("oldest mark of 4 projects"), "{stdout}");
     assert!(
-        stdout.contains("no jira-sync run holds the writer lease"),
+        stdout.contains("no jira-sync process holds the writer lease"),
         "{stdout}"
     );
 

@@ -243,7 +243,7 @@ async fn a_401_in_the_middle_of_a_run_stops_it_at_once_with_the_credentials_mess
     // issue count and the first pages); the next one is refused, whichever stream sends it.
     let mut script: Vec<FaultKind> =
         std::iter::repeat_n(FaultKind::Slow { delay_ms: 0 }, 10).collect();
-    script.push(FaultKind::Unauthorized);
+    script.push(FaultKind::Revoke);
     env.sim.set_faults(FaultPlan {
         script,
         ..FaultPlan::default()
@@ -259,11 +259,19 @@ async fn a_401_in_the_middle_of_a_run_stops_it_at_once_with_the_credentials_mess
     assert!(stdout.contains("invalid credentials"), "{stdout}\n{stderr}");
 
     let log = env.sim.request_log();
-    let refused: Vec<usize> = (0..log.len()).filter(|&i| log[i].status == 401).collect();
-    assert_eq!(refused.len(), 1, "one 401, never retried: {log:?}");
-    // Only requests already sent when the 401 came back may follow it.
-    let after = log.len() - 1 - refused[0];
-    assert!(after < 4, "{after} requests after the 401");
+    // The token is revoked: the requests already in flight are refused too, then `/myself` is
+    // asked once to tell a dead credential from a scope one endpoint lacks. Nothing refused is
+    // sent again, and nothing is sent after `/myself` is refused.
+    let probes: Vec<usize> = (0..log.len())
+        .filter(|&i| log[i].status == 401 && log[i].path.ends_with("/myself"))
+        .collect();
+    assert_eq!(probes.len(), 1, "one identity probe: {log:?}");
+    // Only requests already cleared to go (at most `max_in_flight`, 4) may follow the probe.
+    let after = log.len() - 1 - probes[0];
+    assert!(after < 4, "{after} requests after the probe: {log:?}");
+    let first = log.iter().position(|r| r.status == 401).expect("a 401");
+    assert!(log[first..].iter().all(|r| r.status == 401), "{log:?}");
+    assert!(log.len() - first <= 12, "only requests in flight: {log:?}");
     let runs: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
         "SELECT stream, status, http_requests, error FROM jira.sync_runs ORDER BY id",
     )

@@ -20,9 +20,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::Shared;
 use super::org::{OrgEvent, OrgView};
 use super::routes::Params;
-use super::{Shared, now_ms};
 
 /// The largest page either endpoint serves, whatever `limit` asks for.
 pub(crate) const MAX_LIMIT: usize = 500;
@@ -274,7 +274,8 @@ async fn events(
 /// Appends an event processed now and returns its id (the control API and the handle).
 pub(crate) fn append_event(shared: &Shared) -> String {
     let users = shared.site().users.len();
-    shared.org().append(users, now_ms())
+    let now = shared.now_ms();
+    shared.org().append(users, now)
 }
 
 #[cfg(test)]

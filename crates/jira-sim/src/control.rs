@@ -15,8 +15,8 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Shared;
 use super::faults::{FaultPlan, FaultState, endpoint};
-use super::{Shared, now_ms};
 
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
@@ -63,7 +63,7 @@ struct CreateBody {
 async fn create_issue(State(shared): State<Arc<Shared>>, Json(body): Json<CreateBody>) -> Response {
     match shared
         .site_mut()
-        .create_issue(&body.project_key, now_ms(), shared.lag_ms())
+        .create_issue(&body.project_key, shared.now_ms(), shared.lag_ms())
     {
         Ok(issue) => (StatusCode::CREATED, Json(issue)).into_response(),
         Err(e) => failed(e),
@@ -73,7 +73,7 @@ async fn create_issue(State(shared): State<Arc<Shared>>, Json(body): Json<Create
 async fn update_issue(State(shared): State<Arc<Shared>>, Path(id): Path<i64>) -> Response {
     match shared
         .site_mut()
-        .update_issue(id, now_ms(), shared.lag_ms())
+        .update_issue(id, shared.now_ms(), shared.lag_ms())
     {
         Ok(issue) => Json(issue).into_response(),
         Err(e) => failed(e),
@@ -83,7 +83,7 @@ async fn update_issue(State(shared): State<Arc<Shared>>, Path(id): Path<i64>) ->
 async fn delete_issue(State(shared): State<Arc<Shared>>, Path(id): Path<i64>) -> Response {
     match shared
         .site_mut()
-        .delete_issue(id, now_ms(), shared.lag_ms())
+        .delete_issue(id, shared.now_ms(), shared.lag_ms())
     {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => failed(e),
@@ -102,7 +102,7 @@ async fn move_issue(
 ) -> Response {
     match shared
         .site_mut()
-        .move_issue(id, &body.to_project_key, now_ms(), shared.lag_ms())
+        .move_issue(id, &body.to_project_key, shared.now_ms(), shared.lag_ms())
     {
         Ok(issue) => Json(issue).into_response(),
         Err(e) => failed(e),
@@ -119,7 +119,8 @@ async fn add_user(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn add_audit(State(shared): State<Arc<Shared>>) -> Response {
-    let id = shared.site_mut().add_audit_record(now_ms());
+    let now = shared.now_ms();
+    let id = shared.site_mut().add_audit_record(now);
     (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
 }
 

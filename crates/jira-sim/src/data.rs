@@ -69,6 +69,8 @@ pub(crate) struct Issue {
     pub seed: u64,
     pub revision: u32,
     pub deleted: bool,
+    /// What makes this issue's JSON hard to store, when a test asked for it.
+    pub poison: Option<super::Poison>,
 }
 
 /// An audit record; its texts are derived from `kind` and `seed` when rendered.
@@ -390,6 +392,7 @@ fn gen_issues(
             seed: rng.random(),
             revision: 0,
             deleted: false,
+            poison: None,
         });
         lineage.record(project, kind, id);
     }

@@ -56,8 +56,11 @@ pub enum FaultKind {
     Truncated,
     /// The real answer, after a delay.
     Slow { delay_ms: u64 },
-    /// 401 as if the credentials had been revoked.
+    /// 401 for this request alone (a scope this endpoint lacks, or a glitch).
     Unauthorized,
+    /// 401 because the API token was revoked now: this request and every later one with it
+    /// (until [`crate::Simulator::revoke_token`]`(false)`).
+    Revoke,
 }
 
 /// Rate-limit headers for a response: the bucket size and what is left of it.

@@ -48,6 +48,13 @@ pub(crate) async fn gate(
     } else {
         next.run(request).await
     };
+    let mut response = response;
+    // The site's own clock, as every Jira response states it.
+    if let Ok(date) = axum::http::HeaderValue::from_str(&http_date(shared.now_ms())) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::DATE, date);
+    }
     let status = response.status().as_u16();
     // Requests through the gateway are logged with the path they were sent to.
     let path = gateway_path.unwrap_or(path);
@@ -59,6 +66,14 @@ pub(crate) async fn gate(
         status,
     });
     response
+}
+
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) of `ms` since the epoch.
+fn http_date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 async fn rest(shared: &Arc<Shared>, request: Request, next: Next) -> Response {
@@ -108,7 +123,17 @@ async fn authorized(shared: &Shared, request: Request, next: Next) -> Response {
         }
         return next.run(request).await;
     }
-    let open = request.uri().path().ends_with("/serverInfo");
+    let path = request.uri().path();
+    let open = path.ends_with("/serverInfo");
+    if !open
+        && shared
+            .config
+            .unscoped_paths
+            .iter()
+            .any(|p| path.starts_with(p.as_str()))
+    {
+        return unauthorized();
+    }
     let via_gateway = request
         .extensions()
         .get::<super::oauth::Gateway>()
@@ -125,6 +150,9 @@ async fn authorized(shared: &Shared, request: Request, next: Next) -> Response {
 /// The site takes Basic `email:classic token` and a Bearer personal access token; the gateway
 /// takes Basic with a classic or a scoped token, and Bearer OAuth access tokens.
 fn authenticates(shared: &Shared, headers: &HeaderMap, via_gateway: bool) -> bool {
+    if shared.revoked.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -218,6 +246,13 @@ async fn fault(shared: &Arc<Shared>, kind: FaultKind, request: Request, next: Ne
             super::admin::unauthorized()
         }
         FaultKind::Unauthorized => unauthorized(),
+        FaultKind::Revoke => {
+            // The token is revoked now: this request and every later one are refused.
+            shared
+                .revoked
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            unauthorized()
+        }
     }
 }
 

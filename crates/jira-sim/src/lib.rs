@@ -94,6 +94,13 @@ pub struct SimConfig {
     pub oauth_access_ttl: Duration,
     /// How long a spent refresh token keeps working (Atlassian: 10 minutes).
     pub oauth_refresh_leeway: Duration,
+    /// Paths (prefixes) the credentials lack the scope of: they answer 401 while every other
+    /// endpoint, `/myself` included, answers (a scoped token or an OAuth app without a scope).
+    pub unscoped_paths: Vec<String>,
+    /// How far the site's clock is ahead of this machine's (negative: behind), in
+    /// milliseconds. Every time the site tells (`updated`, `created`, audit records, the
+    /// `Date` header, `serverTime`) and every time it reads (JQL dates) is on its own clock.
+    pub clock_offset_ms: i64,
 }
 
 impl SimConfig {
@@ -129,6 +136,8 @@ impl SimConfig {
             oauth_refresh_token: "demo-refresh-token".to_owned(),
             oauth_access_ttl: Duration::from_secs(3600),
             oauth_refresh_leeway: Duration::from_secs(600),
+            clock_offset_ms: 0,
+            unscoped_paths: Vec::new(),
         }
     }
 
@@ -145,6 +154,20 @@ impl SimConfig {
     pub fn large() -> Self {
         Self::preset(30, 100_000, 2_000, 10_000, 5_000)
     }
+}
+
+/// What makes an issue's JSON hard to store, as real sites serve it now and then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Poison {
+    /// The summary holds a NUL character (`\u0000`): valid JSON, refused by PostgreSQL's
+    /// `text` and `jsonb`.
+    Nul,
+    /// The summary holds a lone UTF-16 surrogate escape (`\ud83d` without its pair).
+    LoneSurrogate,
+    /// A custom field nested this many arrays deep.
+    Deep(usize),
+    /// `fields.updated` is not a timestamp: the record cannot be read.
+    Unreadable,
 }
 
 /// Ground truth: what the API shows the configured (admin) user right now.
@@ -207,6 +230,8 @@ pub(crate) struct Shared {
     pub site_tz: Tz,
     pub base_url: String,
     pub admin: AtomicBool,
+    /// The API token was revoked: every request with it is refused (401).
+    pub revoked: AtomicBool,
     site: RwLock<site::Site>,
     faults: Mutex<faults::FaultState>,
     log: Mutex<Vec<RequestLogEntry>>,
@@ -293,11 +318,11 @@ impl Shared {
     pub fn lag_ms(&self) -> i64 {
         i64::try_from(self.config.search_lag_ms).unwrap_or(i64::MAX / 2)
     }
-}
 
-/// Milliseconds since the epoch, now.
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    /// Milliseconds since the epoch on the site's clock ([`SimConfig::clock_offset_ms`]).
+    pub fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() + self.config.clock_offset_ms
+    }
 }
 
 /// A running simulator. Dropping it stops the server; `shutdown` stops it gracefully.
@@ -342,6 +367,7 @@ impl Simulator {
         let config_refresh_token = config.oauth_refresh_token.clone();
         let shared = Arc::new(Shared {
             admin: AtomicBool::new(config.admin),
+            revoked: AtomicBool::new(false),
             config,
             user_tz,
             site_tz,
@@ -442,6 +468,12 @@ impl Simulator {
             .count() as u64
     }
 
+    /// Revokes the API token (`true`): from now on every request with it answers 401, as for
+    /// a token deleted in id.atlassian.com.
+    pub fn revoke_token(&self, revoked: bool) {
+        self.shared.revoked.store(revoked, Ordering::Relaxed);
+    }
+
     pub fn set_admin(&self, admin: bool) {
         self.shared.admin.store(admin, Ordering::Relaxed);
     }
@@ -449,26 +481,37 @@ impl Simulator {
     pub fn create_issue(&self, project_key: &str) -> anyhow::Result<TruthIssue> {
         self.shared
             .site_mut()
-            .create_issue(project_key, now_ms(), self.shared.lag_ms())
+            .create_issue(project_key, self.shared.now_ms(), self.shared.lag_ms())
     }
 
     pub fn update_issue(&self, id: i64) -> anyhow::Result<TruthIssue> {
         self.shared
             .site_mut()
-            .update_issue(id, now_ms(), self.shared.lag_ms())
+            .update_issue(id, self.shared.now_ms(), self.shared.lag_ms())
+    }
+
+    /// Makes the issue's JSON carry `poison` (`None`: heals it); counts as an edit.
+    pub fn poison_issue(&self, id: i64, poison: Option<Poison>) -> anyhow::Result<TruthIssue> {
+        let now = self.shared.now_ms();
+        self.shared
+            .site_mut()
+            .poison_issue(id, poison, now, self.shared.lag_ms())
     }
 
     pub fn delete_issue(&self, id: i64) -> anyhow::Result<()> {
         self.shared
             .site_mut()
-            .delete_issue(id, now_ms(), self.shared.lag_ms())
+            .delete_issue(id, self.shared.now_ms(), self.shared.lag_ms())
     }
 
     /// Moves an issue to another project: same id, a new key in the target project.
     pub fn move_issue(&self, id: i64, to_project_key: &str) -> anyhow::Result<TruthIssue> {
-        self.shared
-            .site_mut()
-            .move_issue(id, to_project_key, now_ms(), self.shared.lag_ms())
+        self.shared.site_mut().move_issue(
+            id,
+            to_project_key,
+            self.shared.now_ms(),
+            self.shared.lag_ms(),
+        )
     }
 
     /// Adds a user and returns its account id (on Data Center, its key).
@@ -483,7 +526,8 @@ impl Simulator {
 
     /// Adds an audit record created now and returns its id.
     pub fn add_audit_record(&self) -> i64 {
-        self.shared.site_mut().add_audit_record(now_ms())
+        let now = self.shared.now_ms();
+        self.shared.site_mut().add_audit_record(now)
     }
 
     /// Appends an organization audit event processed now and returns its id.

@@ -2,6 +2,7 @@
 //! On a Data Center site every embedded user (assignee, reporter, creator, user fields, audit
 //! authors) takes Data Center's shape instead (see `dc.rs`).
 
+use super::Poison;
 use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
 
@@ -275,7 +276,7 @@ impl Ctx<'_> {
     fn field(&self, issue: &Issue, id: &str) -> Option<Value> {
         let user = |index: Option<u32>| index.map_or(Value::Null, |i| self.user_details(i));
         Some(match id {
-            "summary" => json!(custom::summary(issue)),
+            "summary" => json!(poisoned_summary(custom::summary(issue), issue.poison)),
             "issuetype" => self.issue_type(ISSUE_TYPES[issue.kind as usize].id),
             "project" => self.project_ref(issue.project),
             "status" => self.status(issue.status),
@@ -288,6 +289,7 @@ impl Ctx<'_> {
             "reporter" => user(Some(issue.reporter)),
             "creator" => user(Some(issue.creator)),
             "created" => json!(self.timestamp(issue.created_ms)),
+            "updated" if issue.poison == Some(Poison::Unreadable) => json!("yesterday"),
             "updated" => json!(self.timestamp(issue.updated_ms)),
             "parent" => {
                 return issue
@@ -412,5 +414,20 @@ impl Ctx<'_> {
             true => super::dc::user_key(index),
             false => user.account_id.clone(),
         })
+    }
+}
+
+/// The character a lone surrogate stands in for until the rendered text gets the escape
+/// itself (a string cannot hold one): U+10FFFF, a noncharacter no issue holds.
+pub(crate) const LONE_SURROGATE_MARK: char = '\u{10FFFF}';
+
+/// A summary carrying `poison`'s character, if any.
+fn poisoned_summary(summary: String, poison: Option<Poison>) -> String {
+    match poison {
+        Some(Poison::Nul) => format!("{summary} \u{0} (a NUL character)"),
+        Some(Poison::LoneSurrogate) => {
+            format!("{summary} {LONE_SURROGATE_MARK} (a lone surrogate)")
+        }
+        _ => summary,
     }
 }

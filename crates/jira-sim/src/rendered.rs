@@ -7,6 +7,7 @@
 //! access to the site ([`super::Shared::site_mut`]) starts a new generation and drops every
 //! entry, so what is served is always what rendering now would give.
 
+use super::Poison;
 use super::data::Issue;
 use super::fields::FieldSel;
 use super::render::Ctx;
@@ -76,5 +77,29 @@ pub(crate) fn fingerprint(sel: &FieldSel) -> u64 {
 
 /// `issue` as `ctx` renders it under `sel`.
 pub(crate) fn render(ctx: &Ctx<'_>, issue: &Issue, sel: &FieldSel) -> Box<RawValue> {
-    serde_json::value::to_raw_value(&ctx.issue(issue, sel)).expect("a rendered issue is JSON")
+    let json =
+        serde_json::value::to_raw_value(&ctx.issue(issue, sel)).expect("a rendered issue is JSON");
+    match issue.poison {
+        Some(Poison::LoneSurrogate) => {
+            let mut mark = [0u8; 4];
+            let mark = super::render::LONE_SURROGATE_MARK.encode_utf8(&mut mark);
+            let text = json.get().replace(&*mark, "\\ud83d");
+            RawValue::from_string(text).expect("a lone surrogate escape is JSON")
+        }
+        Some(Poison::Deep(depth)) if sel.wants("customfield_19999") => {
+            // Written as text: serializing a value this deep would take as deep a recursion.
+            let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let field = format!("\"customfield_19999\":{nested}");
+            let text = match json.get().contains("\"fields\":{}") {
+                true => json
+                    .get()
+                    .replacen("\"fields\":{}", &format!("\"fields\":{{{field}}}"), 1),
+                false => json
+                    .get()
+                    .replacen("\"fields\":{", &format!("\"fields\":{{{field},"), 1),
+            };
+            RawValue::from_string(text).expect("nested arrays are JSON")
+        }
+        _ => json,
+    }
 }

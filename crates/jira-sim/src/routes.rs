@@ -15,7 +15,7 @@ use super::catalog::{ANCHOR_MS, PERMISSIONS};
 use super::fields::FIELDS;
 use super::render::Ctx;
 use super::site::Site;
-use super::{Shared, admin, control, dc, gate, now_ms, oauth, search};
+use super::{Shared, admin, control, dc, gate, oauth, search};
 use crate::time::parse_jira_timestamp;
 
 pub(crate) type Reply = Result<Response, ApiError>;
@@ -183,7 +183,7 @@ async fn server_info(State(shared): State<Arc<Shared>>) -> Response {
         "deploymentType": if shared.config.data_center { "DataCenter" } else { "Cloud" },
         "buildNumber": 100_289,
         "buildDate": ctx.timestamp(ANCHOR_MS - 86_400_000),
-        "serverTime": ctx.timestamp(now_ms()),
+        "serverTime": ctx.timestamp(shared.now_ms()),
         "serverTimeZone": shared.config.site_time_zone,
         "scmInfo": "57a0ca5b4a0bb0ac5f3fee4764acb1c14e4d7e71",
         "serverTitle": "Jira",

@@ -17,12 +17,12 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use super::Shared;
 use super::data::Issue;
 use super::fields::{FieldSel, names_and_schema};
 use super::jql::{self, UNBOUNDED};
 use super::render::Ctx;
 use super::routes::{ApiError, Params, Reply, bad_request};
-use super::{Shared, now_ms};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -158,7 +158,7 @@ fn matching<'a>(
     let Some(filter) = &query.filter else {
         return Err(bad_request(UNBOUNDED));
     };
-    let now = now_ms();
+    let now = shared.now_ms();
     let pred = jql::compile(filter, site, shared.user_tz, now).map_err(|e| bad_request(e.0))?;
     let mut hits: Vec<&Issue> = site
         .issues

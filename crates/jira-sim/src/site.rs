@@ -187,6 +187,7 @@ impl Site {
             seed: self.rng.random(),
             revision: 0,
             deleted: false,
+            poison: None,
         };
         let key = self.key_of(&issue);
         self.keys.insert(key, id);
@@ -211,6 +212,25 @@ impl Site {
         let done = STATUSES[issue.status as usize].category == 2;
         issue.resolution = done.then_some((issue.revision as usize % RESOLUTIONS.len()) as u8);
         issue.resolved_ms = done.then_some(now_ms);
+        issue.updated_ms = now_ms.max(issue.updated_ms);
+        let truth = self.truth_issue(&self.issues[(id - FIRST_ISSUE_ID) as usize]);
+        self.remember(id, Some(prev), now_ms, lag_ms);
+        Ok(truth)
+    }
+
+    /// Edits an issue so that its JSON carries `poison` (or, with `None`, no longer does):
+    /// a new revision, `updated` = now.
+    pub fn poison_issue(
+        &mut self,
+        id: i64,
+        poison: Option<super::Poison>,
+        now_ms: i64,
+        lag_ms: i64,
+    ) -> anyhow::Result<TruthIssue> {
+        let issue = self.issue_mut(id)?;
+        let prev = issue.clone();
+        issue.revision += 1;
+        issue.poison = poison;
         issue.updated_ms = now_ms.max(issue.updated_ms);
         let truth = self.truth_issue(&self.issues[(id - FIRST_ISSUE_ID) as usize]);
         self.remember(id, Some(prev), now_ms, lag_ms);

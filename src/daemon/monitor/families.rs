@@ -333,6 +333,16 @@ fn database_view(encoder: &mut DescriptorEncoder, status: &StatusReport) -> fmt:
         let labels = [("stream", stream.as_str())];
         ConstGauge::new(s.rows).encode(family.encode_family(&labels)?)?;
     }
+    let mut family = encoder.encode_descriptor(
+        "jira_sync_quarantined_records",
+        "Records held in jira.quarantine because they cannot be stored as Jira sends them (retried every run), by stream.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (stream, s) in &status.streams {
+        let labels = [("stream", stream.as_str())];
+        ConstGauge::new(s.set_aside).encode(family.encode_family(&labels)?)?;
+    }
     let family = encoder.encode_descriptor(
         "jira_sync_census_deleted_issues",
         "Issues the census found deleted in Jira and marked deleted (deleted_at set).",

@@ -30,6 +30,7 @@ fn outcome(stream: &'static str, status: OutcomeStatus) -> StreamOutcome {
         status,
         rows_seen: 10,
         rows_written: 3,
+        set_aside: 0,
         requests: 2,
         duration: Duration::from_millis(1500),
         http: Default::default(),
@@ -133,6 +134,7 @@ fn full_scrape() -> Scrape {
             cursor_note: None,
             rows,
             rows_note: note.map(str::to_owned),
+            set_aside: 0,
         };
     let status = StatusReport {
         ok: true,
@@ -140,6 +142,7 @@ fn full_scrape() -> Scrape {
         database: "localhost/jira".to_owned(),
         checked_at: Utc::now(),
         writer_active: true,
+        writer: None,
         streams: BTreeMap::from([
             ("issues".to_owned(), stream(40, Some(90), None)),
             ("projects".to_owned(), stream(3, None, None)),
@@ -228,6 +231,7 @@ fn every_family_keeps_the_sample_names_types_and_labels_that_dashboards_query() 
         ),
         ("jira_sync_lag_seconds", "gauge", "stream"),
         ("jira_sync_stored_rows", "gauge", "stream"),
+        ("jira_sync_quarantined_records", "gauge", "stream"),
         ("jira_sync_census_deleted_issues", "gauge", ""),
     ];
     let expected: BTreeMap<String, (String, Vec<String>)> = expected

@@ -50,6 +50,8 @@ pub struct TokenManager {
     seed: Option<SecretString>,
     cipher: Option<[u8; 32]>,
     access: Mutex<Option<Access>>,
+    /// A rotated refresh token the database does not hold yet (its commit failed).
+    pending: Mutex<Option<SecretString>>,
 }
 
 /// The OAuth app: its credentials and the token endpoint.
@@ -155,6 +157,7 @@ impl TokenManager {
             seed: oauth.refresh_token.clone(),
             cipher: oauth.cipher_key(),
             access: Mutex::new(None),
+            pending: Mutex::new(None),
         })
     }
 
@@ -185,18 +188,33 @@ impl TokenManager {
 
     /// One refresh: lock the stored token, spend it, store its successor, then hand out the
     /// access token.
+    ///
+    /// Should storing the successor fail (the database went away between the lock and the
+    /// commit), the token endpoint has already retired the old one: the successor is kept in
+    /// memory, used for the next refresh and stored with it, so the process is not stranded
+    /// with a spent token in the database.
     async fn refresh(&self) -> Result<Access, JiraError> {
         let db = |e: anyhow::Error| JiraError::Setup {
             detail: format!("the OAuth refresh token cannot be read or stored: {e:#}"),
         };
-        let lock = self
-            .store
-            .lock_refresh_token(&self.site)
-            .await
-            .map_err(db)?;
-        let current = match lock.current() {
-            Some(stored) => self.open(stored)?,
-            None => self.seed.clone().ok_or_else(|| JiraError::Auth {
+        let pending = self.pending.lock().await.clone();
+        let lock = match self.store.lock_refresh_token(&self.site).await {
+            Ok(lock) => Some(lock),
+            Err(err) if pending.is_some() => {
+                tracing::warn!(
+                    error = %format!("{err:#}"),
+                    "cannot lock the stored OAuth refresh token; refreshing with the rotated one \
+                     held in memory"
+                );
+                None
+            }
+            Err(err) => return Err(db(err)),
+        };
+        // The newest token known: one not stored yet wins over the database's.
+        let current = match (pending, lock.as_ref().and_then(|l| l.current())) {
+            (Some(pending), _) => pending,
+            (None, Some(stored)) => self.open(stored)?,
+            (None, None) => self.seed.clone().ok_or_else(|| JiraError::Auth {
                 detail: "no OAuth refresh token yet: run `jira-sync auth login` (or set \
                          jira.refresh_token once)"
                     .to_owned(),
@@ -206,7 +224,21 @@ impl TokenManager {
         let grant = self.app.refresh(&current).await?;
         // Without rotation the same refresh token stays valid; store it either way.
         let next = grant.refresh_token.clone().unwrap_or(current);
-        lock.save(&self.seal(&next)?).await.map_err(db)?;
+        *self.pending.lock().await = Some(next.clone());
+        let stored = match lock {
+            Some(lock) => lock.save(&self.seal(&next)?).await,
+            None => Err(anyhow::anyhow!("the credentials row could not be locked")),
+        };
+        match stored {
+            Ok(()) => *self.pending.lock().await = None,
+            Err(err) => tracing::error!(
+                error = %format!("{err:#}"),
+                "the rotated OAuth refresh token could not be stored in the database; it is \
+                 kept in memory and stored with the next refresh (should this process stop \
+                 first, `jira-sync auth login` may be needed once the old token's 10-minute \
+                 leeway has passed)"
+            ),
+        }
         let ttl = Duration::from_secs(grant.expires_in.unwrap_or(3600));
         let ahead = REFRESH_AHEAD.min(ttl / 5);
         let header = sensitive(

@@ -9,14 +9,12 @@
 //! Offset paging over `ORDER BY id` can skip an issue when one before it is deleted mid-listing;
 //! a skipped issue then looks vanished, but the confirmation finds it, so it is never marked.
 
-use super::{BULK_FETCH_SIZE, Roster};
-use crate::jira::JiraError;
+use super::Roster;
 use crate::jira::model::LegacySearchPage;
-use crate::streams::issues::{IssueRow, parse_issue};
-use crate::streams::parse::Record;
+use crate::streams::parse::identify;
 use crate::streams::{RunCounters, StreamContext};
-use serde_json::{Value, json};
-use std::collections::{BTreeSet, HashSet};
+use serde_json::json;
+use std::collections::BTreeSet;
 
 /// Asked for on every id page; Data Center caps it at its `jira.search.views.default.max`
 /// (1000 by default) and says in `maxResults` what it applied.
@@ -36,16 +34,6 @@ impl Roster for DataCenterRoster {
     ) -> anyhow::Result<BTreeSet<i64>> {
         list_ids(ctx, project_id, counters).await
     }
-
-    /// Data Center reports no per-issue errors: an issue it does not return is gone.
-    async fn fetch(
-        &self,
-        ctx: &StreamContext,
-        ids: &[i64],
-        counters: &RunCounters,
-    ) -> anyhow::Result<(Vec<IssueRow>, HashSet<i64>)> {
-        Ok((fetch(ctx, ids, counters).await?, HashSet::new()))
-    }
 }
 
 /// Every issue id Data Center lists for the project now.
@@ -64,90 +52,25 @@ async fn list_ids(
         });
         counters.request();
         let page: LegacySearchPage = ctx.client.post("/rest/api/2/search", &body).await?;
+        let before = ids.len();
         for issue in &page.issues {
-            ids.insert(Record::new("issue", issue, &["key", "id"]).req_id("id")?);
+            let (id, _) = identify(issue);
+            ids.insert(id.parse().map_err(|_| {
+                anyhow::anyhow!("an id-only search page lists an issue without a numeric id ({id})")
+            })?);
         }
         start_at += page.issues.len();
         if page.issues.is_empty() || page.total.is_none_or(|total| start_at >= total) {
             return Ok(ids);
         }
+        if ids.len() == before {
+            anyhow::bail!(
+                "the id listing of project {project_id} at startAt={start_at} brought no issue \
+                 not seen before: the server does not page as Jira does; nothing was marked \
+                 deleted"
+            );
+        }
         // Ask for no more than the server grants, so every page is a whole one.
         page_size = page.max_results.filter(|m| *m > 0).unwrap_or(page_size);
-    }
-}
-
-/// The issues among `ids` that Data Center still shows (all fields); the others are gone.
-async fn fetch(
-    ctx: &StreamContext,
-    ids: &[i64],
-    counters: &RunCounters,
-) -> anyhow::Result<Vec<IssueRow>> {
-    let mut found = Vec::new();
-    for chunk in ids.chunks(BULK_FETCH_SIZE) {
-        let list = chunk
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut body = json!({
-            "jql": format!("id in ({list}) ORDER BY id ASC"),
-            "startAt": 0,
-            "maxResults": chunk.len(),
-            "fields": ["*all"],
-            "validateQuery": false,
-        });
-        counters.request();
-        match ctx
-            .client
-            .post::<LegacySearchPage>("/rest/api/2/search", &body)
-            .await
-        {
-            Ok(mut page) => {
-                // A server whose page cap is below the chunk answers part of it: page on to
-                // the total, so no issue is taken for gone because it did not fit.
-                let mut read = 0usize;
-                loop {
-                    for issue in &page.issues {
-                        found.push(parse_issue(issue)?);
-                    }
-                    read += page.issues.len();
-                    let total = page.total.unwrap_or(read).min(chunk.len());
-                    if page.issues.is_empty() || read >= total {
-                        break;
-                    }
-                    body["startAt"] = json!(read);
-                    counters.request();
-                    page = ctx.client.post("/rest/api/2/search", &body).await?;
-                }
-            }
-            Err(JiraError::BadRequest { .. }) => {
-                tracing::debug!(
-                    ids = chunk.len(),
-                    "the id search was refused; asking for each issue"
-                );
-                for &id in chunk {
-                    if let Some(row) = fetch_one(ctx, id, counters).await? {
-                        found.push(row);
-                    }
-                }
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Ok(found)
-}
-
-/// One issue by id: `None` when Data Center answers 404 (deleted, or no longer visible).
-async fn fetch_one(
-    ctx: &StreamContext,
-    id: i64,
-    counters: &RunCounters,
-) -> anyhow::Result<Option<IssueRow>> {
-    counters.request();
-    let path = format!("/rest/api/2/issue/{id}");
-    match ctx.client.get::<Value>(&path, &[]).await {
-        Ok(issue) => Ok(Some(parse_issue(&issue)?)),
-        Err(JiraError::NotFound { .. }) => Ok(None),
-        Err(err) => Err(err.into()),
     }
 }

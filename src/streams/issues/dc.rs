@@ -13,6 +13,7 @@ use crate::jira::model::LegacySearchPage;
 use crate::store::CheckpointWrite;
 use crate::streams::{Run, StreamContext};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::json;
 
 /// Full-field pages; Data Center's default cap is higher, but 100 keeps pages small.
@@ -22,12 +23,14 @@ const PAGE_SIZE: usize = 100;
 pub(super) async fn run(
     stream: &Issues,
     ctx: &StreamContext,
+    zone: Tz,
     run: &Run<'_>,
     work: &[(ProjectRow, ProjectCursor)],
 ) -> anyhow::Result<()> {
-    let started = Utc::now();
+    let started = ctx.client.server_now();
     for (project, cursor) in work {
-        sync_project(stream, ctx, run, project, cursor, started).await?;
+        let jql = stream.project_jql(zone, project.id, cursor);
+        sync_project(stream, ctx, run, project, cursor, &jql, started).await?;
     }
     Ok(())
 }
@@ -39,9 +42,9 @@ async fn sync_project(
     run: &Run<'_>,
     project: &ProjectRow,
     cursor: &ProjectCursor,
+    jql: &str,
     started: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let jql = stream.project_jql(ctx, project.id, cursor);
     let mut mark = cursor.mark;
     let mut start_at = 0;
     loop {

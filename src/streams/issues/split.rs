@@ -21,10 +21,9 @@
 
 use super::{LAG, PAGE_SIZE, ProjectCursor, ProjectRow, Scan, set_project, set_range};
 use crate::jira::model::ApproximateCount;
-use crate::jira::time::{
-    jql_datetime_literal, jql_lower_bound_literal, parse_jira_timestamp_value,
-};
-use crate::streams::ranges::{LIST_PAGE_SIZE, list_pages};
+use crate::jira::time::{jql_datetime_literal, jql_lower_bound_literal};
+use crate::streams::parse::identify;
+use crate::streams::ranges::{LIST_PAGE_SIZE, list_pages, listed_field};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -140,13 +139,12 @@ pub fn range_pages(issues: usize, max_ranges: usize) -> usize {
 
 /// The JQL of a range, resumed from its mark (minus the overlap) when it has one.
 pub fn range_jql(scan: &Scan<'_>, project_id: i64, range: &RangeCursor) -> String {
-    let ctx = scan.ctx;
     let mut jql = format!("project = {project_id}");
     if let Some(from) = &range.from {
         jql.push_str(&format!(" AND updated >= \"{from}\""));
     }
     if let Some(mark) = range.mark {
-        let resume = jql_lower_bound_literal(mark - scan.overlap(), ctx.user_zone);
+        let resume = jql_lower_bound_literal(mark - scan.overlap(), scan.zone);
         jql.push_str(&format!(" AND updated >= \"{resume}\""));
     }
     if let Some(to) = &range.to {
@@ -170,7 +168,7 @@ pub async fn try_split(
     let ctx = scan.ctx;
     let from = cursor
         .mark
-        .map(|mark| jql_lower_bound_literal(mark - scan.overlap(), ctx.user_zone));
+        .map(|mark| jql_lower_bound_literal(mark - scan.overlap(), scan.zone));
     let mut scope = format!("project = {}", project.id);
     if let Some(from) = &from {
         scope.push_str(&format!(" AND updated >= \"{from}\""));
@@ -196,7 +194,7 @@ pub async fn try_split(
     }
     let updated = list_updated_in_parallel(scan, &scope, rest).await?;
     let pages = range_pages(updated.len(), scan.max_ranges());
-    let Some(ranges) = plan(from.as_deref(), &updated, pages, ctx.user_zone) else {
+    let Some(ranges) = plan(from.as_deref(), &updated, pages, scan.zone) else {
         return Ok(None);
     };
     tracing::debug!(
@@ -291,6 +289,7 @@ async fn list_updated_in_parallel(
     let filters = crate::streams::ranges::created_ranges(
         scan.ctx,
         scan.counters,
+        scan.zone,
         scope,
         expected,
         LIST_PAGE_SIZE,
@@ -311,14 +310,11 @@ async fn list_updated_in_parallel(
 /// Every `updated` of the issues `jql` finds, ascending, from id-only pages.
 async fn list_updated(scan: &Scan<'_>, jql: &str) -> anyhow::Result<Vec<DateTime<Utc>>> {
     let mut updated = Vec::new();
-    let read = |issue: &serde_json::Value| {
-        let value = issue
-            .pointer("/fields/updated")
-            .unwrap_or(&issue["updated"]);
-        let instant = parse_jira_timestamp_value(value).ok_or_else(|| {
+    let read = |issue: &serde_json::value::RawValue| {
+        let instant = listed_field(issue, "updated").ok_or_else(|| {
             anyhow::anyhow!(
                 "cannot read fields.updated of issue {} in an id-only search page",
-                issue["key"]
+                identify(issue).0
             )
         })?;
         updated.push(instant);
