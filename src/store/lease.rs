@@ -97,10 +97,12 @@ const TAKE_EPOCH: &str = "INSERT INTO jira.writer_leases AS l (site, epoch, hold
      VALUES ($1, 1, $2) ON CONFLICT (site) DO UPDATE SET epoch = l.epoch + 1, \
      holder = excluded.holder, acquired_at = now() RETURNING epoch";
 
-/// Who holds the advisory lock of a site now: the application name of the session holding
-/// it, and since when that session exists.
+/// Who holds the advisory lock of a site in this database now: the application name of the
+/// session holding it, and since when that session exists. (`pg_locks` shows the locks of
+/// every database of the server; advisory locks are per database.)
 const HOLDER: &str = "SELECT a.application_name, a.backend_start FROM pg_locks l \
      JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
      AND l.classid::int8 = $1 AND l.objid::int8 = $2 AND l.objsubid = 2 LIMIT 1";
 
 impl LeaseConnection {
@@ -215,6 +217,7 @@ pub async fn holder(conn: &mut PgConnection, site: &str) -> anyhow::Result<Optio
 pub async fn is_held(conn: &mut PgConnection, site: &str) -> anyhow::Result<bool> {
     let held: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          AND classid::int8 = $1 AND objid::int8 = $2 AND objsubid = 2)",
     )
     .bind(i64::from(LOCK_CLASS))

@@ -83,12 +83,13 @@ impl PageWrite {
 }
 
 /// What a page write did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
     /// Rows that changed.
     pub rows: u64,
-    /// Records filed in quarantine (those the page brought, and rows PostgreSQL refused).
-    pub set_aside: u64,
+    /// The ids of the records filed in quarantine (those the page brought, and rows
+    /// PostgreSQL refused).
+    pub set_aside: Vec<String>,
 }
 
 impl Store {
@@ -400,12 +401,12 @@ async fn write_batches(conn: &mut sqlx::PgConnection, batches: &[Batch]) -> sqlx
 
 /// The rest of a page's transaction after its rows: the records set aside, those resolved,
 /// and last the checkpoint, so its row is locked only for the moment before the commit.
-/// Returns how many records were set aside.
+/// Returns the ids of the records set aside.
 async fn finish_page(
     conn: &mut sqlx::PgConnection,
     site: &str,
     page: PageWrite,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Vec<String>> {
     if page.resolves
         && let Some(batch) = page.batches.first()
     {
@@ -418,7 +419,7 @@ async fn finish_page(
     }
     quarantine::set_aside(conn, site, &page.set_aside).await?;
     checkpoints::apply(conn, site, page.checkpoint).await?;
-    Ok(page.set_aside.len() as u64)
+    Ok(page.set_aside.into_iter().map(|s| s.record_id).collect())
 }
 
 /// How each connection is made: the URL, with `sslmode`, a CA certificate and the statement

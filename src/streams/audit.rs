@@ -189,10 +189,7 @@ impl Stream for Audit {
         let one = [("limit", "1".to_owned())];
         Some(probe.request(&path, &one).await.map(|answer| match answer {
             Ok(_) => Availability::Readable { detail: None },
-            Err(reason) => Availability::Unreadable {
-                reason,
-                fix: AUDIT_FIX.to_owned(),
-            },
+            Err(refusal) => refusal.unreadable(AUDIT_FIX),
         }))
     }
 }

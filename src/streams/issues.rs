@@ -11,13 +11,14 @@
 //! makes re-reading the overlap harmless. `split`, while a split scan is under way, holds the
 //! ranges and their own cursors; a run that finds it resumes the ranges.
 
-mod dc;
+pub(super) mod dc;
 mod fetch;
 mod split;
 
 use super::checkpoint::{self, Checkpoint};
 use super::parse::{ParseError, Record, identify, read_records};
 use super::projects::{ProjectRow, list_selected, probe_listing};
+use super::ranges::list_pages;
 use super::{
     Availability, Cursor, IssueChild, Mode, Probe, Progress, Run, RunCounters, Schedule, Stream,
     StreamContext, StreamStatus,
@@ -34,7 +35,7 @@ use chrono_tz::Tz;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,8 +46,13 @@ pub use split::{RangeCursor, SplitScan};
 
 /// Full-field pages: Jira caps them near 100 whatever is asked.
 const PAGE_SIZE: u32 = 100;
+/// How every scan of issues is ordered.
+pub(super) const ORDER: &str = " ORDER BY updated ASC, key ASC";
 /// Search is eventually consistent: the mark never passes `scan start - LAG`.
 pub(super) const LAG: Duration = Duration::minutes(5);
+/// The most issues a scan marks deleted for having left its filter while it ran (see
+/// [`Issues::reconcile`]); more is left to the census.
+const MAX_VANISHED_MID_SCAN: usize = 100;
 /// Projects per approximate-count query (keeps the JQL short).
 const COUNT_CHUNK: usize = 100;
 
@@ -226,19 +232,19 @@ impl Issues {
         }
     }
 
-    /// The JQL for one project: bounded by the project, and by the cursor when there is one
-    /// (its date written in `zone`, the API user's).
-    pub fn project_jql(&self, zone: Tz, project_id: i64, cursor: &ProjectCursor) -> String {
-        self.jql_for(zone, &format!("project = {project_id}"), cursor)
+    /// The filter (JQL without `ORDER BY`) of one project's scan: bounded by the project, and
+    /// by the cursor when there is one (its date written in `zone`, the API user's).
+    pub fn project_filter(&self, zone: Tz, project_id: i64, cursor: &ProjectCursor) -> String {
+        self.filter_for(zone, &format!("project = {project_id}"), cursor)
     }
 
-    fn jql_for(&self, zone: Tz, scope: &str, cursor: &ProjectCursor) -> String {
+    fn filter_for(&self, zone: Tz, scope: &str, cursor: &ProjectCursor) -> String {
         match cursor.mark {
             Some(mark) => format!(
-                "{scope} AND updated >= \"{}\" ORDER BY updated ASC, key ASC",
+                "{scope} AND updated >= \"{}\"",
                 jql_lower_bound_literal(mark - self.overlap, zone)
             ),
-            None => format!("{scope} ORDER BY updated ASC, key ASC"),
+            None => scope.to_owned(),
         }
     }
 
@@ -343,10 +349,7 @@ impl Stream for Issues {
     async fn probe(&self, probe: &Probe<'_>) -> Option<Result<Availability, JiraError>> {
         Some(probe_listing(probe).await.map(|listing| match listing {
             Ok(_) => Availability::Readable { detail: None },
-            Err(reason) => Availability::Unreadable {
-                reason,
-                fix: super::projects::BROWSE_FIX.to_owned(),
-            },
+            Err(refusal) => refusal.unreadable(super::projects::BROWSE_FIX),
         }))
     }
 }
@@ -389,6 +392,7 @@ impl Scan<'_> {
         &self,
         jql: &str,
         token: Option<&str>,
+        seen: &mut HashSet<i64>,
         write: impl FnOnce(Option<DateTime<Utc>>, bool) -> anyhow::Result<CheckpointWrite>,
     ) -> anyhow::Result<Option<String>> {
         let mut body = json!({ "jql": jql, "fields": ["*all"], "maxResults": PAGE_SIZE });
@@ -414,18 +418,24 @@ impl Scan<'_> {
         if !last {
             no_progress_guard(jql, token, &page)?;
         }
+        seen.extend(
+            page.issues
+                .iter()
+                .filter_map(|raw| identify(raw).0.parse::<i64>().ok()),
+        );
         let (seen, written) = self
             .stream
             .write_page(ctx, self.counters, page.issues, |rows| {
                 write(rows.iter().map(|r| r.updated).max(), last)
             })
             .await?;
+        let (rows, set_aside) = (written.rows, written.set_aside.len());
         self.counters.page(seen, written, self.progress);
         let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_millis() as u64;
         tracing::debug!(
             seen,
-            written = written.rows,
-            set_aside = written.set_aside,
+            written = rows,
+            set_aside,
             last,
             slot_wait_ms = ms(queued, sent),
             request_ms = ms(sent, fetched),
@@ -470,6 +480,67 @@ impl Issues {
         page.batches.insert(0, Batch::of(&ctx.site, rows));
         let written = ctx.store.write_page(&ctx.site, page).await?;
         Ok((seen, written))
+    }
+
+    /// Squares a scan of more than one page with a listing of the same filter: search pages
+    /// are not a snapshot, so an issue updated, moved or deleted between two pages shifts the
+    /// ones behind it, and the scan skips as many.
+    ///
+    /// The issues `listed` that the scan did not read (`seen`) are fetched and written. When
+    /// the listing was made after the scan (`listed_after`), the issues it read that the
+    /// listing no longer shows are fetched too: those Jira still shows (moved to another
+    /// project) are written, and those it no longer shows are marked deleted, unless they are
+    /// more than [`MAX_VANISHED_MID_SCAN`] (that looks like lost permission; the census, with
+    /// its own guards, decides).
+    pub(super) async fn reconcile(
+        &self,
+        ctx: &StreamContext,
+        counters: &RunCounters,
+        progress: &dyn Progress,
+        listed: &HashSet<i64>,
+        seen: &HashSet<i64>,
+        listed_after: bool,
+    ) -> anyhow::Result<()> {
+        let mut missed: Vec<i64> = listed.difference(seen).copied().collect();
+        let mut vanished: Vec<i64> = match listed_after {
+            true => seen.difference(listed).copied().collect(),
+            false => Vec::new(),
+        };
+        if vanished.len() > MAX_VANISHED_MID_SCAN {
+            tracing::warn!(
+                issues = vanished.len(),
+                "more issues left the scan's filter while it ran than one edit explains; the                  census decides whether they are deleted"
+            );
+            vanished.clear();
+        }
+        if missed.is_empty() && vanished.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            missed = missed.len(),
+            vanished = vanished.len(),
+            "the scan's pages shifted under it (issues changed, moved or were deleted between              pages): fetching the issues it did not read and those it read that have gone"
+        );
+        missed.extend(&vanished);
+        missed.sort_unstable();
+        let (found, errored) = fetch_issues(ctx, &missed, counters).await?;
+        let present: HashSet<i64> = found
+            .iter()
+            .filter_map(|raw| identify(raw).0.parse().ok())
+            .collect();
+        let (count, written) = self
+            .write_page(ctx, counters, found, |_| Ok(CheckpointWrite::None))
+            .await?;
+        counters.page(count, written, progress);
+        let gone: Vec<i64> = vanished
+            .into_iter()
+            .filter(|id| !present.contains(id) && !errored.contains(id))
+            .collect();
+        if !gone.is_empty() {
+            let marked = ctx.store.mark_deleted(&TABLE, &ctx.site, &gone).await?;
+            tracing::info!(marked, "issues deleted while the scan ran marked deleted");
+        }
+        Ok(())
     }
 
     /// Fetches the issues held in quarantine again and writes those that can be read now;
@@ -530,7 +601,9 @@ impl Issues {
                     mark: oldest,
                     ..ProjectCursor::default()
                 };
-                self.jql_for(zone, &format!("project in ({})", ids.join(", ")), &bound)
+                let filter =
+                    self.filter_for(zone, &format!("project in ({})", ids.join(", ")), &bound);
+                format!("{filter}{ORDER}")
             })
             .collect();
         let counts = futures::stream::iter(queries.into_iter().map(|jql| async move {
@@ -614,9 +687,12 @@ async fn sync_project(
     cursor: &ProjectCursor,
 ) -> anyhow::Result<()> {
     if let Some(split) = &cursor.split {
-        return finish_split(scan, project, cursor, split).await;
+        // Resumed from an earlier run: what that run listed is not known here any more.
+        finish_split(scan, project, cursor, split).await?;
+        return Ok(());
     }
-    let jql = scan.stream.project_jql(scan.zone, project.id, cursor);
+    let filter = scan.stream.project_filter(scan.zone, project.id, cursor);
+    let jql = format!("{filter}{ORDER}");
     let ceiling = scan.started - LAG;
     let mut current = ProjectCursor {
         key: project.key.clone(),
@@ -627,29 +703,39 @@ async fn sync_project(
     // page would only be read again by the ranges.
     if cursor.mark.is_none()
         && let Some(count) = issue_count_hint(project).filter(|&n| split::worth_splitting(n))
-        && let Some(split) = split::try_split(scan, project, &current, Some(count)).await?
+        && let Some((split, planned)) =
+            split::try_split(scan, project, &current, Some(count)).await?
     {
-        return finish_split(scan, project, &current, &split).await;
+        return finish_planned_split(scan, project, &current, &split, planned).await;
     }
     let mut token: Option<String> = None;
+    let mut seen = HashSet::new();
     loop {
         let next = scan
-            .page(&jql, token.as_deref(), |page_max, last| {
+            .page(&jql, token.as_deref(), &mut seen, |page_max, last| {
                 current.mark = current.mark.max(page_max.map(|m| m.min(ceiling)));
                 current.complete = cursor.complete || last;
                 Ok(set_project(project.id, current.clone()))
             })
             .await?;
         let Some(next) = next else {
-            return Ok(());
+            break;
         };
         if token.is_none()
-            && let Some(split) = split::try_split(scan, project, &current, None).await?
+            && let Some((split, planned)) = split::try_split(scan, project, &current, None).await?
         {
-            return finish_split(scan, project, &current, &split).await;
+            return finish_planned_split(scan, project, &current, &split, planned).await;
         }
         token = Some(next);
     }
+    // A scan of more than one page can miss an issue: search pages are not a snapshot.
+    if token.is_some() {
+        let listed = list_ids(scan.ctx, scan.counters, &filter, Some(&scan.slots)).await?;
+        scan.stream
+            .reconcile(scan.ctx, scan.counters, scan.progress, &listed, &seen, true)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The project's issue count as its listing reported it (`insight.totalIssueCount`), if it did.
@@ -659,15 +745,64 @@ fn issue_count_hint(project: &ProjectRow) -> Option<usize> {
 }
 
 /// Reads a split scan's ranges to their ends, then moves the project's mark past all of them.
+/// Returns the issues the ranges read in this run.
 async fn finish_split(
     scan: &Scan<'_>,
     project: &ProjectRow,
     cursor: &ProjectCursor,
     split: &SplitScan,
-) -> anyhow::Result<()> {
-    let done = split::run_ranges(scan, project, cursor, split).await?;
+) -> anyhow::Result<HashSet<i64>> {
+    let (done, seen) = split::run_ranges(scan, project, cursor, split).await?;
     let write = set_project(project.id, done);
-    scan.ctx.store.save_checkpoint(&scan.ctx.site, write).await
+    scan.ctx
+        .store
+        .save_checkpoint(&scan.ctx.site, write)
+        .await?;
+    Ok(seen)
+}
+
+/// [`finish_split`] for a split planned in this run: the issues its listing found that the
+/// ranges did not read (one read earlier was updated or deleted between pages, and the rest
+/// shifted) are fetched and written too.
+async fn finish_planned_split(
+    scan: &Scan<'_>,
+    project: &ProjectRow,
+    cursor: &ProjectCursor,
+    split: &SplitScan,
+    planned: HashSet<i64>,
+) -> anyhow::Result<()> {
+    let seen = finish_split(scan, project, cursor, split).await?;
+    scan.stream
+        .reconcile(
+            scan.ctx,
+            scan.counters,
+            scan.progress,
+            &planned,
+            &seen,
+            false,
+        )
+        .await
+}
+
+/// Every issue id the filter `filter` (JQL without `ORDER BY`) lists now, from id-only pages
+/// ordered by `created`, which no edit changes.
+pub(super) async fn list_ids(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+    filter: &str,
+    slots: Option<&Semaphore>,
+) -> anyhow::Result<HashSet<i64>> {
+    let jql = format!("{filter} ORDER BY created ASC, key ASC");
+    let mut ids = HashSet::new();
+    list_pages(ctx, counters, &jql, &["key"], slots, |issue| {
+        let (id, _) = identify(issue);
+        ids.insert(id.parse().map_err(|_| {
+            anyhow::anyhow!("an id-only search page lists an issue without a numeric id ({id})")
+        })?);
+        Ok(())
+    })
+    .await?;
+    Ok(ids)
 }
 
 /// Reads one issue (an IssueBean with all fields) into a row.

@@ -194,8 +194,9 @@ pub struct RunCounters {
     pub requests: AtomicU64,
     pub rows_seen: AtomicU64,
     pub rows_written: AtomicU64,
-    /// Records filed in `jira.quarantine`.
-    pub set_aside: AtomicU64,
+    /// The records filed in `jira.quarantine`, by id: a record set aside twice in one run
+    /// (retried from quarantine, then read again by the scan) counts once.
+    set_aside: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What a run counted.
@@ -216,8 +217,12 @@ impl RunCounters {
     pub fn page(&self, seen: usize, written: Written, progress: &dyn Progress) {
         self.rows_seen.fetch_add(seen as u64, Ordering::Relaxed);
         self.rows_written.fetch_add(written.rows, Ordering::Relaxed);
-        self.set_aside
-            .fetch_add(written.set_aside, Ordering::Relaxed);
+        if !written.set_aside.is_empty() {
+            self.set_aside
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(written.set_aside);
+        }
         progress.advance(seen as u64);
     }
 
@@ -226,7 +231,11 @@ impl RunCounters {
             requests: self.requests.load(Ordering::Relaxed),
             rows_seen: self.rows_seen.load(Ordering::Relaxed),
             rows_written: self.rows_written.load(Ordering::Relaxed),
-            set_aside: self.set_aside.load(Ordering::Relaxed),
+            set_aside: self
+                .set_aside
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len() as u64,
         }
     }
 }
@@ -288,7 +297,7 @@ pub struct Probe<'a> {
     /// The account holds Browse Projects in some project.
     pub can_browse: bool,
     /// The projects stream's listing probe, shared with the issues stream's.
-    pub(super) listing: tokio::sync::OnceCell<Result<Value, String>>,
+    pub(super) listing: tokio::sync::OnceCell<Result<Value, Refusal>>,
     warnings: std::sync::Mutex<Vec<String>>,
 }
 
@@ -313,14 +322,15 @@ impl<'a> Probe<'a> {
         self.warnings.into_inner().unwrap_or_default()
     }
 
-    /// One cheap request: `Ok(Ok(body))` when it is answered, `Ok(Err(reason))` when the
+    /// One cheap request: `Ok(Ok(body))` when it is answered, `Ok(Err(refusal))` when the
     /// account may not read it, `Err` for what ends the whole check (credentials, network,
     /// rate limit).
     pub async fn request(
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<Result<Value, String>, JiraError> {
+    ) -> Result<Result<Value, Refusal>, JiraError> {
+        let refused = |reason: String| Ok(Err(Refusal::new(reason)));
         match self.client.get::<Value>(path, query).await {
             Ok(body) => Ok(Ok(body)),
             Err(
@@ -332,13 +342,50 @@ impl<'a> Probe<'a> {
                 | JiraError::Network { .. }
                 | JiraError::Setup { .. }),
             ) => Err(e),
+            Err(JiraError::Scope { endpoint }) => Ok(Err(Refusal {
+                reason: format!(
+                    "{endpoint} answered 401 although the credentials work: the token lacks \
+                     this endpoint's scope"
+                ),
+                fix: Some(SCOPE_FIX.to_owned()),
+            })),
             Err(JiraError::Forbidden { endpoint, message }) if message.is_empty() => {
-                Ok(Err(format!("{endpoint} answered 403 (permission denied)")))
+                refused(format!("{endpoint} answered 403 (permission denied)"))
             }
-            Err(JiraError::Forbidden { endpoint, message }) => Ok(Err(format!(
+            Err(JiraError::Forbidden { endpoint, message }) => refused(format!(
                 "{endpoint} answered 403 (permission denied): {message}"
-            ))),
-            Err(other) => Ok(Err(other.to_string())),
+            )),
+            Err(other) => refused(other.to_string()),
+        }
+    }
+}
+
+/// What to do about a token that lacks an endpoint's scope.
+pub const SCOPE_FIX: &str = "add the scope to the scoped API token (id.atlassian.com) or to the \
+     OAuth app (developer console; read:jira-work, read:jira-user, manage:jira-configuration), \
+     or disable the stream in [sync]";
+
+/// Why a probe found a stream unreadable, and the fix when the refusal itself names one (a
+/// missing scope); otherwise the stream's own fix applies.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub reason: String,
+    pub fix: Option<String>,
+}
+
+impl Refusal {
+    pub fn new(reason: impl Into<String>) -> Refusal {
+        Refusal {
+            reason: reason.into(),
+            fix: None,
+        }
+    }
+
+    /// The stream is unreadable for this refusal; `fix` unless the refusal names its own.
+    pub fn unreadable(self, fix: &str) -> Availability {
+        Availability::Unreadable {
+            reason: self.reason,
+            fix: self.fix.unwrap_or_else(|| fix.to_owned()),
         }
     }
 }

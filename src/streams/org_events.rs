@@ -300,7 +300,13 @@ impl Stream for OrgEvents {
             ..OrgEventsCheckpoint::default()
         });
         retry_quarantined(ctx, run, self.name(), &org.org_id, |v| parse_org_event(&v)).await?;
-        let first_from = org.client.server_now() - self.lookback;
+        // Before its first answer the Admin API's client knows no clock but this machine's;
+        // the site's, read by earlier requests, is Atlassian's too.
+        let server_now = match org.client.clock_skew() {
+            Some(_) => org.client.server_now(),
+            None => ctx.client.server_now(),
+        };
+        let first_from = server_now - self.lookback;
         let path = org.stream_path();
         loop {
             run.counters.request();

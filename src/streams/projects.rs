@@ -4,7 +4,9 @@
 //! at once that lost permission is the likelier cause.
 
 use super::parse::{ParseError, Read, Record, identify, read_records};
-use super::{Availability, Probe, Run, RunCounters, Schedule, Stream, StreamContext, StreamStatus};
+use super::{
+    Availability, Probe, Refusal, Run, RunCounters, Schedule, Stream, StreamContext, StreamStatus,
+};
 use crate::jira::model::{ProjectPage, RawRecord};
 use crate::jira::{Flavor, JiraError};
 use crate::settings::Settings;
@@ -166,10 +168,7 @@ impl Stream for Projects {
             Ok(total) => Availability::Readable {
                 detail: total.map(|n| format!("{n} projects visible")),
             },
-            Err(reason) => Availability::Unreadable {
-                reason,
-                fix: BROWSE_FIX.to_owned(),
-            },
+            Err(refusal) => refusal.unreadable(BROWSE_FIX),
         }))
     }
 }
@@ -181,10 +180,10 @@ pub const BROWSE_FIX: &str = "grant the account Browse Projects in the projects'
 /// The projects listing as `check` probes it: how many projects are visible (when the answer
 /// says), or why the account may not list them. One request per check: the issues stream's
 /// probe asks the same.
-pub async fn probe_listing(probe: &Probe<'_>) -> Result<Result<Option<u64>, String>, JiraError> {
+pub async fn probe_listing(probe: &Probe<'_>) -> Result<Result<Option<u64>, Refusal>, JiraError> {
     if !probe.can_browse {
         let reason = "the account lacks Browse Projects (BROWSE_PROJECTS) in every project";
-        return Ok(Err(reason.to_owned()));
+        return Ok(Err(Refusal::new(reason)));
     }
     let listing = probe
         .listing

@@ -207,7 +207,7 @@ impl Stream for Users {
                 }
             }
             Ok(_) => Availability::Readable { detail: None },
-            Err(reason) => Availability::Unreadable { reason, fix },
+            Err(refusal) => refusal.unreadable(&fix),
         }))
     }
 }

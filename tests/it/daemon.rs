@@ -533,3 +533,83 @@ async fn status_with_an_unreachable_database_exits_7_and_says_so_in_json() {
     assert_eq!(json["exit_code"], 7);
     assert!(stderr.contains("cannot connect to PostgreSQL"), "{stderr}");
 }
+
+#[tokio::test]
+async fn sync_once_beside_a_daemon_exits_8_naming_it_and_a_daemon_waits_for_a_one_shot_run() {
+    let env = Env::start(SimConfig::small()).await;
+    let site = env.site();
+    let config = env.sim.config();
+    let file = write_config(&site_toml(
+        &env.sim.base_url(),
+        &config.email,
+        &config.api_token,
+    ));
+    let once = || {
+        let mut cmd = jira_sync();
+        cmd.arg("--config")
+            .arg(&file.path)
+            .args(["sync", "--once", "--no-progress"])
+            .env("DATABASE_URL", &env.db.url);
+        cmd
+    };
+
+    // A daemon writes the site: a one-shot run refuses to write beside it and names it.
+    let mut daemon = Daemon::spawn(&env.sim, &env.db.url, &[], &[]);
+    daemon.wait_for_log("writer lease acquired", 1).await;
+    let output = run(once()).await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(8), "{stderr}");
+    assert!(
+        stderr.contains("another jira-sync holds this site's writer lease (jira-sync run on"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pid {}", daemon.pid())),
+        "{stderr}"
+    );
+    wait_until_equal(&env.sim, &env.db.url, &site, &daemon).await;
+    daemon.stop("TERM").await;
+
+    // A one-shot run holds the lease (paced at 2 requests a second: it takes a while). A
+    // daemon started meanwhile waits for it, and does not mark its runs as failed.
+    let slow = write_config(
+        &site_toml(&env.sim.base_url(), &config.email, &config.api_token).replace(
+            "requests_per_second = 100.0\nburst = 50",
+            "requests_per_second = 2.0\nburst = 1",
+        ),
+    );
+    // (Stopping the first daemon may have interrupted a run of its own.)
+    let failed_before = count_runs(&env.db.url, "status = 'failed'").await;
+    let mut full = jira_sync();
+    full.arg("--config")
+        .arg(&slow.path)
+        .args(["sync", "--once", "--no-progress", "--full"])
+        .env("DATABASE_URL", &env.db.url);
+    let one_shot = tokio::task::spawn_blocking(move || full.output().expect("run jira-sync"));
+    eventually(
+        DEADLINE,
+        "the one-shot run to start",
+        || async { count_runs(&env.db.url, "status = 'running'").await > 0 },
+        String::new,
+    )
+    .await;
+    let debug_lease = ["--log-level", "info,jira_sync::daemon::lease=debug"];
+    let mut waiting = Daemon::spawn(&env.sim, &env.db.url, &[], &debug_lease);
+    waiting.wait_for_log("waiting to take over", 1).await;
+    let output = one_shot.await.expect("the one-shot thread");
+    let (_, stderr) = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stderr}\nthe daemon:\n{}",
+        waiting.logs()
+    );
+    assert_eq!(
+        count_runs(&env.db.url, "status = 'failed'").await,
+        failed_before,
+        "{}",
+        waiting.logs()
+    );
+    waiting.wait_for_log("writer lease acquired", 1).await;
+    waiting.stop("TERM").await;
+}

@@ -14,6 +14,7 @@ mod config;
 mod crash;
 mod daemon;
 mod deploy;
+mod hostile;
 mod incremental;
 mod ops;
 mod org_events;

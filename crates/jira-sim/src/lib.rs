@@ -170,6 +170,34 @@ pub enum Poison {
     Unreadable,
 }
 
+/// Ways the simulated server lies, for tests of a client that must not believe it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lies {
+    /// `/search/jql` answers a page after the first with the very token it was sent.
+    pub repeat_page_token: bool,
+    /// `/project/search` claims this many projects, whatever there are, and calls no page
+    /// but an empty one the last.
+    pub project_total: Option<usize>,
+    /// `/issue/bulkfetch` answers `{}`: no `issues` array at all.
+    pub bulkfetch_without_issues: bool,
+}
+
+/// A change that lands between two pages of a scan: after the simulator has served page
+/// `after_page` (1-based) of a full-field search (`/search/jql`, or Data Center's
+/// `/rest/api/2/search`) whose JQL contains `jql_contains`, it updates the first
+/// `update_served` issues of that page, deletes the next `delete_served` and creates `create`
+/// issues in `create_in`. Offset paging then shifts: the issues behind the changed ones move
+/// forward by as many places, and a client that trusts the pages skips them. Fires once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MidScan {
+    pub jql_contains: String,
+    pub after_page: usize,
+    pub update_served: usize,
+    pub delete_served: usize,
+    pub create: usize,
+    pub create_in: String,
+}
+
 /// Ground truth: what the API shows the configured (admin) user right now.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Truth {
@@ -226,12 +254,19 @@ pub struct RequestLogEntry {
 /// State shared by the server's handlers and the `Simulator` handle.
 pub(crate) struct Shared {
     pub config: SimConfig,
-    pub user_tz: Tz,
+    /// The zone `/myself` reports, and the one JQL date literals are read in (they differ
+    /// only when the reported name is not a zone: [`Simulator::set_user_time_zone`]).
+    user_zone: RwLock<(String, Tz)>,
     pub site_tz: Tz,
     pub base_url: String,
     pub admin: AtomicBool,
     /// The API token was revoked: every request with it is refused (401).
     pub revoked: AtomicBool,
+    /// How the server lies ([`Simulator::set_lies`]).
+    lies: Mutex<Lies>,
+    /// Changes waiting for a scan's page ([`Simulator::change_mid_scan`]), with the pages of
+    /// their scan served so far.
+    mid_scan: Mutex<Vec<(MidScan, usize)>>,
     site: RwLock<site::Site>,
     faults: Mutex<faults::FaultState>,
     log: Mutex<Vec<RequestLogEntry>>,
@@ -315,6 +350,65 @@ impl Shared {
         self.admin.load(Ordering::Relaxed)
     }
 
+    pub fn lies(&self) -> Lies {
+        self.lies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The zone JQL date literals are read in.
+    pub fn user_tz(&self) -> Tz {
+        self.user_zone
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+    }
+
+    /// The zone name `/myself` reports.
+    pub fn user_zone_name(&self) -> String {
+        self.user_zone
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// Counts a full-field page of `jql` that served `served` (ids, in order) and applies the
+    /// changes waiting for it. Call with no lock on the site held.
+    pub fn after_scan_page(&self, jql: &str, served: &[i64]) {
+        let due: Vec<MidScan> = {
+            let mut waiting = self.mid_scan.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut due = Vec::new();
+            waiting.retain_mut(|(change, pages)| {
+                if !jql.contains(&change.jql_contains) {
+                    return true;
+                }
+                *pages += 1;
+                if *pages < change.after_page {
+                    return true;
+                }
+                due.push(change.clone());
+                false
+            });
+            due
+        };
+        for change in due {
+            let now = self.now_ms();
+            let mut site = self.site_mut();
+            let mut served = served.iter();
+            for &id in served.by_ref().take(change.update_served) {
+                let _ = site.update_issue(id, now, self.lag_ms());
+            }
+            for &id in served.take(change.delete_served) {
+                let _ = site.delete_issue(id, now, self.lag_ms());
+            }
+            for _ in 0..change.create {
+                let _ = site.create_issue(&change.create_in, now, self.lag_ms());
+            }
+        }
+    }
+
     pub fn lag_ms(&self) -> i64 {
         i64::try_from(self.config.search_lag_ms).unwrap_or(i64::MAX / 2)
     }
@@ -368,8 +462,10 @@ impl Simulator {
         let shared = Arc::new(Shared {
             admin: AtomicBool::new(config.admin),
             revoked: AtomicBool::new(false),
+            lies: Mutex::new(Lies::default()),
+            mid_scan: Mutex::new(Vec::new()),
+            user_zone: RwLock::new((config.user_time_zone.clone(), user_tz)),
             config,
-            user_tz,
             site_tz,
             base_url,
             site: RwLock::new(site),
@@ -466,6 +562,37 @@ impl Simulator {
             .iter()
             .filter(|e| e.path.starts_with(path_prefix))
             .count() as u64
+    }
+
+    /// Makes the server lie as `lies` says (the default: it tells the truth).
+    pub fn set_lies(&self, lies: Lies) {
+        *self
+            .shared
+            .lies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = lies;
+    }
+
+    /// Makes `change` land between two pages of a scan (see [`MidScan`]).
+    pub fn change_mid_scan(&self, change: MidScan) {
+        self.shared
+            .mid_scan
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((change, 0));
+    }
+
+    /// Changes the API user's zone, as the user would in their profile: `/myself` reports
+    /// `name` from now on, and JQL date literals are read in it when it is a zone (a name that
+    /// is not, such as one from a newer zone database, changes only what `/myself` says).
+    pub fn set_user_time_zone(&self, name: &str) {
+        let mut zone = self
+            .shared
+            .user_zone
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let tz = parse_zone(name).unwrap_or(zone.1);
+        *zone = (name.to_owned(), tz);
     }
 
     /// Revokes the API token (`true`): from now on every request with it answers 401, as for

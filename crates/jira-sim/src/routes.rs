@@ -163,7 +163,7 @@ async fn myself(State(shared): State<Arc<Shared>>) -> Response {
     } else {
         ctx.user(0)
     };
-    user["timeZone"] = json!(shared.config.user_time_zone);
+    user["timeZone"] = json!(shared.user_zone_name());
     user["emailAddress"] = json!(shared.config.email);
     user["locale"] = json!("en_US");
     user["groups"] = json!({"size": 2, "items": []});
@@ -283,6 +283,11 @@ async fn project_search(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQue
         .collect();
     let path = format!("{}/rest/api/3/project/search", shared.base_url);
     let is_last = start + values.len() >= total;
+    // The lie: a total far beyond the projects there are, and no page but an empty one last.
+    let (total, is_last) = match shared.lies().project_total {
+        Some(claimed) => (claimed, values.is_empty()),
+        None => (total, is_last),
+    };
     let mut page = json!({
         "self": format!("{path}?{}", params.with("startAt", &start.to_string())),
         "maxResults": max, "startAt": start, "total": total, "isLast": is_last, "values": values,

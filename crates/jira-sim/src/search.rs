@@ -159,7 +159,7 @@ fn matching<'a>(
         return Err(bad_request(UNBOUNDED));
     };
     let now = shared.now_ms();
-    let pred = jql::compile(filter, site, shared.user_tz, now).map_err(|e| bad_request(e.0))?;
+    let pred = jql::compile(filter, site, shared.user_tz(), now).map_err(|e| bad_request(e.0))?;
     let mut hits: Vec<&Issue> = site
         .issues
         .iter()
@@ -189,13 +189,24 @@ fn search(shared: &Shared, request: SearchRequest) -> Reply {
         .take(max)
         .map(|i| shared.rendered_issue(&ctx, i, &sel, sel_key))
         .collect();
+    let served: Vec<i64> = hits.iter().skip(offset).take(max).map(|i| i.id).collect();
     let is_last = offset + issues.len() >= hits.len();
+    drop(hits);
+    drop(site);
+    if !sel.is_narrow() {
+        shared.after_scan_page(&request.jql, &served);
+    }
     let mut extra = json!({});
     add_names_and_schema(&mut extra, &request.expand);
+    let next_page_token = match (&request.token, shared.lies().repeat_page_token) {
+        (Some(sent), true) => Some(sent.clone()),
+        _ => (!is_last).then(|| encode_token(offset + max, &request.jql)),
+    };
+    let is_last = is_last && next_page_token.is_none();
     let page = SearchPage {
         issues,
         is_last,
-        next_page_token: (!is_last).then(|| encode_token(offset + max, &request.jql)),
+        next_page_token,
         names: extra.get("names").cloned(),
         schema: extra.get("schema").cloned(),
     };
@@ -263,13 +274,29 @@ pub(crate) async fn bulkfetch(State(shared): State<Arc<Shared>>, body: Bytes) ->
         .collect();
     ids.sort_unstable();
     ids.dedup();
+    if shared.lies().bulkfetch_without_issues {
+        return Ok(Json(json!({})).into_response());
+    }
     let ctx = Ctx::new(&shared, &site);
-    let issues: Vec<Value> = ids
+    let sel_key = super::rendered::fingerprint(&sel);
+    let issues: Vec<Box<RawValue>> = ids
         .iter()
         .filter_map(|&id| site.issue(id))
-        .map(|i| ctx.issue(i, &sel))
+        .map(|i| shared.rendered_issue(&ctx, i, &sel, sel_key))
         .collect();
-    Ok(Json(json!({ "issues": issues, "issueErrors": [] })).into_response())
+    // Serialized as it was rendered: a `Value` would parse it again, and a poisoned issue is
+    // deeper than `serde_json` parses.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct BulkFetch {
+        issues: Vec<Box<RawValue>>,
+        issue_errors: [(); 0],
+    }
+    Ok(Json(BulkFetch {
+        issues,
+        issue_errors: [],
+    })
+    .into_response())
 }
 
 pub(crate) async fn issue(
@@ -342,8 +369,14 @@ pub(crate) fn data_center_search(shared: &Shared, params: &Params, body: &Bytes)
         .take(max)
         .map(|i| ctx.issue(i, &sel))
         .collect();
+    let served: Vec<i64> = hits.iter().skip(start).take(max).map(|i| i.id).collect();
     let page =
         json!({ "startAt": start, "maxResults": max, "total": hits.len(), "issues": issues });
+    drop(hits);
+    drop(site);
+    if !sel.is_narrow() {
+        shared.after_scan_page(&jql, &served);
+    }
     Ok(Json(page).into_response())
 }
 

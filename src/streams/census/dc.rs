@@ -10,15 +10,9 @@
 //! a skipped issue then looks vanished, but the confirmation finds it, so it is never marked.
 
 use super::Roster;
-use crate::jira::model::LegacySearchPage;
-use crate::streams::parse::identify;
+use crate::streams::issues::dc::list_ids;
 use crate::streams::{RunCounters, StreamContext};
-use serde_json::json;
 use std::collections::BTreeSet;
-
-/// Asked for on every id page; Data Center caps it at its `jira.search.views.default.max`
-/// (1000 by default) and says in `maxResults` what it applied.
-const ID_PAGE_SIZE: usize = 1000;
 
 /// Data Center: ids listed with `startAt` paging, candidates confirmed by an id search.
 pub(super) struct DataCenterRoster;
@@ -32,45 +26,10 @@ impl Roster for DataCenterRoster {
         _stored: &BTreeSet<i64>,
         counters: &RunCounters,
     ) -> anyhow::Result<BTreeSet<i64>> {
-        list_ids(ctx, project_id, counters).await
-    }
-}
-
-/// Every issue id Data Center lists for the project now.
-async fn list_ids(
-    ctx: &StreamContext,
-    project_id: i64,
-    counters: &RunCounters,
-) -> anyhow::Result<BTreeSet<i64>> {
-    let jql = format!("project = {project_id} ORDER BY id ASC");
-    let mut ids = BTreeSet::new();
-    let mut start_at = 0usize;
-    let mut page_size = ID_PAGE_SIZE;
-    loop {
-        let body = json!({
-            "jql": jql, "startAt": start_at, "maxResults": page_size, "fields": ["id"],
-        });
-        counters.request();
-        let page: LegacySearchPage = ctx.client.post("/rest/api/2/search", &body).await?;
-        let before = ids.len();
-        for issue in &page.issues {
-            let (id, _) = identify(issue);
-            ids.insert(id.parse().map_err(|_| {
-                anyhow::anyhow!("an id-only search page lists an issue without a numeric id ({id})")
-            })?);
-        }
-        start_at += page.issues.len();
-        if page.issues.is_empty() || page.total.is_none_or(|total| start_at >= total) {
-            return Ok(ids);
-        }
-        if ids.len() == before {
-            anyhow::bail!(
-                "the id listing of project {project_id} at startAt={start_at} brought no issue \
-                 not seen before: the server does not page as Jira does; nothing was marked \
-                 deleted"
-            );
-        }
-        // Ask for no more than the server grants, so every page is a whole one.
-        page_size = page.max_results.filter(|m| *m > 0).unwrap_or(page_size);
+        let filter = format!("project = {project_id}");
+        Ok(list_ids(ctx, counters, &filter)
+            .await?
+            .into_iter()
+            .collect())
     }
 }

@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::HashSet;
 
 /// How every scan of a project or range is ordered.
 const ORDER: &str = " ORDER BY updated ASC, key ASC";
@@ -164,7 +165,7 @@ pub async fn try_split(
     project: &ProjectRow,
     cursor: &ProjectCursor,
     known: Option<usize>,
-) -> anyhow::Result<Option<SplitScan>> {
+) -> anyhow::Result<Option<(SplitScan, HashSet<i64>)>> {
     let ctx = scan.ctx;
     let from = cursor
         .mark
@@ -192,7 +193,7 @@ pub async fn try_split(
     if !worth_splitting(rest) {
         return Ok(None);
     }
-    let updated = list_updated_in_parallel(scan, &scope, rest).await?;
+    let (updated, listed) = list_updated_in_parallel(scan, &scope, rest).await?;
     let pages = range_pages(updated.len(), scan.max_ranges());
     let Some(ranges) = plan(from.as_deref(), &updated, pages, scan.zone) else {
         return Ok(None);
@@ -213,23 +214,29 @@ pub async fn try_split(
     ctx.store
         .save_checkpoint(&ctx.site, set_project(project.id, planned))
         .await?;
-    Ok(Some(split))
+    Ok(Some((split, listed)))
 }
 
 /// Reads every range still incomplete, in parallel (the scan's page slots bound them), and
-/// returns the project's cursor once all are complete.
+/// returns the project's cursor once all are complete, with the issues read in this run.
 pub async fn run_ranges(
     scan: &Scan<'_>,
     project: &ProjectRow,
     cursor: &ProjectCursor,
     split: &SplitScan,
-) -> anyhow::Result<ProjectCursor> {
+) -> anyhow::Result<(ProjectCursor, HashSet<i64>)> {
     let ranges = split
         .ranges
         .iter()
         .enumerate()
         .map(|(index, range)| read_range(scan, project, split, index, range));
-    let done = futures::future::try_join_all(ranges).await?;
+    let read = futures::future::try_join_all(ranges).await?;
+    let mut seen = HashSet::new();
+    let mut done = Vec::with_capacity(read.len());
+    for (range, ids) in read {
+        done.push(range);
+        seen.extend(ids);
+    }
     let ceiling = split.scan_start - LAG;
     let mark = done
         .iter()
@@ -238,12 +245,13 @@ pub async fn run_ranges(
         .max()
         .flatten()
         .map(|m| m.min(ceiling));
-    Ok(ProjectCursor {
+    let cursor = ProjectCursor {
         key: project.key.clone(),
         mark,
         complete: true,
         split: None,
-    })
+    };
+    Ok((cursor, seen))
 }
 
 #[tracing::instrument(skip_all, fields(range = index))]
@@ -253,9 +261,10 @@ async fn read_range(
     split: &SplitScan,
     index: usize,
     range: &RangeCursor,
-) -> anyhow::Result<RangeCursor> {
+) -> anyhow::Result<(RangeCursor, HashSet<i64>)> {
+    let mut seen = HashSet::new();
     if range.complete {
-        return Ok(range.clone());
+        return Ok((range.clone(), seen));
     }
     let jql = range_jql(scan, project.id, range);
     let ceiling = split.scan_start - LAG;
@@ -263,20 +272,21 @@ async fn read_range(
     let mut token: Option<String> = None;
     loop {
         let page = scan
-            .page(&jql, token.as_deref(), |page_max, last| {
+            .page(&jql, token.as_deref(), &mut seen, |page_max, last| {
                 current.mark = current.mark.max(page_max.map(|m| m.min(ceiling)));
                 current.complete = last;
                 Ok(set_range(project.id, index, current.clone()))
             })
             .await?;
         match page {
-            None => return Ok(current),
+            None => return Ok((current, seen)),
             next => token = next,
         }
     }
 }
 
-/// Every `updated` of the issues `scope` (a JQL filter without `ORDER BY`) finds, ascending.
+/// Every `updated` of the issues `scope` (a JQL filter without `ORDER BY`) finds, ascending,
+/// and their ids.
 ///
 /// A rest of about `expected` issues that needs more than one listing page is listed in ranges
 /// of `created`, all at once ([`crate::streams::ranges`]), rather than one 5000-issue page after
@@ -285,7 +295,7 @@ async fn list_updated_in_parallel(
     scan: &Scan<'_>,
     scope: &str,
     expected: usize,
-) -> anyhow::Result<Vec<DateTime<Utc>>> {
+) -> anyhow::Result<(Vec<DateTime<Utc>>, HashSet<i64>)> {
     let filters = crate::streams::ranges::created_ranges(
         scan.ctx,
         scan.counters,
@@ -302,29 +312,39 @@ async fn list_updated_in_parallel(
         .collect::<Vec<_>>();
     let listed =
         futures::future::try_join_all(lists.iter().map(|jql| list_updated(scan, jql))).await?;
-    let mut updated: Vec<DateTime<Utc>> = listed.into_iter().flatten().collect();
+    let mut updated = Vec::new();
+    let mut ids = HashSet::new();
+    for (times, listed_ids) in listed {
+        updated.extend(times);
+        ids.extend(listed_ids);
+    }
     updated.sort_unstable();
-    Ok(updated)
+    Ok((updated, ids))
 }
 
-/// Every `updated` of the issues `jql` finds, ascending, from id-only pages.
-async fn list_updated(scan: &Scan<'_>, jql: &str) -> anyhow::Result<Vec<DateTime<Utc>>> {
+/// Every `updated` of the issues `jql` finds, ascending, and their ids, from id-only pages.
+async fn list_updated(
+    scan: &Scan<'_>,
+    jql: &str,
+) -> anyhow::Result<(Vec<DateTime<Utc>>, HashSet<i64>)> {
     let mut updated = Vec::new();
+    let mut ids = HashSet::new();
     let read = |issue: &serde_json::value::RawValue| {
+        let (id, _) = identify(issue);
         let instant = listed_field(issue, "updated").ok_or_else(|| {
-            anyhow::anyhow!(
-                "cannot read fields.updated of issue {} in an id-only search page",
-                identify(issue).0
-            )
+            anyhow::anyhow!("cannot read fields.updated of issue {id} in an id-only search page")
         })?;
         updated.push(instant);
+        ids.insert(id.parse::<i64>().map_err(|_| {
+            anyhow::anyhow!("an id-only search page lists an issue without a numeric id ({id})")
+        })?);
         Ok(())
     };
     let slots = Some(&scan.slots);
     list_pages(scan.ctx, scan.counters, jql, &["updated"], slots, read).await?;
     // Jira sorts by `updated`; sorting again costs little and makes planning safe.
     updated.sort_unstable();
-    Ok(updated)
+    Ok((updated, ids))
 }
 
 #[cfg(test)]
