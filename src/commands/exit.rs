@@ -9,7 +9,8 @@
 //! | 4 | a permission is missing (HTTP 403, or no Browse Projects permission) |
 //! | 5 | Jira is unreachable or `base_url` is not a Jira Cloud site (DNS, refused, TLS, timeout, 404/410, HTML) |
 //! | 6 | still rate limited after the bounded wait |
-//! | 7 | the database is unreachable or a migration failed |
+//! | 7 | the database is unreachable, did not answer within the statement timeout, or a migration failed |
+//! | 8 | another jira-sync holds this site's writer lease, or took it over mid-run |
 
 use crate::engine::failure_of;
 use crate::failure::Failure;

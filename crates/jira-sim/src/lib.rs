@@ -168,6 +168,10 @@ pub enum Poison {
     Deep(usize),
     /// `fields.updated` is not a timestamp: the record cannot be read.
     Unreadable,
+    /// The assignee's `accountId` is 8,000 characters that do not compress: readable JSON,
+    /// but PostgreSQL refuses it in an indexed column (an index row holds at most 2,704
+    /// bytes).
+    Oversized,
 }
 
 /// Ways the simulated server lies, for tests of a client that must not believe it.

@@ -285,6 +285,9 @@ impl Ctx<'_> {
             "resolutiondate" => issue
                 .resolved_ms
                 .map_or(Value::Null, |ms| json!(self.timestamp(ms))),
+            "assignee" if issue.poison == Some(Poison::Oversized) => {
+                json!({"accountId": oversized_id(issue.id), "displayName": "Oversized", "active": true})
+            }
             "assignee" => user(issue.assignee),
             "reporter" => user(Some(issue.reporter)),
             "creator" => user(Some(issue.creator)),
@@ -422,6 +425,20 @@ impl Ctx<'_> {
 pub(crate) const LONE_SURROGATE_MARK: char = '\u{10FFFF}';
 
 /// A summary carrying `poison`'s character, if any.
+/// 8,000 characters from a simple generator: too varied to compress below an index row.
+fn oversized_id(seed: i64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut state = seed as u64 ^ 0x9E37_79B9_7F4A_7C15;
+    (0..8_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(DIGITS[(state % DIGITS.len() as u64) as usize])
+        })
+        .collect()
+}
+
 fn poisoned_summary(summary: String, poison: Option<Poison>) -> String {
     match poison {
         Some(Poison::Nul) => format!("{summary} \u{0} (a NUL character)"),

@@ -32,9 +32,9 @@ async fn bad_records_are_stored_or_set_aside_and_the_rest_of_the_site_lands() {
     let env = Env::start(SimConfig::small()).await;
     let truth = env.sim.truth();
     // In the biggest project, so that they share pages with good issues.
-    let ids: Vec<i64> = truth.issues.iter().map(|i| i.id).take(5).collect();
-    let [nul, surrogate, deep_ok, too_deep, unreadable] = ids[..] else {
-        panic!("five issues")
+    let ids: Vec<i64> = truth.issues.iter().map(|i| i.id).take(6).collect();
+    let [nul, surrogate, deep_ok, too_deep, unreadable, oversized] = ids[..] else {
+        panic!("six issues")
     };
     env.sim
         .poison_issue(nul, Some(Poison::Nul))
@@ -52,17 +52,22 @@ async fn bad_records_are_stored_or_set_aside_and_the_rest_of_the_site_lands() {
     env.sim
         .poison_issue(unreadable, Some(Poison::Unreadable))
         .expect("poison");
+    // Read fine, refused by PostgreSQL (an index row of more than 2,704 bytes): the page is
+    // written again row by row and only this row is set aside.
+    env.sim
+        .poison_issue(oversized, Some(Poison::Oversized))
+        .expect("poison");
 
     let outcomes = sync_succeeds(&env, &ALL, false).await;
     let issues = outcomes
         .iter()
         .find(|o| o.stream == "issues")
         .expect("issues ran");
-    assert_eq!(issues.set_aside, 2, "{}", issues.summary());
-    assert!(issues.summary().contains("2 set aside in jira.quarantine"));
+    assert_eq!(issues.set_aside, 3, "{}", issues.summary());
+    assert!(issues.summary().contains("3 set aside in jira.quarantine"));
 
     // Every other issue landed, the three storable ones with their text kept.
-    let set_aside: BTreeSet<i64> = [too_deep, unreadable].into();
+    let set_aside: BTreeSet<i64> = [too_deep, unreadable, oversized].into();
     let want: Vec<_> = truth_issues(&env.sim)
         .into_iter()
         .filter(|i| !set_aside.contains(&i.0))
@@ -90,7 +95,7 @@ async fn bad_records_are_stored_or_set_aside_and_the_rest_of_the_site_lands() {
     // The two that cannot be stored wait in quarantine with their text and the reason.
     let held = quarantined(&env).await;
     let held_ids: Vec<&str> = held.iter().map(|q| q.0.as_str()).collect();
-    let mut want_ids = vec![too_deep.to_string(), unreadable.to_string()];
+    let mut want_ids: Vec<String> = set_aside.iter().map(i64::to_string).collect();
     want_ids.sort();
     assert_eq!(held_ids, want_ids);
     for (id, stream, error, raw) in &held {
@@ -99,10 +104,10 @@ async fn bad_records_are_stored_or_set_aside_and_the_rest_of_the_site_lands() {
             raw.contains(&format!("\"id\":\"{id}\"")),
             "raw text of {id}"
         );
-        let reason = if *id == too_deep.to_string() {
-            "levels deep; jira-sync reads records up to 1000"
-        } else {
-            "updated"
+        let reason = match id.parse::<i64>() {
+            Ok(id) if id == too_deep => "levels deep; jira-sync reads records up to 1000",
+            Ok(id) if id == oversized => "PostgreSQL refused it in jira.issues",
+            _ => "updated",
         };
         assert!(error.contains(reason), "error of {id}: {error}");
     }
@@ -114,12 +119,12 @@ async fn bad_records_are_stored_or_set_aside_and_the_rest_of_the_site_lands() {
     .fetch_one(&env.db.pool)
     .await
     .expect("the issues run's row");
-    assert_eq!(set_aside, 2);
+    assert_eq!(set_aside, 3);
     let report = collect(&env.settings).await.expect("status");
-    assert_eq!(report.streams["issues"].set_aside, 2);
+    assert_eq!(report.streams["issues"].set_aside, 3);
     let text = jira_sync::commands::status::render_text(&report);
     assert!(
-        text.contains("set aside     2 records in jira.quarantine"),
+        text.contains("set aside     3 records in jira.quarantine"),
         "{text}"
     );
 
@@ -131,7 +136,7 @@ async fn bad_records_are_stored_or_set_aside_and_the_rest_of_the_site_lands() {
 
     // Still bad: retried, still held, counted again; nothing else changes.
     let outcomes = sync_succeeds(&env, &["issues"], false).await;
-    assert_eq!(outcomes[0].set_aside, 2, "{}", outcomes[0].summary());
+    assert_eq!(outcomes[0].set_aside, 3, "{}", outcomes[0].summary());
     let (attempts,): (i32,) = sqlx::query_as("SELECT min(attempts) FROM jira.quarantine")
         .fetch_one(&env.db.pool)
         .await
@@ -141,6 +146,7 @@ async fn bad_records_are_stored_or_set_aside_and_the_rest_of_the_site_lands() {
     // Healed in Jira: the next run stores them and empties the quarantine.
     env.sim.poison_issue(too_deep, None).expect("heal");
     env.sim.poison_issue(unreadable, None).expect("heal");
+    env.sim.poison_issue(oversized, None).expect("heal");
     let outcomes = sync_succeeds(&env, &["issues"], false).await;
     assert_eq!(outcomes[0].set_aside, 0);
     assert!(quarantined(&env).await.is_empty());
