@@ -418,17 +418,16 @@ impl Scan<'_> {
         if !last {
             no_progress_guard(jql, token, &page)?;
         }
-        seen.extend(
-            page.issues
-                .iter()
-                .filter_map(|raw| identify(raw).0.parse::<i64>().ok()),
-        );
-        let (seen, written) = self
+        let (count, written) = self
             .stream
             .write_page(ctx, self.counters, page.issues, |rows| {
+                seen.extend(rows.iter().map(|r| r.id));
                 write(rows.iter().map(|r| r.updated).max(), last)
             })
             .await?;
+        // Those set aside were read too: they wait in quarantine, not for a fetch by id.
+        seen.extend(written.set_aside.iter().filter_map(|id| id.parse::<i64>().ok()));
+        let seen = count;
         let (rows, set_aside) = (written.rows, written.set_aside.len());
         self.counters.page(seen, written, self.progress);
         let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_millis() as u64;

@@ -61,16 +61,13 @@ async fn sync_project(
         let page: LegacySearchPage = ctx.client.post("/rest/api/2/search", &body).await?;
         let total = page.total;
         let got = page.issues.len();
-        seen.extend(
-            page.issues
-                .iter()
-                .filter_map(|raw| identify(raw).0.parse::<i64>().ok()),
-        );
+
         pages += 1;
         start_at += got;
         let last = got == 0 || total.is_none_or(|total| start_at >= total);
         let (count, written) = stream
             .write_page(ctx, run.counters, page.issues, |rows| {
+                seen.extend(rows.iter().map(|r| r.id));
                 let page_max = rows.iter().map(|r| r.updated).max();
                 mark = mark.max(page_max.map(|m| m.min(started - LAG)));
                 Ok(if last {
@@ -86,6 +83,7 @@ async fn sync_project(
                 })
             })
             .await?;
+        seen.extend(written.set_aside.iter().filter_map(|id| id.parse::<i64>().ok()));
         run.counters.page(count, written, run.progress);
         if last {
             break;
