@@ -426,7 +426,12 @@ impl Scan<'_> {
             })
             .await?;
         // Those set aside were read too: they wait in quarantine, not for a fetch by id.
-        seen.extend(written.set_aside.iter().filter_map(|id| id.parse::<i64>().ok()));
+        seen.extend(
+            written
+                .set_aside
+                .iter()
+                .filter_map(|id| id.parse::<i64>().ok()),
+        );
         let seen = count;
         let (rows, set_aside) = (written.rows, written.set_aside.len());
         self.counters.page(seen, written, self.progress);

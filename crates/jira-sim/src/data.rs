@@ -157,7 +157,11 @@ pub(crate) fn generate(config: &SimConfig) -> Site {
     let issues = gen_issues(&mut rng, config.issues, &mut projects, &humans);
     let audit = gen_audit(&mut rng, config.audit_records, users.len());
     let mutation_rng = ChaCha8Rng::seed_from_u64(mix64(config.seed ^ 0x5EED));
-    Site::new(projects, users, issues, audit, mutation_rng)
+    let mut site = Site::new(projects, users, issues, audit, mutation_rng);
+    // From a stream of its own, so the rest of the site is what it was before work existed.
+    let mut work_rng = ChaCha8Rng::seed_from_u64(mix64(config.seed ^ 0x0057_0C4B));
+    super::work::generate(&mut site, &mut work_rng);
+    site
 }
 
 /// The account the simulator authenticates as: always an active, visible, human account.

@@ -45,7 +45,7 @@ const fn custom(
 const CF: &str = "com.atlassian.jira.plugin.system.customfieldtypes:";
 
 /// Every field an issue renders, in the order they are emitted.
-pub(crate) const FIELDS: [FieldDef; 34] = [
+pub(crate) const FIELDS: [FieldDef; 36] = [
     system("summary", "Summary", "string", None),
     system("issuetype", "Issue Type", "issuetype", None),
     system("project", "Project", "project", None),
@@ -64,6 +64,8 @@ pub(crate) const FIELDS: [FieldDef; 34] = [
     system("fixVersions", "Fix versions", "array", Some("version")),
     system("parent", "Parent", "issuelink", None),
     system("issuelinks", "Linked Issues", "array", Some("issuelinks")),
+    system("comment", "Comment", "comments-page", None),
+    system("worklog", "Log Work", "array", Some("worklog")),
     system("description", "Description", "string", None),
     system("environment", "Environment", "string", None),
     custom(

@@ -40,6 +40,7 @@ pub(crate) async fn gate(
         .extensions()
         .get::<super::oauth::Gateway>()
         .map(|g| g.0.clone());
+    let _in_flight = shared.concurrency.enter();
     let response = if shared.config.data_center && super::dc::cloud_only(&path) {
         // Data Center has no version 3 of the REST API, nor Cloud's newer listings.
         super::routes::error(StatusCode::NOT_FOUND, &format!("null for uri: {path}"))

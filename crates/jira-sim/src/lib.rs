@@ -25,6 +25,7 @@ mod routes;
 mod search;
 mod site;
 pub mod time;
+mod work;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -174,6 +175,30 @@ pub enum Poison {
     Oversized,
 }
 
+/// Counts the requests being answered at once (from arrival to response, `/__sim/` aside).
+#[derive(Debug, Default)]
+pub(crate) struct Concurrency {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// One request being answered; dropping it ends it.
+pub(crate) struct InFlight<'a>(&'a Concurrency);
+
+impl Concurrency {
+    pub fn enter(&self) -> InFlight<'_> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        InFlight(self)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Ways the simulated server lies, for tests of a client that must not believe it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lies {
@@ -216,6 +241,23 @@ pub struct Truth {
     /// Organization event ids, in processing order (the feed's ascending order).
     #[serde(default)]
     pub org_event_ids: Vec<String>,
+}
+
+/// The work on the live issues (each list ascending): what the API shows now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TruthWork {
+    /// Every change history of every live issue.
+    pub changelog_ids: Vec<i64>,
+    /// Comments of live issues.
+    pub comment_ids: Vec<i64>,
+    /// Comments deleted in Jira (through [`Simulator::delete_comment`]).
+    pub deleted_comment_ids: Vec<i64>,
+    /// Worklogs of live issues.
+    pub worklog_ids: Vec<i64>,
+    /// Worklogs deleted in Jira (the `/worklog/deleted` feed lists them).
+    pub deleted_worklog_ids: Vec<i64>,
+    /// Links between two live issues.
+    pub link_ids: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -268,6 +310,8 @@ pub(crate) struct Shared {
     pub revoked: AtomicBool,
     /// How the server lies ([`Simulator::set_lies`]).
     lies: Mutex<Lies>,
+    /// Requests being answered now, and the most at once ([`Simulator::peak_concurrency`]).
+    pub concurrency: Concurrency,
     /// Changes waiting for a scan's page ([`Simulator::change_mid_scan`]), with the pages of
     /// their scan served so far.
     mid_scan: Mutex<Vec<(MidScan, usize)>>,
@@ -467,6 +511,7 @@ impl Simulator {
             admin: AtomicBool::new(config.admin),
             revoked: AtomicBool::new(false),
             lies: Mutex::new(Lies::default()),
+            concurrency: Concurrency::default(),
             mid_scan: Mutex::new(Vec::new()),
             user_zone: RwLock::new((config.user_time_zone.clone(), user_tz)),
             config,
@@ -568,6 +613,89 @@ impl Simulator {
             .count() as u64
     }
 
+    /// The change histories, comments, worklogs and links the API shows now.
+    pub fn work_truth(&self) -> TruthWork {
+        work::truth(&self.shared.site())
+    }
+
+    /// How many change histories, comments and worklogs issue `id` has.
+    pub fn work_counts(&self, id: i64) -> (usize, usize, usize) {
+        let site = self.shared.site();
+        let count = |n: Option<usize>| n.unwrap_or(0);
+        (
+            count(site.work.histories.get(&id).map(Vec::len)),
+            count(site.work.comments.get(&id).map(Vec::len)),
+            count(site.work.worklogs.get(&id).map(Vec::len)),
+        )
+    }
+
+    /// The comment ids of issue `id`, oldest first.
+    pub fn comment_ids(&self, id: i64) -> Vec<i64> {
+        let site = self.shared.site();
+        site.work
+            .comments
+            .get(&id)
+            .map(|list| list.iter().map(|c| c.id).collect())
+            .unwrap_or_default()
+    }
+
+    /// The worklog ids of issue `id`, oldest first.
+    pub fn worklog_ids(&self, id: i64) -> Vec<i64> {
+        let site = self.shared.site();
+        site.work
+            .worklogs
+            .get(&id)
+            .map(|list| list.iter().map(|w| w.id).collect())
+            .unwrap_or_default()
+    }
+
+    /// Per status id, the milliseconds issue `id` spent in it before its current status.
+    pub fn time_in_status(&self, id: i64) -> std::collections::BTreeMap<String, i64> {
+        self.shared.site().time_in_status(id)
+    }
+
+    /// Adds a comment by the API user to issue `id` (its `updated` moves); returns its id.
+    pub fn add_comment(&self, id: i64) -> anyhow::Result<i64> {
+        let (now, lag) = (self.shared.now_ms(), self.shared.lag_ms());
+        self.shared.site_mut().add_comment(id, now, lag)
+    }
+
+    /// Edits a comment (its body and `updated`, and its issue's `updated`).
+    pub fn edit_comment(&self, comment: i64) -> anyhow::Result<()> {
+        let (now, lag) = (self.shared.now_ms(), self.shared.lag_ms());
+        self.shared.site_mut().edit_comment(comment, now, lag)
+    }
+
+    /// Deletes a comment (its issue's `updated` moves).
+    pub fn delete_comment(&self, comment: i64) -> anyhow::Result<()> {
+        let (now, lag) = (self.shared.now_ms(), self.shared.lag_ms());
+        self.shared.site_mut().delete_comment(comment, now, lag)
+    }
+
+    /// Logs work on issue `id` (a history and its `updated`); returns the worklog's id.
+    pub fn add_worklog(&self, id: i64) -> anyhow::Result<i64> {
+        let (now, lag) = (self.shared.now_ms(), self.shared.lag_ms());
+        self.shared.site_mut().add_worklog(id, now, lag)
+    }
+
+    /// Deletes a worklog: the `/worklog/deleted` feed lists it from now on.
+    pub fn delete_worklog(&self, worklog: i64) -> anyhow::Result<()> {
+        let (now, lag) = (self.shared.now_ms(), self.shared.lag_ms());
+        self.shared.site_mut().delete_worklog(worklog, now, lag)
+    }
+
+    /// Links two issues ("`outward` blocks `inward`"); returns the link's id.
+    pub fn add_link(&self, outward: i64, inward: i64) -> anyhow::Result<i64> {
+        let (now, lag) = (self.shared.now_ms(), self.shared.lag_ms());
+        self.shared.site_mut().add_link(outward, inward, now, lag)
+    }
+
+    /// Removes a link; both issues change.
+    pub fn delete_link(&self, link: i64) -> anyhow::Result<()> {
+        let (now, lag) = (self.shared.now_ms(), self.shared.lag_ms());
+        self.shared.site_mut().delete_link(link, now, lag)
+    }
+
     /// Makes the server lie as `lies` says (the default: it tells the truth).
     pub fn set_lies(&self, lies: Lies) {
         *self
@@ -575,6 +703,13 @@ impl Simulator {
             .lies
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = lies;
+    }
+
+    /// The most requests the simulator was answering at once since the last call (it starts
+    /// counting anew from the requests in flight now).
+    pub fn peak_concurrency(&self) -> u64 {
+        let c = &self.shared.concurrency;
+        c.peak.swap(c.now.load(Ordering::SeqCst), Ordering::SeqCst)
     }
 
     /// Makes `change` land between two pages of a scan (see [`MidScan`]).

@@ -237,7 +237,7 @@ impl Ctx<'_> {
     }
 
     /// The short form of another issue, used by `parent` and `issuelinks`.
-    fn issue_ref(&self, issue: &Issue) -> Value {
+    pub(crate) fn issue_ref(&self, issue: &Issue) -> Value {
         json!({
             "id": issue.id.to_string(),
             "key": self.site.key_of(issue),
@@ -300,7 +300,9 @@ impl Ctx<'_> {
                     .and_then(|p| self.site.issue(p))
                     .map(|p| self.issue_ref(p));
             }
-            "issuelinks" => self.links(issue),
+            "issuelinks" => self.issue_links(issue),
+            "comment" => self.comment_field(issue),
+            "worklog" => self.worklog_field(issue),
             "environment" => Value::Null,
             "components" | "fixVersions" => self.components_or_versions(issue, id),
             _ => custom::value(self, issue, id),
@@ -333,32 +335,6 @@ impl Ctx<'_> {
             "archived": false, "released": j < 2,
             "releaseDate": self.date(super::catalog::ANCHOR_MS - (4 - j) * 60 * DAY_MS),
         }])
-    }
-
-    fn links(&self, issue: &Issue) -> Value {
-        let mut dice = Dice::new(mix64(issue.seed ^ 0x11));
-        if !dice.chance(0.15) {
-            return json!([]);
-        }
-        let span = self.site.issues.len().max(1);
-        let target = self.site.issues[dice.below(span)].id;
-        let Some(other) = self.site.issue(target).filter(|o| o.id != issue.id) else {
-            return json!([]);
-        };
-        let link_id = (10_000 + issue.id).to_string();
-        let key = if dice.chance(0.5) {
-            "outwardIssue"
-        } else {
-            "inwardIssue"
-        };
-        let mut link = json!({
-            "id": link_id,
-            "self": format!("{}/rest/api/3/issueLink/{link_id}", self.base),
-            "type": {"id": "10000", "name": "Blocks", "inward": "is blocked by", "outward": "blocks",
-                     "self": format!("{}/rest/api/3/issueLinkType/10000", self.base)},
-        });
-        link[key] = self.issue_ref(other);
-        json!([link])
     }
 
     pub fn audit_record(&self, record: &AuditRecord) -> Value {

@@ -15,7 +15,7 @@ use super::catalog::{ANCHOR_MS, PERMISSIONS};
 use super::fields::FIELDS;
 use super::render::Ctx;
 use super::site::Site;
-use super::{Shared, admin, control, dc, gate, oauth, search};
+use super::{Shared, admin, control, dc, gate, oauth, search, work};
 use crate::time::parse_jira_timestamp;
 
 pub(crate) type Reply = Result<Response, ApiError>;
@@ -67,6 +67,25 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/rest/api/3/issue/bulkfetch", post(search::bulkfetch))
         .route("/rest/api/3/issue/{id_or_key}", get(search::issue))
+        .route(
+            "/rest/api/3/issue/{id_or_key}/comment",
+            get(work::issue_comments),
+        )
+        .route(
+            "/rest/api/3/issue/{id_or_key}/worklog",
+            get(work::issue_worklogs),
+        )
+        .route(
+            "/rest/api/3/issue/{id_or_key}/changelog",
+            get(work::issue_changelog),
+        )
+        .route(
+            "/rest/api/3/changelog/bulkfetch",
+            post(work::bulk_changelog),
+        )
+        .route("/rest/api/3/worklog/updated", get(work::worklogs_updated))
+        .route("/rest/api/3/worklog/deleted", get(work::worklogs_deleted))
+        .route("/rest/api/3/worklog/list", post(work::worklog_list))
         .route("/rest/api/2/issue/{id_or_key}", get(search::issue))
         .route(
             "/rest/api/{version}/search",

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::catalog::{AUDIT_KINDS, FIRST_AUDIT_ID, FIRST_ISSUE_ID, RESOLUTIONS, STATUSES};
 use super::data::{AuditRecord, Issue, Project, User, new_user};
+use super::work::Change;
 use super::{Truth, TruthIssue, TruthProject};
 
 /// What the search index still shows for an issue until `until_ms`: the version before the
@@ -31,6 +32,8 @@ pub(crate) struct Site {
     shadows: HashMap<i64, Shadow>,
     /// Drives mutations, so the same sequence of mutations produces the same data.
     rng: ChaCha8Rng,
+    /// Change histories, comments, worklogs and links ([`super::work`]).
+    pub work: super::work::Work,
 }
 
 pub(crate) fn to_utc(ms: i64) -> DateTime<Utc> {
@@ -53,10 +56,16 @@ impl Site {
             keys: HashMap::new(),
             shadows: HashMap::new(),
             rng,
+            work: super::work::Work::default(),
         };
         let keys: Vec<(String, i64)> = site.issues.iter().map(|i| (site.key_of(i), i.id)).collect();
         site.keys.extend(keys);
         site
+    }
+
+    /// A number from the mutation stream.
+    pub(crate) fn rng_u64(&mut self) -> u64 {
+        self.rng.random()
     }
 
     /// A live (not deleted) issue by id.
@@ -65,7 +74,7 @@ impl Site {
         self.issues.get(index).filter(|i| !i.deleted)
     }
 
-    fn issue_mut(&mut self, id: i64) -> anyhow::Result<&mut Issue> {
+    pub(crate) fn issue_mut(&mut self, id: i64) -> anyhow::Result<&mut Issue> {
         let index = usize::try_from(id - FIRST_ISSUE_ID).ok();
         index
             .and_then(|i| self.issues.get_mut(i))
@@ -114,7 +123,7 @@ impl Site {
 
     /// Records that search keeps showing `prev` for `lag_ms`. An older shadow that is still
     /// active wins, because the index has not caught up with any of the newer versions yet.
-    fn remember(&mut self, id: i64, prev: Option<Issue>, now_ms: i64, lag_ms: i64) {
+    pub(crate) fn remember(&mut self, id: i64, prev: Option<Issue>, now_ms: i64, lag_ms: i64) {
         if lag_ms <= 0 {
             return;
         }
@@ -205,14 +214,33 @@ impl Site {
         now_ms: i64,
         lag_ms: i64,
     ) -> anyhow::Result<TruthIssue> {
+        let prev = self.issue_mut(id)?.clone();
+        let people = self.edit_people_and_priority(id);
         let issue = self.issue_mut(id)?;
-        let prev = issue.clone();
         issue.revision += 1;
         issue.status = (issue.status + 1) % STATUSES.len() as u8;
         let done = STATUSES[issue.status as usize].category == 2;
         issue.resolution = done.then_some((issue.revision as usize % RESOLUTIONS.len()) as u8);
         issue.resolved_ms = done.then_some(now_ms);
         issue.updated_ms = now_ms.max(issue.updated_ms);
+        let issue = issue.clone();
+        // One history of every field the edit changed.
+        let mut items = vec![Change::Status {
+            from: prev.status,
+            to: issue.status,
+        }];
+        if prev.resolution != issue.resolution {
+            items.push(Change::Resolution {
+                from: prev.resolution,
+                to: issue.resolution,
+            });
+        }
+        items.extend(people);
+        items.push(Change::Summary {
+            from: super::custom::summary(&prev),
+            to: super::custom::summary(&issue),
+        });
+        self.add_history(id, issue.updated_ms, items);
         let truth = self.truth_issue(&self.issues[(id - FIRST_ISSUE_ID) as usize]);
         self.remember(id, Some(prev), now_ms, lag_ms);
         Ok(truth)
@@ -265,8 +293,16 @@ impl Site {
         issue.num = num;
         issue.revision += 1;
         issue.updated_ms = now_ms.max(issue.updated_ms);
+        let updated_ms = issue.updated_ms;
         self.projects[project].next_num += 1;
         let truth = self.truth_issue(&self.issues[(id - FIRST_ISSUE_ID) as usize]);
+        let change = Change::Project {
+            from: self.projects[prev.project].id,
+            to: truth.project_id,
+            from_key: self.key_of(&prev),
+            to_key: truth.key.clone(),
+        };
+        self.add_history(id, updated_ms, vec![change]);
         self.keys.insert(truth.key.clone(), id);
         self.remember(id, Some(prev), now_ms, lag_ms);
         Ok(truth)

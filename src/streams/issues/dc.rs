@@ -83,7 +83,12 @@ async fn sync_project(
                 })
             })
             .await?;
-        seen.extend(written.set_aside.iter().filter_map(|id| id.parse::<i64>().ok()));
+        seen.extend(
+            written
+                .set_aside
+                .iter()
+                .filter_map(|id| id.parse::<i64>().ok()),
+        );
         run.counters.page(count, written, run.progress);
         if last {
             break;
