@@ -82,6 +82,9 @@ async fn rest(shared: &Arc<Shared>, request: Request, next: Next) -> Response {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    if let Some(status) = shared.failing(request.uri().path()) {
+        return fault(shared, FaultKind::Status(status), request, next).await;
+    }
     let endpoint = endpoint(request.method().as_str(), request.uri().path());
     let (decision, rate) = shared
         .faults()

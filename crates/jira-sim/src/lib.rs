@@ -102,6 +102,9 @@ pub struct SimConfig {
     /// milliseconds. Every time the site tells (`updated`, `created`, audit records, the
     /// `Date` header, `serverTime`) and every time it reads (JQL dates) is on its own clock.
     pub clock_offset_ms: i64,
+    /// The worklog feeds (`/worklog/updated`, `/worklog/deleted`) leave out what changed in
+    /// this last stretch of time (Jira: one minute).
+    pub worklog_feed_quiet_ms: i64,
 }
 
 impl SimConfig {
@@ -138,6 +141,7 @@ impl SimConfig {
             oauth_access_ttl: Duration::from_secs(3600),
             oauth_refresh_leeway: Duration::from_secs(600),
             clock_offset_ms: 0,
+            worklog_feed_quiet_ms: 60_000,
             unscoped_paths: Vec::new(),
         }
     }
@@ -310,6 +314,8 @@ pub(crate) struct Shared {
     pub revoked: AtomicBool,
     /// How the server lies ([`Simulator::set_lies`]).
     lies: Mutex<Lies>,
+    /// Paths (prefixes) that answer an error status until told otherwise ([`Simulator::fail_path`]).
+    failing: Mutex<Vec<(String, u16)>>,
     /// Requests being answered now, and the most at once ([`Simulator::peak_concurrency`]).
     pub concurrency: Concurrency,
     /// Changes waiting for a scan's page ([`Simulator::change_mid_scan`]), with the pages of
@@ -457,6 +463,16 @@ impl Shared {
         }
     }
 
+    /// The status `path` answers with, if a test made it fail.
+    pub fn failing(&self, path: &str) -> Option<u16> {
+        self.failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|(_, status)| *status)
+    }
+
     pub fn lag_ms(&self) -> i64 {
         i64::try_from(self.config.search_lag_ms).unwrap_or(i64::MAX / 2)
     }
@@ -512,6 +528,7 @@ impl Simulator {
             revoked: AtomicBool::new(false),
             lies: Mutex::new(Lies::default()),
             concurrency: Concurrency::default(),
+            failing: Mutex::new(Vec::new()),
             mid_scan: Mutex::new(Vec::new()),
             user_zone: RwLock::new((config.user_time_zone.clone(), user_tz)),
             config,
@@ -678,6 +695,21 @@ impl Simulator {
         self.shared.site_mut().add_worklog(id, now, lag)
     }
 
+    /// Edits a worklog's comment and time spent. Its issue does not change: only the
+    /// `/worklog/updated` feed tells (Jira documents no more than that).
+    pub fn edit_worklog(&self, worklog: i64) -> anyhow::Result<()> {
+        let now = self.shared.now_ms();
+        self.shared.site_mut().edit_worklog(worklog, now)
+    }
+
+    /// A worklog's `updated` and seconds, if it exists.
+    pub fn worklog_state(&self, worklog: i64) -> Option<(chrono::DateTime<chrono::Utc>, i64)> {
+        let site = self.shared.site();
+        site.work
+            .worklog(worklog)
+            .map(|w| (site::to_utc(w.updated_ms), w.seconds))
+    }
+
     /// Deletes a worklog: the `/worklog/deleted` feed lists it from now on.
     pub fn delete_worklog(&self, worklog: i64) -> anyhow::Result<()> {
         let (now, lag) = (self.shared.now_ms(), self.shared.lag_ms());
@@ -710,6 +742,20 @@ impl Simulator {
     pub fn peak_concurrency(&self) -> u64 {
         let c = &self.shared.concurrency;
         c.peak.swap(c.now.load(Ordering::SeqCst), Ordering::SeqCst)
+    }
+
+    /// Makes every request to a path starting with `prefix` answer `status` (with the body
+    /// Jira sends for it), until called again with `None`.
+    pub fn fail_path(&self, prefix: &str, status: Option<u16>) {
+        let mut failing = self
+            .shared
+            .failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        failing.retain(|(p, _)| p != prefix);
+        if let Some(status) = status {
+            failing.push((prefix.to_owned(), status));
+        }
     }
 
     /// Makes `change` land between two pages of a scan (see [`MidScan`]).

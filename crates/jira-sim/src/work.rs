@@ -39,8 +39,6 @@ pub const EMBEDDED_WORKLOGS: usize = 20;
 pub const BULK_CHANGELOG_ISSUES: usize = 1000;
 /// Worklog feeds and `worklog/list`: items per page, ids per request.
 pub const WORKLOG_PAGE: usize = 1000;
-/// The worklog feeds leave out what changed in the last minute.
-const FEED_QUIET_MS: i64 = 60_000;
 
 const FIRST_HISTORY_ID: i64 = 100_000;
 const FIRST_COMMENT_ID: i64 = 10_000;
@@ -516,6 +514,26 @@ impl Site {
         };
         self.add_history(issue, now_ms, vec![change]);
         Ok(id)
+    }
+
+    pub fn edit_worklog(&mut self, id: i64, now_ms: i64) -> anyhow::Result<()> {
+        let issue = *self
+            .work
+            .worklog_issue
+            .get(&id)
+            .ok_or_else(|| anyhow::anyhow!("worklog {id} does not exist"))?;
+        let seed = self.rng_u64();
+        let worklog = self
+            .work
+            .worklogs
+            .get_mut(&issue)
+            .and_then(|list| list.iter_mut().find(|w| w.id == id))
+            .ok_or_else(|| anyhow::anyhow!("worklog {id} does not exist"))?;
+        worklog.seed = seed;
+        worklog.seconds += 900;
+        worklog.updated_ms = now_ms.max(worklog.updated_ms);
+        worklog.update_author = 0;
+        Ok(())
     }
 
     pub fn delete_worklog(&mut self, id: i64, now_ms: i64, lag_ms: i64) -> anyhow::Result<()> {
@@ -1103,7 +1121,7 @@ async fn worklog_feed(shared: &Shared, raw: Option<String>, deleted: bool) -> Re
     let site = shared.site();
     let items: Vec<(i64, i64)> = feed(&site, deleted)
         .into_iter()
-        .filter(|(_, at)| *at >= since && *at < now - FEED_QUIET_MS)
+        .filter(|(_, at)| *at >= since && *at < now - shared.config.worklog_feed_quiet_ms)
         .collect();
     let page: Vec<&(i64, i64)> = items.iter().take(WORKLOG_PAGE).collect();
     let last_page = items.len() <= WORKLOG_PAGE;
