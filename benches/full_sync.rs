@@ -2,7 +2,8 @@
 //! zero latency (the CPU-bound path: rendering, JSON parsing, PostgreSQL writes) and with a
 //! fixed latency per request (default 150 ms, like a distant Jira Cloud site), for the medium
 //! site (20,000 issues in 13 projects) and a site holding one 20,000-issue project, each with
-//! the configured concurrency and with a one-request-at-a-time client (`max_in_flight = 1`);
+//! the configured concurrency and with a one-request-at-a-time client (`max_in_flight = 1`),
+//! and the medium site without the records of issues (the issues alone, for what they cost);
 //! then a run against a simulator that limits the request rate, and an incremental cycle after
 //! 100 changes. Prints wall time, issues per second, HTTP requests, 429s, peak RSS of the sync
 //! process and where the CPU time went (sync process, simulator, PostgreSQL).
@@ -71,6 +72,8 @@ struct Scenario<'a> {
     /// The simulator's request-rate limit and the client's pace against it.
     limit: Option<Limit>,
     args: &'a [&'a str],
+    /// Whether the records of issues (changelogs, comments, worklogs, links) are synced.
+    records: bool,
 }
 
 /// A site that limits the request rate, and the rate the client is configured with.
@@ -118,6 +121,7 @@ async fn bench() -> anyhow::Result<()> {
     let mut plan = vec![
         scenario(m, &many, 0, in_flight, None, FULL),
         scenario(m, &many, latency, in_flight, None, FULL),
+        issues_only(m, &many, latency, in_flight),
         scenario(o, &single, 0, in_flight, None, FULL),
         scenario(o, &single, latency, in_flight, None, FULL),
     ];
@@ -223,6 +227,22 @@ fn scenario<'a>(
         in_flight,
         limit,
         args,
+        records: true,
+    }
+}
+
+/// `scenario` with the records of issues left out: the issues alone.
+fn issues_only<'a>(
+    site: &str,
+    sim: &'a Simulator,
+    latency_ms: u64,
+    in_flight: usize,
+) -> Scenario<'a> {
+    let s = scenario(site, sim, latency_ms, in_flight, None, FULL);
+    Scenario {
+        label: format!("{}, no records of issues", s.label),
+        records: false,
+        ..s
     }
 }
 
@@ -236,6 +256,7 @@ fn summarize(plan: &[Scenario], results: &[Measured], latency: u64, sites: [&str
                     && s.latency_ms == latency
                     && (s.in_flight == 1) == serial
                     && s.limit.is_none()
+                    && s.records
             })
             .map(|(_, m)| (m.elapsed.as_secs_f64(), m.issues_secs.unwrap_or(f64::NAN)))
     };
@@ -248,6 +269,28 @@ fn summarize(plan: &[Scenario], results: &[Measured], latency: u64, sites: [&str
                 serial.1 / concurrent.1
             );
         }
+    }
+    // What the records of issues cost, in requests and time.
+    let row = |records: bool| {
+        plan.iter().zip(results).find(|(s, _)| {
+            s.label.starts_with(sites[0])
+                && s.latency_ms == latency
+                && s.in_flight != 1
+                && s.limit.is_none()
+                && s.records == records
+        })
+    };
+    if let (Some((_, with)), Some((_, without))) = (row(true), row(false)) {
+        println!(
+            "records of issues ({}, {latency} ms): {} requests with them, {} for the issues \
+             alone ({:.2}x); {:.2} s against {:.2} s",
+            sites[0],
+            with.requests,
+            without.requests,
+            with.requests as f64 / without.requests.max(1) as f64,
+            with.elapsed.as_secs_f64(),
+            without.elapsed.as_secs_f64()
+        );
     }
     if let (Some(one), Some(many)) = (wall(sites[1], false), wall(sites[0], false)) {
         println!(
@@ -298,7 +341,7 @@ async fn measure(
         Some(limit) => (limit.client.to_string(), "1".to_string()),
         None => (knobs.rps.clone(), knobs.burst.clone()),
     };
-    let env = [
+    let mut env = vec![
         ("JIRA_SYNC__JIRA__BASE_URL", s.sim.base_url()),
         ("JIRA_SYNC__JIRA__EMAIL", s.sim.config().email.clone()),
         (
@@ -317,6 +360,16 @@ async fn measure(
         ),
         ("DATABASE_URL", db.to_string()),
     ];
+    if !s.records {
+        for flag in [
+            "JIRA_SYNC__SYNC__CHANGELOGS",
+            "JIRA_SYNC__SYNC__COMMENTS",
+            "JIRA_SYNC__SYNC__WORKLOGS",
+            "JIRA_SYNC__SYNC__ISSUE_LINKS",
+        ] {
+            env.push((flag, "false".to_string()));
+        }
+    }
     let log_before = s.sim.request_log().len();
     let sim_before = cpu_secs("self");
     let pg_before = server.cpu_secs();

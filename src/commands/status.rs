@@ -90,6 +90,24 @@ pub fn render_text(report: &StatusReport) -> String {
                 s.set_aside
             );
         }
+        // The records of issues ride on the issues stream: shown under it.
+        if *name == "issues" && !report.records.is_empty() {
+            let _ = writeln!(out, "  records of issues");
+            for (kind, r) in &report.records {
+                let mut line = format!("    {kind:<12} {:>9} rows", r.rows);
+                if r.issues_behind > 0 {
+                    let _ = write!(
+                        line,
+                        ", {} issues to read at their current version",
+                        r.issues_behind
+                    );
+                }
+                if r.set_aside > 0 {
+                    let _ = write!(line, ", {} set aside in jira.quarantine", r.set_aside);
+                }
+                let _ = writeln!(out, "{line}");
+            }
+        }
     }
     out
 }

@@ -50,6 +50,9 @@ pub struct StreamOutcome {
     pub rows_written: u64,
     /// Records the run set aside in `jira.quarantine`.
     pub set_aside: u64,
+    /// Rows of other tables written with the stream's own (the records of issues): per
+    /// table, rows read and rows written.
+    pub tables: Vec<(&'static str, u64, u64)>,
     pub requests: u64,
     pub duration: Duration,
     /// What the run's HTTP requests did (retries, 429s, waits), by endpoint and status class.
@@ -79,8 +82,20 @@ impl StreamOutcome {
             0 => String::new(),
             n => format!(", {n} set aside in jira.quarantine"),
         };
+        // The records of issues written with them: `; with them jira.comments 310 (310 written)`.
+        let with = match self.tables.is_empty() {
+            true => String::new(),
+            false => {
+                let tables: Vec<String> = self
+                    .tables
+                    .iter()
+                    .map(|(table, rows, written)| format!("{table} {rows} ({written} written)"))
+                    .collect();
+                format!("; with them {}", tables.join(", "))
+            }
+        };
         format!(
-            "{:<14} {:<11} {:>7} rows ({} written{aside}) {:>6} requests {:>7.1}s  {status}",
+            "{:<14} {:<11} {:>7} rows ({} written{aside}) {:>6} requests {:>7.1}s  {status}{with}",
             self.stream,
             self.mode.name(),
             self.rows_seen,
@@ -99,6 +114,7 @@ impl StreamOutcome {
             rows_seen: 0,
             rows_written: 0,
             set_aside: 0,
+            tables: Vec::new(),
             requests: 0,
             duration: Duration::ZERO,
             http: RequestMetrics::default(),
@@ -301,6 +317,7 @@ impl Engine {
             rows_seen: outcome.rows_seen,
             rows_written: outcome.rows_written,
             set_aside: outcome.set_aside,
+            tables: &outcome.tables,
             requests: outcome.requests,
             error: error.as_deref(),
             http: HttpRecord {
@@ -361,6 +378,7 @@ fn outcome(
         rows_seen: counted.rows_seen,
         rows_written: counted.rows_written,
         set_aside: counted.set_aside,
+        tables: counted.tables.clone(),
         requests: counted.requests,
         duration: started.elapsed(),
         http: RequestMetrics::default(),

@@ -5,7 +5,7 @@
 //! stopped, and when Jira is down.
 
 use crate::settings::Settings;
-use crate::store::status::{StatusReader, Which};
+use crate::store::status::{Count, StatusReader, Which};
 use crate::streams::Registry;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -29,6 +29,23 @@ pub struct StatusReport {
     /// The stream names in the order the registry lists them.
     #[serde(skip)]
     pub order: Vec<&'static str>,
+    /// The records of issues `[sync]` enables (`changelogs`, `comments`, `worklogs`,
+    /// `issue_links`), read with the issues stream.
+    pub records: BTreeMap<String, RecordsReport>,
+}
+
+/// One kind of records of issues.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordsReport {
+    /// Its table.
+    pub table: String,
+    /// Live rows.
+    pub rows: i64,
+    /// Live issues whose records are not read at their current version yet: the next issues
+    /// run reads them.
+    pub issues_behind: i64,
+    /// Records held in `jira.quarantine`.
+    pub set_aside: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,8 +144,29 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<StatusReport> {
         };
         streams.insert(name.to_owned(), report);
     }
+    let mut records = BTreeMap::new();
+    for child in crate::streams::issue_children(settings)? {
+        let Some(table) = child.tables().first() else {
+            continue;
+        };
+        let count = Count {
+            table: table.table,
+            owner: site.clone(),
+            which: Which::Live,
+        };
+        records.insert(
+            child.name().to_owned(),
+            RecordsReport {
+                table: table.table.name.to_owned(),
+                rows: db.count(&count).await?,
+                issues_behind: db.count_behind(&site, child.name()).await?,
+                set_aside: quarantined.get(child.name()).copied().unwrap_or(0),
+            },
+        );
+    }
     Ok(StatusReport {
         ok: true,
+        records,
         site,
         database: crate::store::describe_url(url),
         checked_at: now,

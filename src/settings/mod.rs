@@ -214,6 +214,12 @@ pub struct SyncSettings {
     pub issues: bool,
     pub users: bool,
     pub audit_records: bool,
+    /// The records of issues read with the issues stream: change histories, comments,
+    /// worklogs, links.
+    pub changelogs: bool,
+    pub comments: bool,
+    pub worklogs: bool,
+    pub issue_links: bool,
     /// Project keys, upper-cased at load; empty means all visible projects.
     pub include_projects: Vec<String>,
     pub exclude_projects: Vec<String>,

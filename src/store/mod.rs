@@ -8,6 +8,7 @@
 //! hand it rows of typed cells.
 
 pub mod checkpoints;
+pub mod children;
 pub mod credentials;
 pub mod lease;
 pub mod quarantine;
@@ -67,9 +68,22 @@ pub struct PageWrite {
     pub set_aside: Vec<SetAside>,
     /// The stream has records in quarantine: those the first batch now holds are taken out.
     pub resolves: bool,
+    /// Records of issues that their issues' complete lists no longer name.
+    pub prunes: Vec<children::Prune>,
+    /// Which issues' records of a child the page read, and at which version.
+    pub synced: Vec<children::Synced>,
+    /// Records to mark deleted by id (a feed of deletions): the table and the ids.
+    pub deletes: Vec<(&'static table::Table, Vec<i64>)>,
 }
 
 impl PageWrite {
+    /// A write of no rows yet, without a checkpoint change: batches are added to it.
+    pub fn empty(stream: &'static str) -> PageWrite {
+        let mut page = PageWrite::new(stream, Batch::new(&NO_TABLE, ""), CheckpointWrite::None);
+        page.batches.clear();
+        page
+    }
+
     /// One batch of `stream` and the checkpoint change that covers it.
     pub fn new(stream: &'static str, batch: Batch, checkpoint: CheckpointWrite) -> PageWrite {
         PageWrite {
@@ -78,9 +92,22 @@ impl PageWrite {
             checkpoint,
             set_aside: Vec::new(),
             resolves: false,
+            prunes: Vec::new(),
+            synced: Vec::new(),
+            deletes: Vec::new(),
         }
     }
 }
+
+/// The table of the placeholder batch of [`PageWrite::empty`] (never written).
+static NO_TABLE: Table = Table {
+    name: "none",
+    owner: table::Owner::Site,
+    key: &[],
+    columns: &[],
+    version: None,
+    soft_delete: false,
+};
 
 /// What a page write did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,6 +117,8 @@ pub struct Written {
     /// The ids of the records filed in quarantine (those the page brought, and rows
     /// PostgreSQL refused).
     pub set_aside: Vec<String>,
+    /// Per batch: its table, the rows it held and the rows that changed.
+    pub tables: Vec<(&'static str, u64, u64)>,
 }
 
 impl Store {
@@ -233,10 +262,15 @@ impl Store {
     async fn write_page_now(&self, site: &str, page: PageWrite) -> anyhow::Result<Written> {
         let mut tx = self.begin_write().await?;
         match write_batches(&mut tx, &page.batches).await {
-            Ok(rows) => {
+            Ok(tables) => {
+                let rows = tables.iter().map(|t| t.2).sum();
                 let set_aside = finish_page(&mut tx, site, page).await?;
                 tx.commit().await?;
-                Ok(Written { rows, set_aside })
+                Ok(Written {
+                    rows,
+                    set_aside,
+                    tables,
+                })
             }
             Err(err) if refuses_a_value(&err) => {
                 tx.rollback().await?;
@@ -252,13 +286,14 @@ impl Store {
         mut page: PageWrite,
     ) -> anyhow::Result<Written> {
         let mut tx = self.begin_write().await?;
-        let mut rows = 0;
+        let mut tables = Vec::new();
         let mut refused = Vec::new();
         for batch in &page.batches {
+            let mut changed = 0;
             for index in 0..batch.len() {
                 sqlx::query("SAVEPOINT row_write").execute(&mut *tx).await?;
                 match batch.write_rows(&mut tx, index..index + 1).await {
-                    Ok(n) => rows += n,
+                    Ok(n) => changed += n,
                     Err(err) if refuses_a_value(&err) => {
                         sqlx::query("ROLLBACK TO SAVEPOINT row_write")
                             .execute(&mut *tx)
@@ -285,11 +320,17 @@ impl Store {
                     Err(err) => return Err(err.into()),
                 }
             }
+            tables.push((batch.table().name, batch.len() as u64, changed));
         }
         page.set_aside.extend(refused);
+        let rows = tables.iter().map(|t| t.2).sum();
         let set_aside = finish_page(&mut tx, site, page).await?;
         tx.commit().await?;
-        Ok(Written { rows, set_aside })
+        Ok(Written {
+            rows,
+            set_aside,
+            tables,
+        })
     }
 
     /// Writes rows without a checkpoint (full refreshes); returns the rows that changed.
@@ -328,20 +369,10 @@ impl Store {
         site: &str,
         ids: &[i64],
     ) -> anyhow::Result<u64> {
-        let sql = format!(
-            "UPDATE {} SET deleted_at = now() \
-             WHERE {} = $1 AND id = ANY($2::int8[]) AND deleted_at IS NULL",
-            table.name,
-            table.owner.column()
-        );
         let mut tx = self.begin_write().await?;
-        let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(site)
-            .bind(ids)
-            .execute(&mut *tx)
-            .await?;
+        let marked = mark_deleted_in(&mut tx, table, site, ids).await?;
         tx.commit().await?;
-        Ok(result.rows_affected())
+        Ok(marked)
     }
 
     /// How many live rows of `table` `site` has, and how many of them have an id not in
@@ -390,11 +421,36 @@ impl Store {
     }
 }
 
-/// Writes every batch; the rows that changed.
-async fn write_batches(conn: &mut sqlx::PgConnection, batches: &[Batch]) -> sqlx::Result<u64> {
-    let mut written = 0;
+/// Soft-deletes the rows of `table` with these ids; returns how many it marked.
+async fn mark_deleted_in(
+    conn: &mut sqlx::PgConnection,
+    table: &'static Table,
+    site: &str,
+    ids: &[i64],
+) -> sqlx::Result<u64> {
+    let sql = format!(
+        "UPDATE {} SET deleted_at = now() \
+         WHERE {} = $1 AND id = ANY($2::int8[]) AND deleted_at IS NULL",
+        table.name,
+        table.owner.column()
+    );
+    let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(site)
+        .bind(ids)
+        .execute(&mut *conn)
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// Writes every batch; per batch its table, its rows and the rows that changed.
+async fn write_batches(
+    conn: &mut sqlx::PgConnection,
+    batches: &[Batch],
+) -> sqlx::Result<Vec<(&'static str, u64, u64)>> {
+    let mut written = Vec::with_capacity(batches.len());
     for batch in batches {
-        written += batch.write(conn).await?;
+        let changed = batch.write(conn).await?;
+        written.push((batch.table().name, batch.len() as u64, changed));
     }
     Ok(written)
 }
@@ -418,6 +474,15 @@ async fn finish_page(
         quarantine::resolve(conn, site, page.stream, &held).await?;
     }
     quarantine::set_aside(conn, site, &page.set_aside).await?;
+    for prune in &page.prunes {
+        children::prune(conn, site, prune).await?;
+    }
+    for (table, ids) in &page.deletes {
+        if !ids.is_empty() {
+            mark_deleted_in(conn, table, site, ids).await?;
+        }
+    }
+    children::mark_synced(conn, site, &page.synced).await?;
     checkpoints::apply(conn, site, page.checkpoint).await?;
     Ok(page.set_aside.into_iter().map(|s| s.record_id).collect())
 }

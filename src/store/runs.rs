@@ -13,6 +13,8 @@ pub struct RunRecord<'a> {
     pub rows_written: u64,
     /// Records set aside in `jira.quarantine`.
     pub set_aside: u64,
+    /// Rows of other tables written with the stream's own: (table, read, written).
+    pub tables: &'a [(&'static str, u64, u64)],
     pub requests: u64,
     pub error: Option<&'a str>,
     /// The run's HTTP counters.
@@ -34,10 +36,26 @@ pub struct HttpRecord {
     pub metrics: Option<serde_json::Value>,
 }
 
+/// `{"jira.comments": {"rows": 12, "written": 3}, …}`, or nothing when there are none.
+fn tables_document(tables: &[(&'static str, u64, u64)]) -> Option<serde_json::Value> {
+    (!tables.is_empty()).then(|| {
+        tables
+            .iter()
+            .map(|(table, rows, written)| {
+                (
+                    (*table).to_owned(),
+                    serde_json::json!({"rows": rows, "written": written}),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    })
+}
+
 const FINISH: &str = "UPDATE jira.sync_runs SET finished_at = now(), status = $2, rows_seen = $3, \
      rows_written = $4, requests = $5, error = $6, http_requests = $7, retries = $8, \
      throttled = $9, limiter_wait_ms = $10, retry_after_wait_ms = $11, metrics = $12, \
-     set_aside = $13 WHERE id = $1";
+     set_aside = $13, tables = $14 WHERE id = $1";
 
 /// Closes as failed the runs of `site` still marked `running`, on `conn` (the writer lease's
 /// own connection: only the lease holder may call it, since nobody else can be running them
@@ -89,6 +107,7 @@ impl Store {
             .bind(big(http.retry_after_wait_ms))
             .bind(&http.metrics)
             .bind(big(record.set_aside))
+            .bind(tables_document(record.tables))
             .execute(self.pool())
             .await?;
         Ok(())

@@ -155,6 +155,23 @@ impl StatusReader {
             .await?)
     }
 
+    /// How many live issues of `site` have records of `child` that are not current (to be
+    /// read by the next issues run).
+    pub async fn count_behind(&mut self, site: &str, child: &str) -> anyhow::Result<i64> {
+        let sql = format!(
+            "SELECT count(*) FROM jira.issues i \
+             LEFT JOIN jira.issue_child_sync s \
+               ON s.site = i.site AND s.child = $2 AND s.issue_id = i.id \
+             WHERE i.site = $1 AND i.deleted_at IS NULL AND {}",
+            super::children::Behind::NotCurrent.condition()
+        );
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(site)
+            .bind(child)
+            .fetch_one(&mut self.conn)
+            .await?)
+    }
+
     /// Whether a `jira-sync run` holds the writer lease of `site`.
     pub async fn writer_active(&mut self, site: &str) -> anyhow::Result<bool> {
         super::lease::is_held(&mut self.conn, site).await

@@ -264,8 +264,8 @@ pub trait Row {
     fn into_cells(self) -> Vec<Cell>;
 }
 
-/// A key value, for finding a row repeated within a batch.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A key value, for finding a row repeated within a batch, and for writing rows in key order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum KeyPart {
     Int(Option<i64>),
     Text(Option<String>),
@@ -372,9 +372,17 @@ impl Batch {
         }
     }
 
-    /// Writes the batch on `conn`; returns the rows that changed.
+    /// Writes the batch on `conn`, its rows in key order; returns the rows that changed.
+    ///
+    /// Key order: transactions that write overlapping rows (two pages naming the same link
+    /// from its two issues) take the rows' locks in the same order, so they wait for each
+    /// other instead of deadlocking.
     pub async fn write(&self, conn: &mut PgConnection) -> sqlx::Result<u64> {
-        self.write_rows(conn, 0..self.rows.len()).await
+        let mut order: Vec<(&Vec<KeyPart>, usize)> =
+            self.positions.iter().map(|(key, &at)| (key, at)).collect();
+        order.sort_unstable();
+        let rows: Vec<&Vec<Cell>> = order.iter().map(|&(_, at)| &self.rows[at]).collect();
+        self.write_refs(conn, &rows).await
     }
 
     /// Writes the rows at `range` only.
@@ -383,7 +391,11 @@ impl Batch {
         conn: &mut PgConnection,
         range: std::ops::Range<usize>,
     ) -> sqlx::Result<u64> {
-        let rows = &self.rows[range];
+        let rows: Vec<&Vec<Cell>> = self.rows[range].iter().collect();
+        self.write_refs(conn, &rows).await
+    }
+
+    async fn write_refs(&self, conn: &mut PgConnection, rows: &[&Vec<Cell>]) -> sqlx::Result<u64> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -452,7 +464,7 @@ enum Array<'a> {
 }
 
 /// Rows of cells into one array per column, borrowing the values (raw JSON is most of a page).
-fn transpose<'a>(table: &Table, rows: &'a [Vec<Cell>]) -> Vec<Array<'a>> {
+fn transpose<'a>(table: &Table, rows: &[&'a Vec<Cell>]) -> Vec<Array<'a>> {
     let n = rows.len();
     let mut columns: Vec<Array<'a>> = table
         .columns

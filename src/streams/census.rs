@@ -24,6 +24,7 @@ use super::ranges::{LIST_PAGE_SIZE, list_pages};
 use super::{Cursor, NoProgress, Run, RunCounters, Schedule, Stream, StreamContext, StreamStatus};
 use crate::jira::Flavor;
 use crate::settings::Settings;
+use crate::store::children::ChildTable;
 use crate::store::status::{Count, Which};
 use crate::store::{Batch, CheckpointWrite, PageWrite};
 use chrono::{DateTime, Utc};
@@ -74,12 +75,15 @@ pub struct Census {
     max_delete_share: f64,
     /// Issues one census may mark deleted on the whole site.
     max_deletes: u64,
+    /// The records of issues: marked deleted with their issue.
+    children: Vec<&'static ChildTable>,
 }
 
 impl Census {
-    pub fn new(settings: &Settings) -> Census {
+    pub fn new(settings: &Settings, children: Vec<&'static ChildTable>) -> Census {
         let sync = &settings.sync;
         Census {
+            children,
             schedule: Schedule {
                 follows: Some("issues"),
                 ..Schedule::every(sync.issues, sync.census_interval_secs)
@@ -292,7 +296,10 @@ impl Census {
             );
             return Ok(());
         }
-        let marked = ctx.store.mark_deleted(&TABLE, &ctx.site, &gone).await?;
+        let marked = ctx
+            .store
+            .mark_issues_deleted(&TABLE, &ctx.site, &gone, &self.children)
+            .await?;
         tally.deleted.fetch_add(marked, Ordering::Relaxed);
         tracing::info!(marked, "issues deleted in Jira marked deleted");
         Ok(())

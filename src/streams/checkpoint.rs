@@ -20,6 +20,11 @@ pub trait Checkpoint: Serialize + DeserializeOwned + Default + Send + 'static {
     const STREAM: &'static str;
     /// Bumped whenever a version cannot read the documents of the one before.
     const VERSION: u32;
+
+    /// The stream whose full sync rebuilds the document (a record of issues: `issues`).
+    fn rebuilt_by() -> &'static str {
+        Self::STREAM
+    }
 }
 
 /// The stream's checkpoint, if it has one.
@@ -33,7 +38,10 @@ pub async fn load<C: Checkpoint>(ctx: &StreamContext) -> anyhow::Result<Option<C
 /// Reads a stored document, checking its version.
 pub fn decode<C: Checkpoint>(value: Value) -> anyhow::Result<C> {
     let stream = C::STREAM;
-    let rebuild = format!("run `jira-sync sync --once --full --stream {stream}` to rebuild it");
+    let rebuild = format!(
+        "run `jira-sync sync --once --full --stream {}` to rebuild it",
+        C::rebuilt_by()
+    );
     let found = value.get("version").and_then(Value::as_u64);
     if found != Some(u64::from(C::VERSION)) {
         let found = found.map_or_else(|| "none".to_string(), |v| v.to_string());

@@ -20,8 +20,8 @@ use super::parse::{ParseError, Record, identify, read_records};
 use super::projects::{ProjectRow, list_selected, probe_listing};
 use super::ranges::list_pages;
 use super::{
-    Availability, Cursor, IssueChild, Mode, Probe, Progress, Run, RunCounters, Schedule, Stream,
-    StreamContext, StreamStatus,
+    Availability, ChildRun, Cursor, IssueChild, Mode, Probe, Progress, Run, RunCounters, Schedule,
+    Stream, StreamContext, StreamStatus,
 };
 use crate::jira::model::{ApproximateCount, RawRecord, SearchPage};
 use crate::jira::time::jql_lower_bound_literal;
@@ -232,6 +232,17 @@ impl Issues {
         }
     }
 
+    /// The children the site serves.
+    fn children_served<'a>(
+        &'a self,
+        ctx: &StreamContext,
+    ) -> impl Iterator<Item = &'a Arc<dyn IssueChild>> {
+        let flavor = ctx.flavor();
+        self.children
+            .iter()
+            .filter(move |c| c.unavailable(flavor).is_none())
+    }
+
     /// The filter (JQL without `ORDER BY`) of one project's scan: bounded by the project, and
     /// by the cursor when there is one (its date written in `zone`, the API user's).
     pub fn project_filter(&self, zone: Tz, project_id: i64, cursor: &ProjectCursor) -> String {
@@ -296,6 +307,11 @@ impl Stream for Issues {
 
     async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
         let zone = ctx.user_zone().await?;
+        let started = ctx.client.server_now();
+        if run.mode == Mode::Full {
+            // A full sync reads every issue's records again.
+            ctx.store.forget_child_marks(&ctx.site).await?;
+        }
         self.retry_quarantined(ctx, run).await?;
         let work = self.work(ctx, run).await?;
         match ctx.flavor() {
@@ -318,6 +334,10 @@ impl Stream for Issues {
                 scanned?;
             }
         }
+        // The records of issues the pages did not hold, in this same run.
+        let served: Vec<Arc<dyn IssueChild>> = self.children_served(ctx).cloned().collect();
+        let child_run = ChildRun { run, started };
+        super::children::catch_up(&served, ctx, &child_run).await?;
         Ok(StreamStatus::Done)
     }
 
@@ -467,14 +487,11 @@ impl Issues {
             issue_fields(&value).map(|row| (row, value))
         });
         let (mut rows, values): (Vec<IssueRow>, Vec<Value>) = read.rows.into_iter().unzip();
-        let mut page = PageWrite {
-            stream: IssuesCheckpoint::STREAM,
-            batches: Vec::new(),
-            checkpoint: CheckpointWrite::None,
-            set_aside: read.set_aside,
-            resolves: self.quarantined.load(Ordering::Relaxed),
-        };
-        for child in &self.children {
+        let mut page = PageWrite::empty(IssuesCheckpoint::STREAM);
+        page.set_aside = read.set_aside;
+        page.resolves = self.quarantined.load(Ordering::Relaxed);
+        let children: Vec<Arc<dyn IssueChild>> = self.children_served(ctx).cloned().collect();
+        for child in &children {
             child.collect(ctx, counters, &values, &mut page).await?;
         }
         for (row, value) in rows.iter_mut().zip(values) {
@@ -541,7 +558,15 @@ impl Issues {
             .filter(|id| !present.contains(id) && !errored.contains(id))
             .collect();
         if !gone.is_empty() {
-            let marked = ctx.store.mark_deleted(&TABLE, &ctx.site, &gone).await?;
+            let children: Vec<_> = self
+                .children
+                .iter()
+                .flat_map(|c| c.tables().iter())
+                .collect();
+            let marked = ctx
+                .store
+                .mark_issues_deleted(&TABLE, &ctx.site, &gone, &children)
+                .await?;
             tracing::info!(marked, "issues deleted while the scan ran marked deleted");
         }
         Ok(())

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod census;
 pub mod checkpoint;
+pub mod children;
 pub mod issues;
 pub mod org_events;
 pub mod parse;
@@ -22,6 +23,7 @@ use crate::jira::model::Myself;
 use crate::jira::time::parse_zone;
 use crate::jira::{Flavor, JiraClient, JiraError};
 use crate::settings::{ConfigError, Settings};
+use crate::store::children::ChildTable;
 use crate::store::status::Count;
 use crate::store::{PageWrite, Store, Written};
 use anyhow::Context as _;
@@ -40,19 +42,21 @@ fn components(
     settings: &Settings,
     children: Vec<Arc<dyn IssueChild>>,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+    let child_tables: Vec<&'static ChildTable> =
+        children.iter().flat_map(|c| c.tables().iter()).collect();
     Ok(vec![
         Arc::new(projects::Projects::new(settings)),
         Arc::new(issues::Issues::new(settings, children)),
         Arc::new(users::Users::new(settings)),
         Arc::new(audit::Audit::new(settings)),
         Arc::new(org_events::OrgEvents::new(settings)?),
-        Arc::new(census::Census::new(settings)),
+        Arc::new(census::Census::new(settings, child_tables)),
     ])
 }
 
-/// Every kind of record that rides on the issues stream's pages.
-pub fn issue_children(_settings: &Settings) -> Result<Vec<Arc<dyn IssueChild>>, ConfigError> {
-    Ok(vec![])
+/// Every kind of record that rides on the issues stream's pages, as `[sync]` enables them.
+pub fn issue_children(settings: &Settings) -> Result<Vec<Arc<dyn IssueChild>>, ConfigError> {
+    Ok(children::enabled(settings))
 }
 
 /// Full: read everything. Incremental: read what changed since the checkpoint.
@@ -197,15 +201,20 @@ pub struct RunCounters {
     /// The records filed in `jira.quarantine`, by id: a record set aside twice in one run
     /// (retried from quarantine, then read again by the scan) counts once.
     set_aside: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Rows of other tables the run wrote with its own (the records of issues): per table, the
+    /// rows read and the rows that changed.
+    tables: std::sync::Mutex<std::collections::BTreeMap<&'static str, (u64, u64)>>,
 }
 
 /// What a run counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counted {
     pub requests: u64,
     pub rows_seen: u64,
     pub rows_written: u64,
     pub set_aside: u64,
+    /// Rows of other tables written with the stream's own: (table, read, changed).
+    pub tables: Vec<(&'static str, u64, u64)>,
 }
 
 impl RunCounters {
@@ -213,17 +222,39 @@ impl RunCounters {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A page of `seen` records was written (`written` says what it did).
-    pub fn page(&self, seen: usize, written: Written, progress: &dyn Progress) {
+    /// A page of `seen` records was written (`written` says what it did). Its first batch is
+    /// the stream's own table; the others are counted apart, per table.
+    pub fn page(&self, seen: usize, mut written: Written, progress: &dyn Progress) {
         self.rows_seen.fetch_add(seen as u64, Ordering::Relaxed);
-        self.rows_written.fetch_add(written.rows, Ordering::Relaxed);
+        let own = match written.tables.is_empty() {
+            true => written.rows,
+            false => written.tables.remove(0).2,
+        };
+        self.rows_written.fetch_add(own, Ordering::Relaxed);
+        self.tally(written, progress, seen as u64);
+    }
+
+    /// Rows of other tables than the stream's own were written (records of issues read after
+    /// the scans), and the records set aside with them.
+    pub fn tally(&self, written: Written, progress: &dyn Progress, done: u64) {
+        if !written.tables.is_empty() {
+            let mut tables = self
+                .tables
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (table, read, changed) in written.tables {
+                let entry = tables.entry(table).or_default();
+                entry.0 += read;
+                entry.1 += changed;
+            }
+        }
         if !written.set_aside.is_empty() {
             self.set_aside
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .extend(written.set_aside);
         }
-        progress.advance(seen as u64);
+        progress.advance(done);
     }
 
     pub fn get(&self) -> Counted {
@@ -236,6 +267,13 @@ impl RunCounters {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .len() as u64,
+            tables: self
+                .tables
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .map(|(table, (read, changed))| (*table, *read, *changed))
+                .collect(),
         }
     }
 }
@@ -444,12 +482,31 @@ pub trait Stream: Send + Sync {
     }
 }
 
-/// Records that belong to issues and ride on the issues stream's pages: given a page of issues
-/// as Jira sent them, a child adds its rows to the page's write (fetching what the page does
-/// not embed), and they commit in the page's transaction with the issues and the cursor.
+/// Records that belong to issues (change histories, comments, worklogs, links) and ride on the
+/// issues stream: given a page of issues as Jira sent them, a child adds the rows the page
+/// embeds to the page's write, with the marks of the issues whose lists it read whole
+/// ([`crate::store::children`]), and they commit in the page's transaction with the issues and
+/// the cursor. After the scans, in the same run, [`IssueChild::catch_up`] reads what the pages
+/// did not hold (truncated lists, histories, feeds) for the issues still behind.
 #[async_trait::async_trait]
 pub trait IssueChild: Send + Sync {
     fn name(&self) -> &'static str;
+
+    /// The tables it writes, with the columns of each that name an issue.
+    fn tables(&self) -> &'static [ChildTable] {
+        &[]
+    }
+
+    /// The issue fields its records come embedded in (`comment`), if any. An issue never read
+    /// with them (one synced before this child existed) is fetched again with these fields.
+    fn embedded_in(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Why the site cannot serve it, if it cannot (an endpoint Data Center lacks).
+    fn unavailable(&self, _flavor: Flavor) -> Option<&'static str> {
+        None
+    }
 
     /// Adds the rows of `issues` (one page, as Jira sent it) to `page`.
     async fn collect(
@@ -459,6 +516,18 @@ pub trait IssueChild: Send + Sync {
         issues: &[Value],
         page: &mut PageWrite,
     ) -> anyhow::Result<()>;
+
+    /// Brings the issues whose records are behind up to date, after the scans of `run`.
+    async fn catch_up(&self, _ctx: &StreamContext, _run: &ChildRun<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a child's catch-up knows of the issues run it follows.
+pub struct ChildRun<'a> {
+    pub run: &'a Run<'a>,
+    /// When the issues run started, on Jira's clock.
+    pub started: DateTime<Utc>,
 }
 
 /// Retries the records of `stream` in quarantine by reading the text they were stored with

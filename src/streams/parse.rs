@@ -75,7 +75,7 @@ impl<'a> Record<'a> {
         }
     }
 
-    fn wrong(&self, field: &str, expected: &str, got: &Value) -> ParseError {
+    pub fn wrong(&self, field: &str, expected: &str, got: &Value) -> ParseError {
         self.error(
             field,
             format!(

@@ -46,6 +46,8 @@ async fn finish(env: &Env, config_path: &std::path::Path) {
 
 async fn assert_equals_truth(env: &Env) {
     assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+    // The records of issues too: histories, comments, worklogs and links.
+    crate::support::assert_exact(env, "after the kills").await;
     let (stored, want) = audit_ids(&env.db.pool, &env.sim).await;
     assert_eq!(stored, want);
 }

@@ -230,16 +230,21 @@ async fn run_syncs_the_site_then_brings_in_updates_and_new_issues_on_its_next_sc
             .iter()
             .any(|(id, key, _)| *id == created.id && *key == created.key)
     );
-    let incremental = count_runs(
-        &env.db.url,
-        "stream = 'issues' AND mode = 'incremental' AND status = 'succeeded'",
+    // The run that brought them in ends after the records of its issues are read.
+    eventually(
+        DEADLINE,
+        "an incremental issues run to succeed",
+        || async {
+            count_runs(
+                &env.db.url,
+                "stream = 'issues' AND mode = 'incremental' AND status = 'succeeded'",
+            )
+            .await
+                >= 1
+        },
+        || daemon.logs(),
     )
     .await;
-    assert!(
-        incremental >= 1,
-        "no incremental issues run was recorded:\n{}",
-        daemon.logs()
-    );
 
     daemon.stop("TERM").await;
 }

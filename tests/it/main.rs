@@ -7,6 +7,7 @@
 mod architecture;
 mod auth;
 mod check;
+mod children;
 mod client;
 mod commands;
 mod components;

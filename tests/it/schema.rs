@@ -48,7 +48,7 @@ async fn the_example_queries_of_the_schema_doc_run_on_synced_data_and_return_row
         .expect("an Example queries section")
         .1;
     let queries = fenced(examples, "sql");
-    assert_eq!(queries.len(), 5, "five example queries");
+    assert_eq!(queries.len(), 9, "nine example queries");
     for (title, sql) in &queries {
         // Read-only, so an example can never change the data it is shown on.
         let mut tx = env.db.pool.begin().await.expect("begin");

@@ -343,6 +343,30 @@ fn database_view(encoder: &mut DescriptorEncoder, status: &StatusReport) -> fmt:
         let labels = [("stream", stream.as_str())];
         ConstGauge::new(s.set_aside).encode(family.encode_family(&labels)?)?;
     }
+    for (kind, r) in &status.records {
+        let labels = [("stream", kind.as_str())];
+        ConstGauge::new(r.set_aside).encode(family.encode_family(&labels)?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "jira_sync_issue_records",
+        "Live records of issues held in PostgreSQL, by kind (changelogs, comments, worklogs, issue_links).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (kind, r) in &status.records {
+        let labels = [("kind", kind.as_str())];
+        ConstGauge::new(r.rows).encode(family.encode_family(&labels)?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "jira_sync_issues_behind",
+        "Live issues whose records of a kind are not read at their current version yet (the next issues run reads them), by kind.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (kind, r) in &status.records {
+        let labels = [("kind", kind.as_str())];
+        ConstGauge::new(r.issues_behind).encode(family.encode_family(&labels)?)?;
+    }
     let family = encoder.encode_descriptor(
         "jira_sync_census_deleted_issues",
         "Issues the census found deleted in Jira and marked deleted (deleted_at set).",

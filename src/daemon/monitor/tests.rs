@@ -31,6 +31,7 @@ fn outcome(stream: &'static str, status: OutcomeStatus) -> StreamOutcome {
         rows_seen: 10,
         rows_written: 3,
         set_aside: 0,
+        tables: Vec::new(),
         requests: 2,
         duration: Duration::from_millis(1500),
         http: Default::default(),
@@ -152,6 +153,15 @@ fn full_scrape() -> Scrape {
             ),
         ]),
         order: vec!["projects", "issues", "census"],
+        records: BTreeMap::from([(
+            "comments".to_owned(),
+            crate::engine::status::RecordsReport {
+                table: "jira.comments".to_owned(),
+                rows: 310,
+                issues_behind: 4,
+                set_aside: 1,
+            },
+        )]),
     };
     let mut scrape = m.scrape(true, Some(status));
     scrape.http = Some(families::sum([http.clone(), http]));
@@ -232,6 +242,8 @@ fn every_family_keeps_the_sample_names_types_and_labels_that_dashboards_query() 
         ("jira_sync_lag_seconds", "gauge", "stream"),
         ("jira_sync_stored_rows", "gauge", "stream"),
         ("jira_sync_quarantined_records", "gauge", "stream"),
+        ("jira_sync_issue_records", "gauge", "kind"),
+        ("jira_sync_issues_behind", "gauge", "kind"),
         ("jira_sync_census_deleted_issues", "gauge", ""),
     ];
     let expected: BTreeMap<String, (String, Vec<String>)> = expected
@@ -267,6 +279,9 @@ fn a_scrape_maps_the_values_it_read_to_samples() {
         r#"jira_sync_lag_seconds{stream="issues"} 90"#.to_owned(),
         r#"jira_sync_lag_seconds{stream="census"} 600"#.to_owned(),
         r#"jira_sync_stored_rows{stream="issues"} 40"#.to_owned(),
+        r#"jira_sync_issue_records{kind="comments"} 310"#.to_owned(),
+        r#"jira_sync_issues_behind{kind="comments"} 4"#.to_owned(),
+        r#"jira_sync_quarantined_records{stream="comments"} 1"#.to_owned(),
         "jira_sync_census_deleted_issues 2".to_owned(),
     ] {
         assert!(text.lines().any(|l| l == sample), "{sample} not in\n{text}");

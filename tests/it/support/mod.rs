@@ -272,3 +272,53 @@ pub fn change_site(sim: &Simulator, step: usize, creates: usize) {
         .expect("an issue elsewhere");
     sim.move_issue(mover.id, &target.key).expect("move");
 }
+
+/// The ids of a table's live rows and of its rows marked deleted, both ascending.
+pub async fn child_ids(env: &Env, table: &str) -> (Vec<i64>, Vec<i64>) {
+    let live: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM {table} WHERE deleted_at IS NULL ORDER BY id"
+    )))
+    .fetch_all(&env.db.pool)
+    .await
+    .expect("live ids");
+    let deleted: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM {table} WHERE deleted_at IS NOT NULL ORDER BY id"
+    )))
+    .fetch_all(&env.db.pool)
+    .await
+    .expect("deleted ids");
+    (
+        live.into_iter().map(|(id,)| id).collect(),
+        deleted.into_iter().map(|(id,)| id).collect(),
+    )
+}
+
+/// The issues and every table of records of issues equal the truth; `when` names the moment on failure.
+pub async fn assert_exact(env: &Env, when: &str) {
+    let truth = env.sim.work_truth();
+    let (changelogs, _) = child_ids(env, "jira.changelogs").await;
+    assert_eq!(changelogs, truth.changelog_ids, "{when}: changelogs");
+    let (comments, deleted_comments) = child_ids(env, "jira.comments").await;
+    assert_eq!(comments, truth.comment_ids, "{when}: comments");
+    for id in &truth.deleted_comment_ids {
+        assert!(
+            deleted_comments.contains(id),
+            "{when}: deleted comment {id} is not marked deleted"
+        );
+    }
+    let (worklogs, deleted_worklogs) = child_ids(env, "jira.worklogs").await;
+    assert_eq!(worklogs, truth.worklog_ids, "{when}: worklogs");
+    for id in &truth.deleted_worklog_ids {
+        assert!(
+            deleted_worklogs.contains(id),
+            "{when}: deleted worklog {id} is not marked deleted"
+        );
+    }
+    let (links, _) = child_ids(env, "jira.issue_links").await;
+    assert_eq!(links, truth.link_ids, "{when}: links");
+    assert_eq!(
+        stored_issues(&env.db.pool).await,
+        truth_issues(&env.sim),
+        "{when}: issues"
+    );
+}

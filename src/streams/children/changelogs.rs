@@ -1,0 +1,263 @@
+//! Change histories (`jira.changelogs`), every one of every issue. Search embeds none and bulk
+//! fetch at most 40, so after the scans every issue whose `updated` moved past the version its
+//! histories were read at is read with `POST /rest/api/3/changelog/bulkfetch`: 1,000 issues a
+//! request, up to 10,000 histories a page, pages merged by issue. Histories never change once
+//! written; they leave only with their issue.
+
+use super::{ChildRun, IssueChild, StreamContext, read_into};
+use crate::jira::Flavor;
+use crate::jira::model::RawRecord;
+use crate::store::children::ChildTable;
+use crate::store::children::{Behind, Synced};
+use crate::store::table::{Kind, Owner, Table, col};
+use crate::store::{Batch, Cell, PageWrite, Row};
+use crate::streams::parse::{ParseError, Record};
+use crate::streams::{NoProgress, RunCounters};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+pub static TABLE: Table = Table {
+    name: "jira.changelogs",
+    owner: Owner::Site,
+    key: &["id"],
+    columns: &[
+        col("id", Kind::Int8),
+        col("issue_id", Kind::Int8),
+        col("author_account_id", Kind::Text),
+        col("created", Kind::Timestamptz),
+        col("items", Kind::Jsonb),
+        col("raw", Kind::Jsonb),
+    ],
+    version: None,
+    soft_delete: true,
+};
+
+static CHILD: ChildTable = ChildTable {
+    table: &TABLE,
+    issue_columns: &["issue_id"],
+};
+
+const NAME: &str = "changelogs";
+/// Issues per `changelog/bulkfetch` (Jira's maximum).
+const ISSUES_PER_REQUEST: usize = 1000;
+/// Histories per page asked for (Jira's maximum).
+const HISTORIES_PER_PAGE: usize = 10_000;
+
+/// A row of `jira.changelogs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangelogRow {
+    pub id: i64,
+    pub issue_id: i64,
+    pub author_account_id: Option<String>,
+    pub created: DateTime<Utc>,
+    pub items: Value,
+    pub raw: Value,
+}
+
+impl Row for ChangelogRow {
+    fn table() -> &'static Table {
+        &TABLE
+    }
+
+    fn into_cells(self) -> Vec<Cell> {
+        vec![
+            self.id.into(),
+            self.issue_id.into(),
+            self.author_account_id.into(),
+            self.created.into(),
+            self.items.into(),
+            self.raw.into(),
+        ]
+    }
+}
+
+/// Reads one change history of issue `issue_id`. `created` comes as text or, from bulk
+/// fetch, as epoch milliseconds; `items` are kept as Jira gives them.
+pub fn parse_history(value: &Value, issue_id: i64) -> Result<ChangelogRow, ParseError> {
+    let r = Record::new("change history", value, &["id"]);
+    let items = match r.get("items") {
+        None => Value::Array(Vec::new()),
+        Some(items @ Value::Array(_)) => items.clone(),
+        Some(other) => return Err(r.wrong("items", "an array", other)),
+    };
+    Ok(ChangelogRow {
+        id: r.req_id("id")?,
+        issue_id,
+        author_account_id: r.opt_user_id("author")?,
+        created: r.req_ts("created")?,
+        items,
+        raw: value.clone(),
+    })
+}
+
+/// A page of `changelog/bulkfetch`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkPage {
+    issue_change_logs: Vec<IssueLogs>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IssueLogs {
+    issue_id: Value,
+    #[serde(default)]
+    change_histories: Vec<RawRecord>,
+}
+
+/// The change histories child.
+pub struct Changelogs;
+
+#[async_trait::async_trait]
+impl IssueChild for Changelogs {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn tables(&self) -> &'static [ChildTable] {
+        std::slice::from_ref(&CHILD)
+    }
+
+    fn unavailable(&self, flavor: Flavor) -> Option<&'static str> {
+        (flavor == Flavor::DataCenter)
+            .then_some("Data Center has no changelog/bulkfetch; not read from it yet")
+    }
+
+    /// Pages carry no complete history: everything is read after the scans.
+    async fn collect(
+        &self,
+        _ctx: &StreamContext,
+        _counters: &RunCounters,
+        _issues: &[Value],
+        _page: &mut PageWrite,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn catch_up(&self, ctx: &StreamContext, run: &ChildRun<'_>) -> anyhow::Result<()> {
+        let counters = run.run.counters;
+        let mut after = i64::MIN;
+        let (mut issues, mut histories) = (0usize, 0usize);
+        loop {
+            let behind = ctx
+                .store
+                .issues_behind(
+                    &ctx.site,
+                    NAME,
+                    Behind::NotCurrent,
+                    after,
+                    ISSUES_PER_REQUEST,
+                )
+                .await?;
+            let Some(&(last, _)) = behind.last() else {
+                break;
+            };
+            after = last;
+            issues += behind.len();
+            let ids: Vec<i64> = behind.iter().map(|(id, _)| *id).collect();
+            let by_issue = fetch(ctx, counters, &ids).await?;
+            let mut page = PageWrite::empty(NAME);
+            page.resolves = true;
+            let mut batch = Batch::new(&TABLE, &ctx.site);
+            for (id, updated) in behind {
+                let list = by_issue.get(&id).map_or(&[][..], Vec::as_slice);
+                histories += list.len();
+                let (_, all_read) =
+                    read_into(NAME, list, &mut batch, &mut page, |h| parse_history(h, id));
+                page.synced.push(Synced {
+                    child: NAME,
+                    issue_id: id,
+                    updated,
+                    complete: all_read,
+                });
+            }
+            page.batches.push(batch);
+            let written = ctx.store.write_page(&ctx.site, page).await?;
+            counters.tally(written, &NoProgress, 0);
+        }
+        if issues > 0 {
+            tracing::info!(
+                issues,
+                histories,
+                "read the change histories of changed issues"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Every history of `ids`, merged by issue across pages.
+async fn fetch(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+    ids: &[i64],
+) -> anyhow::Result<BTreeMap<i64, Vec<Value>>> {
+    let mut by_issue: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut body = json!({
+            "issueIdsOrKeys": ids.iter().map(i64::to_string).collect::<Vec<_>>(),
+            "maxResults": HISTORIES_PER_PAGE,
+        });
+        if let Some(t) = &token {
+            body["nextPageToken"] = json!(t);
+        }
+        counters.request();
+        let page: BulkPage = ctx
+            .client
+            .post("/rest/api/3/changelog/bulkfetch", &body)
+            .await?;
+        for logs in page.issue_change_logs {
+            let issue = match &logs.issue_id {
+                Value::String(s) => s.parse().ok(),
+                other => other.as_i64(),
+            };
+            let Some(issue) = issue else {
+                anyhow::bail!(
+                    "changelog/bulkfetch named an issue without a numeric id ({})",
+                    logs.issue_id
+                );
+            };
+            by_issue
+                .entry(issue)
+                .or_default()
+                .extend(super::values(logs.change_histories));
+        }
+        match page.next_page_token.filter(|t| !t.is_empty()) {
+            Some(next) if Some(&next) == token.as_ref() => anyhow::bail!(
+                "changelog/bulkfetch answered the page token it was sent: the server does not \
+                 page as Jira does"
+            ),
+            Some(next) => token = Some(next),
+            None => return Ok(by_issue),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_from_bulk_fetch_reads_its_epoch_created_and_keeps_its_items() {
+        let value = json!({
+            "id": "88123",
+            "author": {"accountId": "712020:0f1e2d3c-aaaa-bbbb-cccc-123456789abc"},
+            "created": 1_741_079_727_120_i64,
+            "items": [{"field": "status", "fieldtype": "jira", "fieldId": "status",
+                       "from": "10000", "fromString": "To Do", "to": "3", "toString": "In Progress"}]
+        });
+        let row = parse_history(&value, 10234).expect("reads");
+        assert_eq!(row.id, 88123);
+        assert_eq!(row.created.timestamp_millis(), 1_741_079_727_120);
+        assert_eq!(row.items[0]["toString"], "In Progress");
+        let text = json!({"id": "1", "created": "2025-03-04T10:15:27.120+0100", "items": []});
+        assert!(parse_history(&text, 1).is_ok());
+        let bad = json!({"id": "1", "created": "soon"});
+        assert!(parse_history(&bad, 1).is_err());
+    }
+}
