@@ -308,6 +308,11 @@ impl Stream for Issues {
     async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
         let zone = ctx.user_zone().await?;
         let started = ctx.client.server_now();
+        for child in &self.children {
+            if let Some(why) = child.unavailable(ctx.flavor()) {
+                tracing::warn!(records = child.name(), "{} are not synced: {why}", child.name());
+            }
+        }
         if run.mode == Mode::Full {
             // A full sync reads every issue's records again.
             ctx.store.forget_child_marks(&ctx.site).await?;

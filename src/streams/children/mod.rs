@@ -182,6 +182,9 @@ pub(super) async fn catch_up(
             failures.push(err.context(format!("reading the {} of issues", child.name())));
         }
     }
+    // The marks have just been rewritten: statistics that still describe the table as it was
+    // would mislead the planner of `status`'s counts.
+    ctx.store.analyze_child_marks().await;
     match failures.into_iter().next() {
         Some(first) => Err(first),
         None => Ok(()),
