@@ -293,6 +293,34 @@ impl super::Store {
         Ok(marked)
     }
 
+    /// The stored `updated` of the records of `table` among `ids` (records without one are
+    /// left out).
+    pub async fn child_versions(
+        &self,
+        table: &'static Table,
+        site: &str,
+        ids: &[i64],
+    ) -> anyhow::Result<HashMap<i64, DateTime<Utc>>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT id, updated FROM {} WHERE site = $1 AND id = ANY($2::int8[]) \
+             AND updated IS NOT NULL",
+            table.name
+        );
+        let found: Vec<(i64, DateTime<Utc>)> = self
+            .bounded(async {
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(site)
+                    .bind(ids)
+                    .fetch_all(self.pool())
+                    .await?)
+            })
+            .await?;
+        Ok(found.into_iter().collect())
+    }
+
     /// Which of `ids` are live issues of `site`.
     pub async fn live_issue_ids(
         &self,

@@ -310,7 +310,11 @@ impl Stream for Issues {
         let started = ctx.client.server_now();
         for child in &self.children {
             if let Some(why) = child.unavailable(ctx.flavor()) {
-                tracing::warn!(records = child.name(), "{} are not synced: {why}", child.name());
+                tracing::warn!(
+                    records = child.name(),
+                    "{} are not synced: {why}",
+                    child.name()
+                );
             }
         }
         if run.mode == Mode::Full {

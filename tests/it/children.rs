@@ -25,6 +25,8 @@ fn quiet_feeds() -> SimConfig {
     SimConfig {
         // The worklog feeds answer at once: incremental runs read them.
         worklog_feed_quiet_ms: 0,
+        // Enough issues with long worklog lists that the full sync reads them from the feeds.
+        long_worklog_share: 0.05,
         ..SimConfig::small()
     }
 }
@@ -34,6 +36,30 @@ async fn every_record_of_every_issue_is_exact_after_a_full_sync_and_incremental_
     let env = Env::start(quiet_feeds()).await;
     let outcomes = sync_succeeds(&env, &["projects", "issues"], false).await;
     assert_exact(&env, "after the full sync").await;
+    // The worklogs that truncated lists left out came from the feeds, not one request per
+    // issue, as that took fewer requests here.
+    let live: Vec<i64> = env.sim.truth().issues.iter().map(|i| i.id).collect();
+    let truncated_worklogs = live
+        .iter()
+        .filter(|&&id| env.sim.work_counts(id).2 > 20)
+        .count();
+    let per_issue = (env.sim.request_count("/rest/api/3/issue/")
+        - env.sim.request_count("/rest/api/3/issue/bulkfetch")) as usize;
+    assert!(
+        truncated_worklogs > 3,
+        "the site needs issues with many worklogs"
+    );
+    assert!(env.sim.request_count("/rest/api/3/worklog/updated") > 0);
+    assert!(env.sim.request_count("/rest/api/3/worklog/list") > 0);
+    let comments_truncated = live
+        .iter()
+        .filter(|&&id| env.sim.work_counts(id).1 > 20)
+        .count();
+    assert_eq!(
+        per_issue, comments_truncated,
+        "only comments are read per issue: {per_issue} requests for {comments_truncated} \
+         truncated comment lists and {truncated_worklogs} truncated worklog lists"
+    );
     // An issue with more histories than any embedded list holds is complete.
     let long = issue_where(&env, |(histories, _, _)| histories > 100);
     let (stored,): (i64,) = sqlx::query_as(
@@ -116,6 +142,33 @@ async fn every_record_of_every_issue_is_exact_after_a_full_sync_and_incremental_
             .await
             .expect("the stored worklog");
     assert_eq!(stored, (updated, seconds), "the edited worklog");
+
+    // A full sync again, after a worklog was deleted from a long list and another edited: the
+    // feeds bring both.
+    let long = env
+        .sim
+        .truth()
+        .issues
+        .iter()
+        .map(|i| i.id)
+        .find(|&id| id != plain[4] && env.sim.work_counts(id).2 > 20)
+        .expect("an issue with a long worklog list");
+    let listed = env.sim.worklog_ids(long);
+    env.sim.delete_worklog(listed[3]).expect("delete");
+    env.sim.edit_worklog(listed[5]).expect("edit");
+    // Past the feeds' quiet minute: the issue is complete from the feeds, not read alone.
+    env.sim.advance_clock(std::time::Duration::from_secs(600));
+    let alone = env
+        .sim
+        .request_count(&format!("/rest/api/3/issue/{long}/worklog"));
+    let feed_before = env.sim.request_count("/rest/api/3/worklog/deleted");
+    sync_succeeds(&env, &["issues"], true).await;
+    assert!(env.sim.request_count("/rest/api/3/worklog/deleted") > feed_before);
+    let read_alone = env
+        .sim
+        .request_count(&format!("/rest/api/3/issue/{long}/worklog"));
+    assert_eq!(read_alone, alone, "the feeds completed the issue");
+    assert_exact(&env, "after a second full sync").await;
 
     // A deleted issue takes its records with it (the census marks them).
     let gone = plain[1];

@@ -105,6 +105,8 @@ pub struct SimConfig {
     /// The worklog feeds (`/worklog/updated`, `/worklog/deleted`) leave out what changed in
     /// this last stretch of time (Jira: one minute).
     pub worklog_feed_quiet_ms: i64,
+    /// The share of issues with more worklogs than an issue page embeds (0.005).
+    pub long_worklog_share: f64,
 }
 
 impl SimConfig {
@@ -142,6 +144,7 @@ impl SimConfig {
             oauth_refresh_leeway: Duration::from_secs(600),
             clock_offset_ms: 0,
             worklog_feed_quiet_ms: 60_000,
+            long_worklog_share: 0.005,
             unscoped_paths: Vec::new(),
         }
     }
@@ -328,6 +331,8 @@ pub(crate) struct Shared {
     searches: Mutex<Vec<String>>,
     /// Counts write accesses to `site`, so rendered issues are never served stale.
     generation: AtomicU64,
+    /// How far the clock was moved on at run time ([`Simulator::advance_clock`]), in ms.
+    advanced_ms: std::sync::atomic::AtomicI64,
     rendered: Mutex<rendered::Rendered>,
     /// Locked before `site` where a handler needs both.
     org: Mutex<org::Org>,
@@ -479,7 +484,9 @@ impl Shared {
 
     /// Milliseconds since the epoch on the site's clock ([`SimConfig::clock_offset_ms`]).
     pub fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis() + self.config.clock_offset_ms
+        chrono::Utc::now().timestamp_millis()
+            + self.config.clock_offset_ms
+            + self.advanced_ms.load(Ordering::Relaxed)
     }
 }
 
@@ -539,6 +546,7 @@ impl Simulator {
             log: Mutex::new(Vec::new()),
             searches: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
+            advanced_ms: std::sync::atomic::AtomicI64::new(0),
             rendered: Mutex::new(rendered::Rendered::default()),
             org: Mutex::new(org),
             oauth: Mutex::new(oauth::OAuth::new(&config_refresh_token)),
@@ -633,6 +641,13 @@ impl Simulator {
     /// The change histories, comments, worklogs and links the API shows now.
     pub fn work_truth(&self) -> TruthWork {
         work::truth(&self.shared.site())
+    }
+
+    /// Moves the site's clock on by `by` (as if that much time had passed since the last
+    /// change): what it stamps and what it tells from now on.
+    pub fn advance_clock(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 4);
+        self.shared.advanced_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
     /// How many change histories, comments and worklogs issue `id` has.

@@ -236,7 +236,7 @@ fn instants(rng: &mut ChaCha8Rng, n: usize, from: i64, to: i64, end_at_to: bool)
 }
 
 /// Generates the work on `site`'s issues, deterministically from `rng`.
-pub(crate) fn generate(site: &mut Site, rng: &mut ChaCha8Rng) {
+pub(crate) fn generate(site: &mut Site, rng: &mut ChaCha8Rng, long_worklog_share: f64) {
     let humans: Vec<u32> = (0..site.users.len() as u32)
         .filter(|&i| site.users[i as usize].kind == AccountKind::Atlassian)
         .collect();
@@ -330,7 +330,7 @@ pub(crate) fn generate(site: &mut Site, rng: &mut ChaCha8Rng) {
             work.comments.entry(issue.id).or_default().push(comment);
         }
 
-        let worklogs = how_many(rng, 0.22, 0.05, 0.005, EMBEDDED_WORKLOGS);
+        let worklogs = how_many(rng, 0.22, 0.05, long_worklog_share, EMBEDDED_WORKLOGS);
         for started_ms in instants(rng, worklogs, issue.created_ms, issue.updated_ms, false) {
             let author = human(rng);
             let created_ms = rng.random_range(started_ms..=issue.updated_ms.max(started_ms));

@@ -14,6 +14,7 @@ use crate::store::{Batch, Cell, PageWrite, Row};
 use crate::streams::parse::{ParseError, Record};
 use crate::streams::{NoProgress, RunCounters};
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -140,8 +141,11 @@ impl IssueChild for Changelogs {
 
     async fn catch_up(&self, ctx: &StreamContext, run: &ChildRun<'_>) -> anyhow::Result<()> {
         let counters = run.run.counters;
+        // Which issues are behind, first (ids and versions only), then their histories, a
+        // few requests of 1,000 issues at once: each answer is parsed and written while the
+        // next ones are on their way.
+        let mut chunks: Vec<Vec<(i64, DateTime<Utc>)>> = Vec::new();
         let mut after = i64::MIN;
-        let (mut issues, mut histories) = (0usize, 0usize);
         loop {
             let behind = ctx
                 .store
@@ -157,28 +161,16 @@ impl IssueChild for Changelogs {
                 break;
             };
             after = last;
-            issues += behind.len();
-            let ids: Vec<i64> = behind.iter().map(|(id, _)| *id).collect();
-            let by_issue = fetch(ctx, counters, &ids).await?;
-            let mut page = PageWrite::empty(NAME);
-            page.resolves = true;
-            let mut batch = Batch::new(&TABLE, &ctx.site);
-            for (id, updated) in behind {
-                let list = by_issue.get(&id).map_or(&[][..], Vec::as_slice);
-                histories += list.len();
-                let (_, all_read) =
-                    read_into(NAME, list, &mut batch, &mut page, |h| parse_history(h, id));
-                page.synced.push(Synced {
-                    child: NAME,
-                    issue_id: id,
-                    updated,
-                    complete: all_read,
-                });
-            }
-            page.batches.push(batch);
-            let written = ctx.store.write_page(&ctx.site, page).await?;
-            counters.tally(written, &NoProgress, 0);
+            chunks.push(behind);
         }
+        let issues: usize = chunks.iter().map(Vec::len).sum();
+        let at_once = ctx.max_in_flight.clamp(1, CHUNKS_AT_ONCE);
+        let histories: Vec<usize> = futures::stream::iter(chunks)
+            .map(|behind| read_chunk(ctx, counters, behind))
+            .buffer_unordered(at_once)
+            .try_collect()
+            .await?;
+        let histories: usize = histories.into_iter().sum();
         if issues > 0 {
             tracing::info!(
                 issues,
@@ -188,6 +180,40 @@ impl IssueChild for Changelogs {
         }
         Ok(())
     }
+}
+
+/// Requests of [`ISSUES_PER_REQUEST`] issues in flight at once (each answer can hold 10,000
+/// histories: a few megabytes).
+const CHUNKS_AT_ONCE: usize = 2;
+
+/// Reads the histories of the issues `behind` and writes them with the issues' marks in one
+/// transaction; returns how many histories it read.
+async fn read_chunk(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+    behind: Vec<(i64, DateTime<Utc>)>,
+) -> anyhow::Result<usize> {
+    let ids: Vec<i64> = behind.iter().map(|(id, _)| *id).collect();
+    let by_issue = fetch(ctx, counters, &ids).await?;
+    let mut page = PageWrite::empty(NAME);
+    page.resolves = true;
+    let mut batch = Batch::new(&TABLE, &ctx.site);
+    let mut histories = 0;
+    for (id, updated) in behind {
+        let list = by_issue.get(&id).map_or(&[][..], Vec::as_slice);
+        histories += list.len();
+        let (_, all_read) = read_into(NAME, list, &mut batch, &mut page, |h| parse_history(h, id));
+        page.synced.push(Synced {
+            child: NAME,
+            issue_id: id,
+            updated,
+            complete: all_read,
+        });
+    }
+    page.batches.push(batch);
+    let written = ctx.store.write_page(&ctx.site, page).await?;
+    counters.tally(written, &NoProgress, 0);
+    Ok(histories)
 }
 
 /// Every history of `ids`, merged by issue across pages.

@@ -55,7 +55,7 @@ pub fn enabled(settings: &Settings) -> Vec<Arc<dyn IssueChild>> {
         children.push(Arc::new(Comments));
     }
     if sync.worklogs {
-        children.push(Arc::new(Worklogs));
+        children.push(Arc::new(Worklogs::default()));
     }
     if sync.changelogs {
         children.push(Arc::new(Changelogs));

@@ -5,13 +5,15 @@
 //! a page) are followed with cursors of their own (checkpoint `worklogs`), the changed ones read
 //! 1,000 at a time with `POST /worklog/list`. The feeds leave out the last minute; a full sync
 //! starts them a minute before its scan, on Jira's clock, so nothing falls between the two.
+//! On a full sync, when the feeds cost fewer requests than the truncated lists one by one, the
+//! worklogs those lists left out come from the feeds instead ([`sweep`]).
 
 use super::{
     ChildRun, IssueChild, StreamContext, adf, catch_up_per_issue, embedded, issue_version,
     mark_embedded, read_into, read_list, values,
 };
 use crate::jira::Flavor;
-use crate::store::children::ChildTable;
+use crate::store::children::{Behind, ChildTable, Synced};
 use crate::store::table::{Kind, Owner, Table, col};
 use crate::store::{Batch, Cell, PageWrite, Row};
 use crate::streams::checkpoint::{self, Checkpoint};
@@ -20,6 +22,8 @@ use crate::streams::{Mode, NoProgress, RunCounters};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub static TABLE: Table = Table {
     name: "jira.worklogs",
@@ -152,10 +156,18 @@ struct FeedPage {
 #[serde(rename_all = "camelCase")]
 struct FeedItem {
     worklog_id: i64,
+    #[serde(default)]
+    updated_time: Option<i64>,
 }
 
 /// The worklogs child.
-pub struct Worklogs;
+#[derive(Default)]
+pub struct Worklogs {
+    /// Worklogs the pages of this run said their issues have (their lists' `total`s).
+    seen: AtomicU64,
+    /// Of those, the ones truncated lists left out.
+    missing: AtomicU64,
+}
 
 #[async_trait::async_trait]
 impl IssueChild for Worklogs {
@@ -190,6 +202,14 @@ impl IssueChild for Worklogs {
             let Some((worklogs, whole)) = embedded(issue, "worklog", "worklogs") else {
                 continue;
             };
+            let total = issue["fields"]["worklog"]["total"]
+                .as_u64()
+                .unwrap_or(worklogs.len() as u64);
+            self.seen.fetch_add(total, Ordering::Relaxed);
+            self.missing.fetch_add(
+                total.saturating_sub(worklogs.len() as u64),
+                Ordering::Relaxed,
+            );
             let (ids, all_read) = read_into(NAME, worklogs, &mut batch, page, |worklog| {
                 parse_worklog(worklog, Some(version.0))
             });
@@ -201,6 +221,11 @@ impl IssueChild for Worklogs {
 
     async fn catch_up(&self, ctx: &StreamContext, run: &ChildRun<'_>) -> anyhow::Result<()> {
         let counters = run.run.counters;
+        let seen = self.seen.swap(0, Ordering::Relaxed);
+        let missing = self.missing.swap(0, Ordering::Relaxed);
+        if run.run.mode == Mode::Full {
+            sweep(ctx, run, seen, missing).await?;
+        }
         catch_up_per_issue(
             ctx,
             run,
@@ -261,25 +286,9 @@ async fn read_feed(
     mut since: i64,
 ) -> anyhow::Result<()> {
     let counters = run.run.counters;
-    let path = match feed {
-        Feed::Updated => "/rest/api/3/worklog/updated",
-        Feed::Deleted => "/rest/api/3/worklog/deleted",
-    };
     loop {
-        counters.request();
-        let page: FeedPage = ctx
-            .client
-            .get(path, &[("since", since.to_string())])
-            .await?;
-        let ids: Vec<i64> = page.values.iter().map(|v| v.worklog_id).collect();
-        let last = page.last_page.unwrap_or(true) || ids.is_empty();
-        let until = page.until.unwrap_or(since).max(since);
-        if !last && until == since {
-            anyhow::bail!(
-                "{path}?since={since} answered a full page that does not move on: the server \
-                 does not page as Jira does; the cursor stays at {since}"
-            );
-        }
+        let (items, until, last) = feed_page(ctx, run, feed, since).await?;
+        let ids: Vec<i64> = items.iter().map(|v| v.worklog_id).collect();
         let mut write = PageWrite::empty(NAME);
         match feed {
             Feed::Updated => {
@@ -288,25 +297,7 @@ async fn read_feed(
                 // yet comes with that issue's page.
                 let mut batch = Batch::new(&TABLE, &ctx.site);
                 for chunk in ids.chunks(LIST_SIZE) {
-                    let body = json!({ "ids": chunk });
-                    counters.request();
-                    let listed: Vec<crate::jira::model::RawRecord> =
-                        ctx.client.post("/rest/api/3/worklog/list", &body).await?;
-                    let listed = values(listed);
-                    let issues: Vec<i64> = listed
-                        .iter()
-                        .filter_map(|w| w["issueId"].as_str().and_then(|s| s.parse().ok()))
-                        .collect();
-                    let kept = ctx.store.live_issue_ids(&ctx.site, &issues).await?;
-                    let ours: Vec<Value> = listed
-                        .into_iter()
-                        .filter(|w| {
-                            w["issueId"]
-                                .as_str()
-                                .and_then(|s| s.parse::<i64>().ok())
-                                .is_some_and(|id| kept.contains(&id))
-                        })
-                        .collect();
+                    let ours = list_ours(ctx, run, chunk).await?;
                     read_into(NAME, &ours, &mut batch, &mut write, |w| {
                         parse_worklog(w, None)
                     });
@@ -331,6 +322,176 @@ async fn read_feed(
             return Ok(());
         }
     }
+}
+
+/// One page of a feed from `since`: its items, where it ends, and whether it is the last.
+async fn feed_page(
+    ctx: &StreamContext,
+    run: &ChildRun<'_>,
+    feed: Feed,
+    since: i64,
+) -> anyhow::Result<(Vec<FeedItem>, i64, bool)> {
+    let path = match feed {
+        Feed::Updated => "/rest/api/3/worklog/updated",
+        Feed::Deleted => "/rest/api/3/worklog/deleted",
+    };
+    run.run.counters.request();
+    let page: FeedPage = ctx
+        .client
+        .get(path, &[("since", since.to_string())])
+        .await?;
+    let last = page.last_page.unwrap_or(true) || page.values.is_empty();
+    let until = page.until.unwrap_or(since).max(since);
+    if !last && until == since {
+        anyhow::bail!(
+            "{path}?since={since} answered a full page that does not move on: the server \
+             does not page as Jira does; the cursor stays at {since}"
+        );
+    }
+    Ok((page.values, until, last))
+}
+
+/// The worklogs `ids` (at most [`LIST_SIZE`]) through `POST /worklog/list`, those of issues
+/// this site's sync keeps only (the feeds are site-wide, and the configuration may leave
+/// projects out; a worklog of an issue not synced yet comes with that issue's page).
+async fn list_ours(
+    ctx: &StreamContext,
+    run: &ChildRun<'_>,
+    ids: &[i64],
+) -> anyhow::Result<Vec<Value>> {
+    let body = json!({ "ids": ids });
+    run.run.counters.request();
+    let listed: Vec<crate::jira::model::RawRecord> =
+        ctx.client.post("/rest/api/3/worklog/list", &body).await?;
+    let listed = values(listed);
+    let issues: Vec<i64> = listed.iter().filter_map(issue_of).collect();
+    let kept = ctx.store.live_issue_ids(&ctx.site, &issues).await?;
+    Ok(listed
+        .into_iter()
+        .filter(|w| issue_of(w).is_some_and(|id| kept.contains(&id)))
+        .collect())
+}
+
+fn issue_of(worklog: &Value) -> Option<i64> {
+    match &worklog["issueId"] {
+        Value::String(s) => s.parse().ok(),
+        other => other.as_i64(),
+    }
+}
+
+/// Issues a sweep completes at most; the rest are read one by one.
+const SWEEP_ISSUES: usize = 100_000;
+
+/// A full sync's worklogs of the issues whose embedded lists Jira truncated, from the feeds
+/// instead of one request per issue, when that takes fewer requests: the whole `updated` feed
+/// (1,000 a page), `worklog/list` for the worklogs not already stored at the version the feed
+/// names, and the whole `deleted` feed. An issue is then complete at the version its page was
+/// read at if that version is older than the feed's quiet minute (twice over, for clocks):
+/// every worklog it had then is in the feed, and any later change moves the issue's `updated`,
+/// so the next run reads it again. Issues changed more recently stay behind and are read one
+/// by one, as are issues with a worklog that could not be read.
+async fn sweep(
+    ctx: &StreamContext,
+    run: &ChildRun<'_>,
+    seen: u64,
+    missing: u64,
+) -> anyhow::Result<()> {
+    let behind = ctx
+        .store
+        .issues_behind(&ctx.site, NAME, Behind::NotCurrent, i64::MIN, SWEEP_ISSUES)
+        .await?;
+    let per_page = LIST_SIZE as u64;
+    let cost = seen.div_ceil(per_page) + 1 + missing.div_ceil(per_page);
+    if behind.is_empty() || cost >= behind.len() as u64 {
+        return Ok(());
+    }
+    let cutoff = ctx.client.server_now() - QUIET - QUIET;
+    // The whole updated feed: which worklogs exist, and at which version.
+    let mut feed: Vec<(i64, Option<i64>)> = Vec::new();
+    let mut since = 0;
+    loop {
+        let (items, until, last) = feed_page(ctx, run, Feed::Updated, since).await?;
+        feed.extend(items.iter().map(|i| (i.worklog_id, i.updated_time)));
+        if last {
+            break;
+        }
+        since = until;
+    }
+    // Those not stored at that version are listed and written, a list's worth a transaction.
+    let mut unread: HashSet<i64> = HashSet::new();
+    let mut wanted = Vec::new();
+    for chunk in feed.chunks(LIST_SIZE) {
+        let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+        let stored = ctx.store.child_versions(&TABLE, &ctx.site, &ids).await?;
+        wanted.extend(chunk.iter().filter_map(|(id, at)| {
+            let current = stored
+                .get(id)
+                .is_some_and(|v| Some(v.timestamp_millis()) == *at);
+            (!current).then_some(*id)
+        }));
+    }
+    drop(feed);
+    // A page starts at the time the one before it ended: a worklog may be named twice.
+    wanted.sort_unstable();
+    wanted.dedup();
+    for chunk in wanted.chunks(LIST_SIZE) {
+        let ours = list_ours(ctx, run, chunk).await?;
+        let mut by_issue: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+        for worklog in ours {
+            if let Some(issue) = issue_of(&worklog) {
+                by_issue.entry(issue).or_default().push(worklog);
+            }
+        }
+        let mut write = PageWrite::empty(NAME);
+        write.resolves = true;
+        let mut batch = Batch::new(&TABLE, &ctx.site);
+        for (issue, list) in by_issue {
+            let (_, all_read) = read_into(NAME, &list, &mut batch, &mut write, |w| {
+                parse_worklog(w, Some(issue))
+            });
+            if !all_read {
+                unread.insert(issue);
+            }
+        }
+        write.batches.push(batch);
+        let written = ctx.store.write_page(&ctx.site, write).await?;
+        run.run.counters.tally(written, &NoProgress, 0);
+    }
+    // Worklogs deleted: marked.
+    let mut since = 0;
+    loop {
+        let (items, until, last) = feed_page(ctx, run, Feed::Deleted, since).await?;
+        let mut write = PageWrite::empty(NAME);
+        write
+            .deletes
+            .push((&TABLE, items.iter().map(|i| i.worklog_id).collect()));
+        let written = ctx.store.write_page(&ctx.site, write).await?;
+        run.run.counters.tally(written, &NoProgress, 0);
+        if last {
+            break;
+        }
+        since = until;
+    }
+    let mut marks = PageWrite::empty(NAME);
+    marks.synced = behind
+        .iter()
+        .filter(|(id, updated)| *updated < cutoff && !unread.contains(id))
+        .map(|&(issue_id, updated)| Synced {
+            child: NAME,
+            issue_id,
+            updated,
+            complete: true,
+        })
+        .collect();
+    let completed = marks.synced.len();
+    ctx.store.write_page(&ctx.site, marks).await?;
+    tracing::info!(
+        issues = completed,
+        of = behind.len(),
+        requests_saved = behind.len() as u64 - cost,
+        "read the worklogs Jira truncated in issue pages from the worklog feeds"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
