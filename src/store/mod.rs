@@ -74,6 +74,9 @@ pub struct PageWrite {
     pub synced: Vec<children::Synced>,
     /// Records to mark deleted by id (a feed of deletions): the table and the ids.
     pub deletes: Vec<(&'static table::Table, Vec<i64>)>,
+    /// A whole listing of a table (a full refresh): its live rows whose id is not named are
+    /// marked deleted. An empty listing marks nothing.
+    pub listing: Option<(&'static table::Table, Vec<String>)>,
 }
 
 impl PageWrite {
@@ -95,6 +98,7 @@ impl PageWrite {
             prunes: Vec::new(),
             synced: Vec::new(),
             deletes: Vec::new(),
+            listing: None,
         }
     }
 }
@@ -361,6 +365,19 @@ impl Store {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
+    /// The numeric ids of the live rows of `table` owned by `site` (every live project).
+    pub async fn live_ids(&self, table: &'static Table, site: &str) -> anyhow::Result<Vec<i64>> {
+        let sql = format!(
+            "SELECT id FROM {} WHERE {} = $1 AND deleted_at IS NULL ORDER BY id",
+            table.name,
+            table.owner.column()
+        );
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(site)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Soft-deletes (never `DELETE`s) the rows of `table` with these ids: sets `deleted_at`
     /// where it is not set yet. Returns how many it marked.
     pub async fn mark_deleted(
@@ -481,6 +498,21 @@ async fn finish_page(
         if !ids.is_empty() {
             mark_deleted_in(conn, table, site, ids).await?;
         }
+    }
+    if let Some((table, seen)) = &page.listing
+        && !seen.is_empty()
+    {
+        let sql = format!(
+            "UPDATE {} SET deleted_at = now() \
+             WHERE {} = $1 AND deleted_at IS NULL AND NOT (id::text = ANY($2::text[]))",
+            table.name,
+            table.owner.column()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(site)
+            .bind(seen)
+            .execute(&mut *conn)
+            .await?;
     }
     children::mark_synced(conn, site, &page.synced).await?;
     checkpoints::apply(conn, site, page.checkpoint).await?;

@@ -17,6 +17,7 @@ pub mod org_events;
 pub mod parse;
 pub mod projects;
 pub mod ranges;
+pub mod reference;
 pub mod users;
 
 use crate::jira::model::Myself;
@@ -44,14 +45,18 @@ fn components(
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
     let child_tables: Vec<&'static ChildTable> =
         children.iter().flat_map(|c| c.tables().iter()).collect();
-    Ok(vec![
+    let mut streams: Vec<Arc<dyn Stream>> = vec![
         Arc::new(projects::Projects::new(settings)),
         Arc::new(issues::Issues::new(settings, children)),
         Arc::new(users::Users::new(settings)),
         Arc::new(audit::Audit::new(settings)),
         Arc::new(org_events::OrgEvents::new(settings)?),
         Arc::new(census::Census::new(settings, child_tables)),
-    ])
+    ];
+    for kind in &reference::KINDS {
+        streams.push(Arc::new(reference::Reference::new(settings, kind)?));
+    }
+    Ok(streams)
 }
 
 /// Every kind of record that rides on the issues stream's pages, as `[sync]` enables them.
@@ -647,7 +652,15 @@ mod tests {
                 "users",
                 "audit_records",
                 "org_events",
-                "census"
+                "census",
+                "status_categories",
+                "statuses",
+                "issue_types",
+                "priorities",
+                "resolutions",
+                "project_categories",
+                "components",
+                "versions"
             ]
         );
         assert_eq!(

@@ -356,20 +356,29 @@ fn config_keys() -> BTreeMap<String, String> {
     let mut keys = BTreeMap::new();
     let table = defaults.collect().expect("a table");
     for (section, values) in table {
-        let values = values.into_table().expect("a section is a table");
-        for (key, value) in values {
-            let text = match value.clone().into_array() {
-                Ok(items) => items
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-                Err(_) => value.to_string(),
-            };
-            keys.insert(format!("{section}.{key}"), text);
-        }
+        add_keys(&mut keys, &section, values);
     }
     keys
+}
+
+/// The keys under `prefix` (a section, or a section's subsection such as `streams.statuses`).
+fn add_keys(keys: &mut BTreeMap<String, String>, prefix: &str, values: config::Value) {
+    let values = values.into_table().expect("a section is a table");
+    for (key, value) in values {
+        if let Ok(sub) = value.clone().into_table() {
+            add_keys(keys, &format!("{prefix}.{key}"), config::Value::from(sub));
+            continue;
+        }
+        let text = match value.clone().into_array() {
+            Ok(items) => items
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            Err(_) => value.to_string(),
+        };
+        keys.insert(format!("{prefix}.{key}"), text);
+    }
 }
 
 #[test]
@@ -385,7 +394,7 @@ fn every_variable_in_env_example_is_read_and_every_config_key_is_documented() {
     let mut env = HashMap::new();
     for (name, value) in &documented {
         if let Some(key) = name.strip_prefix("JIRA_SYNC__") {
-            let key = key.to_lowercase().replacen("__", ".", 1);
+            let key = key.to_lowercase().replace("__", ".");
             let default = keys.get(&key).unwrap_or_else(|| {
                 panic!("{name} in .env.example sets {key}, which is no configuration key")
             });
@@ -410,7 +419,7 @@ fn every_variable_in_env_example_is_read_and_every_config_key_is_documented() {
         }
     }
     for key in keys.keys() {
-        let name = format!("JIRA_SYNC__{}", key.replacen('.', "__", 1).to_uppercase());
+        let name = format!("JIRA_SYNC__{}", key.replace('.', "__").to_uppercase());
         assert!(
             documented.contains_key(&name),
             "config key {key} has no {name} line in .env.example: add it, commented out with \

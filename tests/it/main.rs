@@ -20,6 +20,7 @@ mod incremental;
 mod ops;
 mod org_events;
 mod rate_limit;
+mod reference;
 mod schema;
 mod support;
 mod sync;

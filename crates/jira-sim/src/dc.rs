@@ -54,7 +54,9 @@ fn username(user: &User, index: usize) -> String {
 
 /// Whether a path exists on Cloud only, so a Data Center site answers 404.
 pub(crate) fn cloud_only(path: &str) -> bool {
-    const CLOUD_ONLY: [&str; 7] = [
+    const CLOUD_ONLY: [&str; 9] = [
+        "/rest/api/2/priority/search",
+        "/rest/api/2/resolution/search",
         "/rest/api/2/project/search",
         "/rest/api/2/users/search",
         "/rest/api/2/users",

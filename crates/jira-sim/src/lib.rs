@@ -19,6 +19,7 @@ mod gate;
 mod jql;
 mod oauth;
 mod org;
+mod reference;
 mod render;
 mod rendered;
 mod routes;
@@ -35,6 +36,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -648,6 +650,51 @@ impl Simulator {
     pub fn advance_clock(&self, by: Duration) {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 4);
         self.shared.advanced_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// The reference data as the API shows it now: per kind (`statuses`, `status_categories`,
+    /// `issue_types`, `priorities`, `resolutions`, `project_categories`, `components`,
+    /// `versions`), its (id, name) pairs, sorted.
+    pub fn reference_truth(&self) -> BTreeMap<&'static str, Vec<(String, String)>> {
+        reference::truth(&self.shared.site())
+    }
+
+    /// Renames the status `id` (issues show the new name; their `updated` stays).
+    pub fn rename_status(&self, id: &str, name: &str) -> anyhow::Result<()> {
+        let status = catalog::STATUSES
+            .iter()
+            .find(|s| s.id == id)
+            .with_context(|| format!("no status {id}"))?;
+        let mut site = self.shared.site_mut();
+        site.reference
+            .status_names
+            .insert(status.id, name.to_owned());
+        Ok(())
+    }
+
+    /// Adds an unreleased version to project `key`; returns its id.
+    pub fn add_version(&self, key: &str, name: &str) -> anyhow::Result<i64> {
+        let mut site = self.shared.site_mut();
+        let index = site
+            .projects
+            .iter()
+            .position(|p| p.key == key)
+            .with_context(|| format!("no project {key}"))?;
+        let id = 20_000 + site.reference.versions.len() as i64;
+        site.reference.versions.push((index, id, name.to_owned()));
+        Ok(id)
+    }
+
+    /// Removes a version [`Simulator::add_version`] added.
+    pub fn remove_version(&self, id: i64) -> anyhow::Result<()> {
+        let mut site = self.shared.site_mut();
+        let before = site.reference.versions.len();
+        site.reference.versions.retain(|(_, v, _)| *v != id);
+        anyhow::ensure!(
+            site.reference.versions.len() < before,
+            "no added version {id}"
+        );
+        Ok(())
     }
 
     /// How many change histories, comments and worklogs issue `id` has.

@@ -189,7 +189,7 @@ impl Ctx<'_> {
         value
     }
 
-    fn issue_type(&self, id: &str) -> Value {
+    pub(crate) fn issue_type(&self, id: &str) -> Value {
         let Some(t) = ISSUE_TYPES.iter().find(|t| t.id == id) else {
             return Value::Null;
         };
@@ -201,13 +201,13 @@ impl Ctx<'_> {
         })
     }
 
-    fn status(&self, index: u8) -> Value {
+    pub(crate) fn status(&self, index: u8) -> Value {
         let status = &STATUSES[index as usize];
         let category = &CATEGORIES[status.category];
         json!({
             "self": format!("{}/rest/api/3/status/{}", self.base, status.id),
             "description": "", "iconUrl": format!("{}/images/icons/statuses/generic.png", self.base),
-            "name": status.name, "id": status.id,
+            "name": self.site.reference.status_name(index as usize), "id": status.id,
             "statusCategory": {
                 "self": format!("{}/rest/api/3/statuscategory/{}", self.base, category.id),
                 "id": category.id, "key": category.key, "colorName": category.color, "name": category.name,
@@ -215,7 +215,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn priority(&self, index: Option<u8>) -> Value {
+    pub(crate) fn priority(&self, index: Option<u8>) -> Value {
         index.and_then(|i| PRIORITIES.get(i as usize)).map_or(Value::Null, |(id, name)| {
             json!({
                 "self": format!("{}/rest/api/3/priority/{id}", self.base),
@@ -225,7 +225,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn resolution(&self, index: Option<u8>) -> Value {
+    pub(crate) fn resolution(&self, index: Option<u8>) -> Value {
         index
             .and_then(|i| RESOLUTIONS.get(i as usize))
             .map_or(Value::Null, |(id, name)| {

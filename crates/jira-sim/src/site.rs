@@ -34,6 +34,8 @@ pub(crate) struct Site {
     rng: ChaCha8Rng,
     /// Change histories, comments, worklogs and links ([`super::work`]).
     pub work: super::work::Work,
+    /// Reference data changed at run time ([`super::reference`]).
+    pub reference: super::reference::Reference,
 }
 
 pub(crate) fn to_utc(ms: i64) -> DateTime<Utc> {
@@ -57,6 +59,7 @@ impl Site {
             shadows: HashMap::new(),
             rng,
             work: super::work::Work::default(),
+            reference: Default::default(),
         };
         let keys: Vec<(String, i64)> = site.issues.iter().map(|i| (site.key_of(i), i.id)).collect();
         site.keys.extend(keys);

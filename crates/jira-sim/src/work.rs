@@ -919,7 +919,7 @@ impl Ctx<'_> {
     }
 }
 
-fn not_found(what: &str) -> ApiError {
+pub(crate) fn not_found(what: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("{what} does not exist or you do not have permission to see it."),

@@ -75,7 +75,21 @@ async fn sync_once_with_json_logs_ends_each_stream_with_one_info_summary_line() 
     streams.sort();
     assert_eq!(
         streams,
-        ["audit_records", "census", "issues", "projects", "users"],
+        [
+            "audit_records",
+            "census",
+            "components",
+            "issue_types",
+            "issues",
+            "priorities",
+            "project_categories",
+            "projects",
+            "resolutions",
+            "status_categories",
+            "statuses",
+            "users",
+            "versions"
+        ],
         "{stderr}"
     );
     let mut run_ids: Vec<u64> = summaries
@@ -83,7 +97,7 @@ async fn sync_once_with_json_logs_ends_each_stream_with_one_info_summary_line() 
         .filter_map(|l| l["run_id"].as_u64())
         .collect();
     run_ids.dedup();
-    assert_eq!(run_ids.len(), 5, "one run id each: {stderr}");
+    assert_eq!(run_ids.len(), 13, "one run id each: {stderr}");
     for line in summaries {
         assert_eq!(line["level"], "INFO");
         assert_eq!(line["site"], env.site());

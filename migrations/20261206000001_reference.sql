@@ -1,0 +1,105 @@
+-- Reference data: the vocabularies issues point into, and each project's components and
+-- versions. Each table is refreshed whole by a stream of its own; a row Jira no longer lists is
+-- marked `deleted_at`, never deleted. Keyed by site first; `raw` keeps the record as Jira sent it.
+
+CREATE TABLE jira.status_categories (
+    site        text        NOT NULL,
+    id          bigint      NOT NULL,
+    key         text,
+    name        text,
+    color_name  text,
+    raw         jsonb       NOT NULL,
+    synced_at   timestamptz NOT NULL DEFAULT now(),
+    deleted_at  timestamptz,
+    PRIMARY KEY (site, id)
+);
+
+CREATE TABLE jira.statuses (
+    site                text        NOT NULL,
+    id                  bigint      NOT NULL,
+    name                text,
+    description         text,
+    status_category_id  bigint,
+    raw                 jsonb       NOT NULL,
+    synced_at           timestamptz NOT NULL DEFAULT now(),
+    deleted_at          timestamptz,
+    PRIMARY KEY (site, id)
+);
+
+CREATE TABLE jira.issue_types (
+    site             text        NOT NULL,
+    id               bigint      NOT NULL,
+    name             text,
+    description      text,
+    subtask          boolean,
+    hierarchy_level  bigint,
+    raw              jsonb       NOT NULL,
+    synced_at        timestamptz NOT NULL DEFAULT now(),
+    deleted_at       timestamptz,
+    PRIMARY KEY (site, id)
+);
+
+CREATE TABLE jira.priorities (
+    site          text        NOT NULL,
+    id            bigint      NOT NULL,
+    name          text,
+    description   text,
+    status_color  text,
+    raw           jsonb       NOT NULL,
+    synced_at     timestamptz NOT NULL DEFAULT now(),
+    deleted_at    timestamptz,
+    PRIMARY KEY (site, id)
+);
+
+CREATE TABLE jira.resolutions (
+    site         text        NOT NULL,
+    id           bigint      NOT NULL,
+    name         text,
+    description  text,
+    raw          jsonb       NOT NULL,
+    synced_at    timestamptz NOT NULL DEFAULT now(),
+    deleted_at   timestamptz,
+    PRIMARY KEY (site, id)
+);
+
+CREATE TABLE jira.project_categories (
+    site         text        NOT NULL,
+    id           bigint      NOT NULL,
+    name         text,
+    description  text,
+    raw          jsonb       NOT NULL,
+    synced_at    timestamptz NOT NULL DEFAULT now(),
+    deleted_at   timestamptz,
+    PRIMARY KEY (site, id)
+);
+
+CREATE TABLE jira.components (
+    site             text        NOT NULL,
+    id               bigint      NOT NULL,
+    project_id       bigint,
+    name             text,
+    description      text,
+    lead_account_id  text,
+    raw              jsonb       NOT NULL,
+    synced_at        timestamptz NOT NULL DEFAULT now(),
+    deleted_at       timestamptz,
+    PRIMARY KEY (site, id)
+);
+CREATE INDEX components_project_idx ON jira.components (site, project_id);
+
+CREATE TABLE jira.versions (
+    site          text        NOT NULL,
+    id            bigint      NOT NULL,
+    project_id    bigint,
+    name          text,
+    description   text,
+    archived      boolean,
+    released      boolean,
+    start_date    date,
+    release_date  date,
+    raw           jsonb       NOT NULL,
+    synced_at     timestamptz NOT NULL DEFAULT now(),
+    deleted_at    timestamptz,
+    PRIMARY KEY (site, id)
+);
+CREATE INDEX versions_project_idx ON jira.versions (site, project_id);

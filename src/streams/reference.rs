@@ -1,0 +1,518 @@
+//! Reference data: the vocabularies issues point into (status categories, statuses, issue
+//! types, priorities, resolutions, project categories) and each project's components and
+//! versions. Each kind is a stream of its own: a full refresh on its own interval
+//! (`[streams.<name>] interval_secs`, an hour by default; components and versions, listed per
+//! project, after each run of the projects stream) that lists everything, writes only
+//! the rows that changed, and marks deleted, in the same transaction, the rows the listing no
+//! longer names (never on an empty listing). A record that cannot be read is set aside in
+//! `jira.quarantine` and read again with the next listing.
+//!
+//! Jira renames a status or a priority without touching the issues that show it, so their
+//! `raw` keeps the old name until they change: join `jira.issues.status_id`-like values to
+//! these tables for current names.
+
+use super::parse::{ParseError, Record, read_records};
+use super::{Availability, Probe, Run, Schedule, Stream, StreamContext, StreamStatus};
+use crate::jira::model::RawRecord;
+use crate::jira::{Flavor, JiraError};
+use crate::settings::{ConfigError, Settings};
+use crate::store::status::{Count, Which};
+use crate::store::table::{Kind, Owner, Table, col};
+use crate::store::{Batch, Cell, CheckpointWrite, PageWrite};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Where a kind is listed, under the REST prefix (`/rest/api/3` or, on Data Center, `/2`).
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    /// One array.
+    List(&'static str),
+    /// A PageBean (`startAt`, `isLast`) on Cloud; `list`, one array, on Data Center.
+    Paged {
+        paged: &'static str,
+        list: &'static str,
+    },
+    /// One array per live project (`{project}` is its id).
+    PerProject(&'static str),
+}
+
+/// One kind of reference data.
+pub struct RefKind {
+    /// The stream's name (and its `[streams.<name>]` section).
+    pub name: &'static str,
+    /// What one record is called in messages.
+    pub entity: &'static str,
+    pub table: &'static Table,
+    pub source: Source,
+    /// The row's cells in the table's column order, given the record and, for per-project
+    /// kinds, the project's id.
+    pub parse: fn(&Value, Option<i64>) -> Result<Vec<Cell>, ParseError>,
+    /// What to do when the account may not read it.
+    pub fix: &'static str,
+}
+
+const fn table(name: &'static str, columns: &'static [crate::store::table::Column]) -> Table {
+    Table {
+        name,
+        owner: Owner::Site,
+        key: &["id"],
+        columns,
+        version: None,
+        soft_delete: true,
+    }
+}
+
+static STATUS_CATEGORIES: Table = table(
+    "jira.status_categories",
+    &[
+        col("id", Kind::Int8),
+        col("key", Kind::Text),
+        col("name", Kind::Text),
+        col("color_name", Kind::Text),
+        col("raw", Kind::Jsonb),
+    ],
+);
+static STATUSES: Table = table(
+    "jira.statuses",
+    &[
+        col("id", Kind::Int8),
+        col("name", Kind::Text),
+        col("description", Kind::Text),
+        col("status_category_id", Kind::Int8),
+        col("raw", Kind::Jsonb),
+    ],
+);
+static ISSUE_TYPES: Table = table(
+    "jira.issue_types",
+    &[
+        col("id", Kind::Int8),
+        col("name", Kind::Text),
+        col("description", Kind::Text),
+        col("subtask", Kind::Bool),
+        col("hierarchy_level", Kind::Int8),
+        col("raw", Kind::Jsonb),
+    ],
+);
+static PRIORITIES: Table = table(
+    "jira.priorities",
+    &[
+        col("id", Kind::Int8),
+        col("name", Kind::Text),
+        col("description", Kind::Text),
+        col("status_color", Kind::Text),
+        col("raw", Kind::Jsonb),
+    ],
+);
+static RESOLUTIONS: Table = table(
+    "jira.resolutions",
+    &[
+        col("id", Kind::Int8),
+        col("name", Kind::Text),
+        col("description", Kind::Text),
+        col("raw", Kind::Jsonb),
+    ],
+);
+static PROJECT_CATEGORIES: Table = table(
+    "jira.project_categories",
+    &[
+        col("id", Kind::Int8),
+        col("name", Kind::Text),
+        col("description", Kind::Text),
+        col("raw", Kind::Jsonb),
+    ],
+);
+static COMPONENTS: Table = table(
+    "jira.components",
+    &[
+        col("id", Kind::Int8),
+        col("project_id", Kind::Int8),
+        col("name", Kind::Text),
+        col("description", Kind::Text),
+        col("lead_account_id", Kind::Text),
+        col("raw", Kind::Jsonb),
+    ],
+);
+static VERSIONS: Table = table(
+    "jira.versions",
+    &[
+        col("id", Kind::Int8),
+        col("project_id", Kind::Int8),
+        col("name", Kind::Text),
+        col("description", Kind::Text),
+        col("archived", Kind::Bool),
+        col("released", Kind::Bool),
+        col("start_date", Kind::Date),
+        col("release_date", Kind::Date),
+        col("raw", Kind::Jsonb),
+    ],
+);
+
+const ADMIN_FIX: &str = "the account sees no such records; check its permissions, or set \
+                         [streams.<name>] enabled = false";
+
+fn parse_status_category(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new("status category", v, &["key"]);
+    Ok(vec![
+        r.req_id("id")?.into(),
+        r.opt_str("key")?.into(),
+        r.opt_str("name")?.into(),
+        r.opt_str("colorName")?.into(),
+        v.clone().into(),
+    ])
+}
+
+fn parse_status(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new("status", v, &["name"]);
+    Ok(vec![
+        r.req_id("id")?.into(),
+        r.opt_str("name")?.into(),
+        r.opt_str("description")?.into(),
+        r.opt_id("statusCategory.id")?.into(),
+        v.clone().into(),
+    ])
+}
+
+fn parse_issue_type(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new("issue type", v, &["name"]);
+    Ok(vec![
+        r.req_id("id")?.into(),
+        r.opt_str("name")?.into(),
+        r.opt_str("description")?.into(),
+        r.opt_bool("subtask")?.into(),
+        r.opt_id("hierarchyLevel")?.into(),
+        v.clone().into(),
+    ])
+}
+
+fn parse_priority(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new("priority", v, &["name"]);
+    Ok(vec![
+        r.req_id("id")?.into(),
+        r.opt_str("name")?.into(),
+        r.opt_str("description")?.into(),
+        r.opt_str("statusColor")?.into(),
+        v.clone().into(),
+    ])
+}
+
+fn parse_named(entity: &'static str, v: &Value) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new(entity, v, &["name"]);
+    Ok(vec![
+        r.req_id("id")?.into(),
+        r.opt_str("name")?.into(),
+        r.opt_str("description")?.into(),
+        v.clone().into(),
+    ])
+}
+
+fn parse_resolution(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+    parse_named("resolution", v)
+}
+
+fn parse_project_category(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+    parse_named("project category", v)
+}
+
+fn parse_component(v: &Value, project: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new("component", v, &["name"]);
+    let project = match project {
+        Some(id) => Some(id),
+        None => r.opt_id("projectId")?,
+    };
+    Ok(vec![
+        r.req_id("id")?.into(),
+        project.into(),
+        r.opt_str("name")?.into(),
+        r.opt_str("description")?.into(),
+        r.opt_user_id("lead")?.into(),
+        v.clone().into(),
+    ])
+}
+
+fn parse_version(v: &Value, project: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new("version", v, &["name"]);
+    let project = match project {
+        Some(id) => Some(id),
+        None => r.opt_id("projectId")?,
+    };
+    Ok(vec![
+        r.req_id("id")?.into(),
+        project.into(),
+        r.opt_str("name")?.into(),
+        r.opt_str("description")?.into(),
+        r.opt_bool("archived")?.into(),
+        r.opt_bool("released")?.into(),
+        r.opt_date("startDate")?.into(),
+        r.opt_date("releaseDate")?.into(),
+        v.clone().into(),
+    ])
+}
+
+/// Every kind, in the order reports list them.
+pub static KINDS: [RefKind; 8] = [
+    RefKind {
+        name: "status_categories",
+        entity: "status category",
+        table: &STATUS_CATEGORIES,
+        source: Source::List("statuscategory"),
+        parse: parse_status_category,
+        fix: ADMIN_FIX,
+    },
+    RefKind {
+        name: "statuses",
+        entity: "status",
+        table: &STATUSES,
+        source: Source::List("status"),
+        parse: parse_status,
+        fix: ADMIN_FIX,
+    },
+    RefKind {
+        name: "issue_types",
+        entity: "issue type",
+        table: &ISSUE_TYPES,
+        source: Source::List("issuetype"),
+        parse: parse_issue_type,
+        fix: ADMIN_FIX,
+    },
+    RefKind {
+        name: "priorities",
+        entity: "priority",
+        table: &PRIORITIES,
+        source: Source::Paged {
+            paged: "priority/search",
+            list: "priority",
+        },
+        parse: parse_priority,
+        fix: ADMIN_FIX,
+    },
+    RefKind {
+        name: "resolutions",
+        entity: "resolution",
+        table: &RESOLUTIONS,
+        source: Source::Paged {
+            paged: "resolution/search",
+            list: "resolution",
+        },
+        parse: parse_resolution,
+        fix: ADMIN_FIX,
+    },
+    RefKind {
+        name: "project_categories",
+        entity: "project category",
+        table: &PROJECT_CATEGORIES,
+        source: Source::List("projectCategory"),
+        parse: parse_project_category,
+        fix: ADMIN_FIX,
+    },
+    RefKind {
+        name: "components",
+        entity: "component",
+        table: &COMPONENTS,
+        source: Source::PerProject("project/{project}/components"),
+        parse: parse_component,
+        fix: ADMIN_FIX,
+    },
+    RefKind {
+        name: "versions",
+        entity: "version",
+        table: &VERSIONS,
+        source: Source::PerProject("project/{project}/versions"),
+        parse: parse_version,
+        fix: ADMIN_FIX,
+    },
+];
+
+/// `[streams.<name>]` of a reference kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Section {
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+    #[serde(default)]
+    interval_secs: Option<u64>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// How often a kind listed on its own runs by default: hourly.
+const INTERVAL_SECS: u64 = 3600;
+
+/// Pages a PageBean listing follows at most: reference lists are short; more is a server
+/// that does not page.
+const MAX_PAGES: usize = 1000;
+const PAGE_SIZE: usize = 100;
+
+/// A PageBean page.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageBean {
+    #[serde(default)]
+    values: Vec<RawRecord>,
+    #[serde(default)]
+    is_last: Option<bool>,
+}
+
+/// One kind of reference data as a stream.
+pub struct Reference {
+    kind: &'static RefKind,
+    schedule: Schedule,
+}
+
+impl Reference {
+    pub fn new(settings: &Settings, kind: &'static RefKind) -> Result<Reference, ConfigError> {
+        let section: Section = settings.streams.parse(kind.name)?;
+        let interval = section.interval_secs.unwrap_or(INTERVAL_SECS);
+        let mut schedule = Schedule::every(section.enabled, interval);
+        if let Source::PerProject(_) = kind.source {
+            if section.interval_secs.is_some() {
+                return Err(ConfigError::Load(format!(
+                    "streams.{}.interval_secs: {} are listed per project after each run of the \
+                     projects stream (sync.projects_interval_secs); remove the key",
+                    kind.name, kind.name
+                )));
+            }
+            // Listed under the projects the projects stream stored: after it.
+            schedule.follows = Some("projects");
+        }
+        Ok(Reference { kind, schedule })
+    }
+
+    /// Every record of the kind, with the project each was listed under.
+    async fn list(
+        &self,
+        ctx: &StreamContext,
+        run: &Run<'_>,
+    ) -> anyhow::Result<Vec<(RawRecord, Option<i64>)>> {
+        let client = &ctx.client;
+        let mut records = Vec::new();
+        match (self.kind.source, ctx.flavor()) {
+            (Source::List(path), _) | (Source::Paged { list: path, .. }, Flavor::DataCenter) => {
+                run.counters.request();
+                let list: Vec<RawRecord> = client.get(&client.rest(path), &[]).await?;
+                records.extend(list.into_iter().map(|r| (r, None)));
+            }
+            (Source::Paged { paged, .. }, Flavor::Cloud) => {
+                let mut start = 0;
+                for _ in 0..MAX_PAGES {
+                    run.counters.request();
+                    let page: PageBean = client
+                        .get(
+                            &client.rest(paged),
+                            &[
+                                ("startAt", start.to_string()),
+                                ("maxResults", PAGE_SIZE.to_string()),
+                            ],
+                        )
+                        .await?;
+                    let got = page.values.len();
+                    records.extend(page.values.into_iter().map(|r| (r, None)));
+                    if page.is_last.unwrap_or(true) || got == 0 {
+                        return Ok(records);
+                    }
+                    start += got;
+                }
+                anyhow::bail!(
+                    "{paged} did not end after {MAX_PAGES} pages: the server does not page as \
+                     Jira does"
+                );
+            }
+            (Source::PerProject(template), _) => {
+                let projects = ctx
+                    .store
+                    .live_ids(&super::projects::TABLE, &ctx.site)
+                    .await?;
+                for project in projects {
+                    let path = client.rest(&template.replace("{project}", &project.to_string()));
+                    run.counters.request();
+                    match client.get::<Vec<RawRecord>>(&path, &[]).await {
+                        Ok(list) => records.extend(list.into_iter().map(|r| (r, Some(project)))),
+                        // Gone or hidden since the projects stream listed it: its records
+                        // leave with it.
+                        Err(JiraError::NotFound { .. }) => {}
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+            }
+        }
+        Ok(records)
+    }
+}
+
+#[async_trait::async_trait]
+impl Stream for Reference {
+    fn name(&self) -> &'static str {
+        self.kind.name
+    }
+
+    fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        let kind = self.kind;
+        let records = self.list(ctx, run).await?;
+        let total = records.len();
+        let mut seen: Vec<String> = Vec::with_capacity(total);
+        let mut batch = Batch::new(kind.table, &ctx.site);
+        let mut set_aside = Vec::new();
+        // Records listed under one project are read together, with that project's id.
+        let mut groups: Vec<(Option<i64>, Vec<RawRecord>)> = Vec::new();
+        for (record, project) in records {
+            match groups.last_mut() {
+                Some((p, list)) if *p == project => list.push(record),
+                _ => groups.push((project, vec![record])),
+            }
+        }
+        for (project, list) in groups {
+            let read = read_records(kind.name, kind.entity, list, |v| (kind.parse)(&v, project));
+            for cells in read.rows {
+                if let Some(Cell::Int8(Some(id))) = cells.first() {
+                    seen.push(id.to_string());
+                }
+                batch.push(cells);
+            }
+            seen.extend(read.set_aside.iter().map(|s| s.record_id.clone()));
+            set_aside.extend(read.set_aside);
+        }
+        let mut page = PageWrite::new(kind.name, batch, CheckpointWrite::None);
+        page.set_aside = set_aside;
+        page.resolves = true;
+        page.listing = Some((kind.table, seen));
+        let written = ctx.store.write_page(&ctx.site, page).await?;
+        run.counters.page(total, written, run.progress);
+        Ok(StreamStatus::Done)
+    }
+
+    fn rows(&self, site: &str) -> Option<Count> {
+        Some(Count {
+            table: self.kind.table,
+            owner: site.to_owned(),
+            which: Which::Live,
+        })
+    }
+
+    async fn probe(&self, probe: &Probe<'_>) -> Option<Result<Availability, JiraError>> {
+        let (path, query) = match (self.kind.source, probe.client.flavor()) {
+            (Source::List(path), _) | (Source::Paged { list: path, .. }, Flavor::DataCenter) => {
+                (path, vec![])
+            }
+            (Source::Paged { paged, .. }, Flavor::Cloud) => {
+                (paged, vec![("maxResults", "1".to_owned())])
+            }
+            // Listed per project: readable wherever projects are.
+            (Source::PerProject(_), _) => return None,
+        };
+        let path = probe.client.rest(path);
+        Some(
+            probe
+                .request(&path, &query)
+                .await
+                .map(|answer| match answer {
+                    Ok(_) => Availability::Readable { detail: None },
+                    Err(refusal) => refusal.unreadable(self.kind.fix),
+                }),
+        )
+    }
+}

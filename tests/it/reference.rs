@@ -1,0 +1,98 @@
+//! Reference data (status categories, statuses, issue types, priorities, resolutions, project
+//! categories, components, versions) against the simulator's truth: after a full sync, after
+//! changes (a renamed status, a new version, a version removed), and a second listing without
+//! changes writes nothing.
+
+use crate::support::{Env, sync_succeeds};
+use jira_sim::SimConfig;
+use std::collections::BTreeMap;
+
+const KINDS: [(&str, &str); 8] = [
+    ("status_categories", "jira.status_categories"),
+    ("statuses", "jira.statuses"),
+    ("issue_types", "jira.issue_types"),
+    ("priorities", "jira.priorities"),
+    ("resolutions", "jira.resolutions"),
+    ("project_categories", "jira.project_categories"),
+    ("components", "jira.components"),
+    ("versions", "jira.versions"),
+];
+
+/// Projects first: components and versions are listed per live project.
+const STREAMS: [&str; 9] = [
+    "projects",
+    "status_categories",
+    "statuses",
+    "issue_types",
+    "priorities",
+    "resolutions",
+    "project_categories",
+    "components",
+    "versions",
+];
+
+/// Every kind's live (id, name) pairs, sorted.
+async fn stored(env: &Env) -> BTreeMap<&'static str, Vec<(String, String)>> {
+    let mut all = BTreeMap::new();
+    for (kind, table) in KINDS {
+        let mut rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id::text, name FROM {table} WHERE deleted_at IS NULL"
+        )))
+        .fetch_all(&env.db.pool)
+        .await
+        .expect("the stored rows");
+        rows.sort();
+        all.insert(kind, rows);
+    }
+    all
+}
+
+#[tokio::test]
+async fn reference_data_equals_the_truth_after_a_sync_and_after_changes() {
+    let env = Env::start(SimConfig::small()).await;
+    sync_succeeds(&env, &STREAMS, false).await;
+    let truth = env.sim.reference_truth();
+    assert_eq!(stored(&env).await, truth, "after the first sync");
+    assert!(truth.values().all(|kind| !kind.is_empty()));
+
+    // Nothing changed: a second listing writes nothing.
+    let again = sync_succeeds(&env, &STREAMS, false).await;
+    for outcome in &again {
+        assert_eq!(outcome.rows_written, 0, "{}", outcome.summary());
+    }
+
+    // A renamed status, a new version, then that version removed.
+    env.sim
+        .rename_status("10001", "Code Review")
+        .expect("rename");
+    let project = env.sim.truth().projects[0].key.clone();
+    let version = env.sim.add_version(&project, "9.0").expect("version");
+    let outcomes = sync_succeeds(&env, &STREAMS, false).await;
+    assert_eq!(
+        stored(&env).await,
+        env.sim.reference_truth(),
+        "after changes"
+    );
+    let written: BTreeMap<&str, u64> = outcomes
+        .iter()
+        .map(|o| (o.stream, o.rows_written))
+        .collect();
+    assert_eq!(written["statuses"], 1, "only the renamed status is written");
+    assert_eq!(written["versions"], 1, "only the new version is written");
+    assert_eq!(written["priorities"], 0);
+
+    env.sim.remove_version(version).expect("remove");
+    sync_succeeds(&env, &STREAMS, false).await;
+    assert_eq!(
+        stored(&env).await,
+        env.sim.reference_truth(),
+        "after a removal"
+    );
+    let (deleted,): (bool,) =
+        sqlx::query_as("SELECT deleted_at IS NOT NULL FROM jira.versions WHERE id = $1")
+            .bind(version)
+            .fetch_one(&env.db.pool)
+            .await
+            .expect("the removed version's row stays");
+    assert!(deleted, "a version Jira no longer lists is marked deleted");
+}
