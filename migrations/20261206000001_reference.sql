@@ -2,6 +2,22 @@
 -- versions. Each table is refreshed whole by a stream of its own; a row Jira no longer lists is
 -- marked `deleted_at`, never deleted. Keyed by site first; `raw` keeps the record as Jira sent it.
 
+-- Every field, system and custom, keyed by its string id (`summary`, `customfield_10020`).
+CREATE TABLE jira.fields (
+    site           text        NOT NULL,
+    id             text        NOT NULL,
+    key            text,
+    name           text,
+    custom         boolean,
+    schema_type    text,
+    schema_items   text,
+    schema_custom  text,
+    raw            jsonb       NOT NULL,
+    synced_at      timestamptz NOT NULL DEFAULT now(),
+    deleted_at     timestamptz,
+    PRIMARY KEY (site, id)
+);
+
 CREATE TABLE jira.status_categories (
     site        text        NOT NULL,
     id          bigint      NOT NULL,

@@ -653,6 +653,7 @@ mod tests {
                 "audit_records",
                 "org_events",
                 "census",
+                "fields",
                 "status_categories",
                 "statuses",
                 "issue_types",

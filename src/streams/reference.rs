@@ -1,5 +1,5 @@
-//! Reference data: the vocabularies issues point into (status categories, statuses, issue
-//! types, priorities, resolutions, project categories) and each project's components and
+//! Reference data: the vocabularies issues point into (fields, status categories, statuses,
+//! issue types, priorities, resolutions, project categories) and each project's components and
 //! versions. Each kind is a stream of its own: a full refresh on its own interval
 //! (`[streams.<name>] interval_secs`, an hour by default; components and versions, listed per
 //! project, after each run of the projects stream) that lists everything, writes only
@@ -62,6 +62,19 @@ const fn table(name: &'static str, columns: &'static [crate::store::table::Colum
     }
 }
 
+static FIELDS: Table = table(
+    "jira.fields",
+    &[
+        col("id", Kind::Text),
+        col("key", Kind::Text),
+        col("name", Kind::Text),
+        col("custom", Kind::Bool),
+        col("schema_type", Kind::Text),
+        col("schema_items", Kind::Text),
+        col("schema_custom", Kind::Text),
+        col("raw", Kind::Jsonb),
+    ],
+);
 static STATUS_CATEGORIES: Table = table(
     "jira.status_categories",
     &[
@@ -149,6 +162,20 @@ static VERSIONS: Table = table(
 
 const ADMIN_FIX: &str = "the account sees no such records; check its permissions, or set \
                          [streams.<name>] enabled = false";
+
+fn parse_field(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new("field", v, &["name"]);
+    Ok(vec![
+        r.req_str("id")?.into(),
+        r.opt_str("key")?.into(),
+        r.opt_str("name")?.into(),
+        r.opt_bool("custom")?.into(),
+        r.opt_str("schema.type")?.into(),
+        r.opt_str("schema.items")?.into(),
+        r.opt_str("schema.custom")?.into(),
+        v.clone().into(),
+    ])
+}
 
 fn parse_status_category(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
     let r = Record::new("status category", v, &["key"]);
@@ -249,7 +276,15 @@ fn parse_version(v: &Value, project: Option<i64>) -> Result<Vec<Cell>, ParseErro
 }
 
 /// Every kind, in the order reports list them.
-pub static KINDS: [RefKind; 8] = [
+pub static KINDS: [RefKind; 9] = [
+    RefKind {
+        name: "fields",
+        entity: "field",
+        table: &FIELDS,
+        source: Source::List("field"),
+        parse: parse_field,
+        fix: ADMIN_FIX,
+    },
     RefKind {
         name: "status_categories",
         entity: "status category",
@@ -468,8 +503,10 @@ impl Stream for Reference {
         for (project, list) in groups {
             let read = read_records(kind.name, kind.entity, list, |v| (kind.parse)(&v, project));
             for cells in read.rows {
-                if let Some(Cell::Int8(Some(id))) = cells.first() {
-                    seen.push(id.to_string());
+                match cells.first() {
+                    Some(Cell::Int8(Some(id))) => seen.push(id.to_string()),
+                    Some(Cell::Text(Some(id))) => seen.push(id.clone()),
+                    _ => {}
                 }
                 batch.push(cells);
             }

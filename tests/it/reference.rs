@@ -1,4 +1,4 @@
-//! Reference data (status categories, statuses, issue types, priorities, resolutions, project
+//! Reference data (fields, status categories, statuses, issue types, priorities, resolutions, project
 //! categories, components, versions) against the simulator's truth: after a full sync, after
 //! changes (a renamed status, a new version, a version removed), and a second listing without
 //! changes writes nothing.
@@ -7,7 +7,8 @@ use crate::support::{Env, sync_succeeds};
 use jira_sim::SimConfig;
 use std::collections::BTreeMap;
 
-const KINDS: [(&str, &str); 8] = [
+const KINDS: [(&str, &str); 9] = [
+    ("fields", "jira.fields"),
     ("status_categories", "jira.status_categories"),
     ("statuses", "jira.statuses"),
     ("issue_types", "jira.issue_types"),
@@ -19,8 +20,9 @@ const KINDS: [(&str, &str); 8] = [
 ];
 
 /// Projects first: components and versions are listed per live project.
-const STREAMS: [&str; 9] = [
+const STREAMS: [&str; 10] = [
     "projects",
+    "fields",
     "status_categories",
     "statuses",
     "issue_types",

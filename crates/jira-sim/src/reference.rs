@@ -73,6 +73,13 @@ pub(crate) fn versions(site: &Site, index: usize) -> Vec<(i64, String, bool, Opt
 pub(crate) fn truth(site: &Site) -> BTreeMap<&'static str, Vec<(String, String)>> {
     let mut kinds: BTreeMap<&'static str, Vec<(String, String)>> = BTreeMap::new();
     kinds.insert(
+        "fields",
+        super::fields::FIELDS
+            .iter()
+            .map(|f| (f.id.to_owned(), f.name.to_owned()))
+            .collect(),
+    );
+    kinds.insert(
         "status_categories",
         status_categories()
             .iter()

@@ -79,6 +79,7 @@ async fn sync_once_with_json_logs_ends_each_stream_with_one_info_summary_line() 
             "audit_records",
             "census",
             "components",
+            "fields",
             "issue_types",
             "issues",
             "priorities",
@@ -97,7 +98,7 @@ async fn sync_once_with_json_logs_ends_each_stream_with_one_info_summary_line() 
         .filter_map(|l| l["run_id"].as_u64())
         .collect();
     run_ids.dedup();
-    assert_eq!(run_ids.len(), 13, "one run id each: {stderr}");
+    assert_eq!(run_ids.len(), 14, "one run id each: {stderr}");
     for line in summaries {
         assert_eq!(line["level"], "INFO");
         assert_eq!(line["site"], env.site());
