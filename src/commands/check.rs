@@ -101,10 +101,10 @@ pub fn render_text(report: &CheckReport) -> String {
             .as_deref()
             .or(stream.detail.as_deref())
             .unwrap_or("");
-        let line = format!("  {name:<14} {state:<8} {note}");
+        let line = format!("  {name:<18} {state:<8} {note}");
         let _ = writeln!(out, "{}", line.trim_end());
         if let Some(fix) = &stream.fix {
-            let _ = writeln!(out, "  {:<14} {:<8} fix: {fix}", "", "");
+            let _ = writeln!(out, "  {:<18} {:<8} fix: {fix}", "", "");
         }
     }
     for warning in &report.warnings {

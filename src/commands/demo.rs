@@ -65,6 +65,9 @@ pub async fn command(args: DemoArgs, bars: &Bars) -> anyhow::Result<ExitCode> {
 
     let store = Store::open(&settings.database).await?;
     store.migrate().await?;
+    store
+        .install_compat(&settings.database.fivetran_schema, &settings.site())
+        .await?;
     println!("  migrations applied; running a full sync…\n");
     let engine = Engine::new(&settings, store.clone(), bars.observer(true)).await?;
     let streams = select(engine.registry(), &[])?;

@@ -144,6 +144,9 @@ async fn dispatch(
             let settings = settings()?;
             let store = crate::store::Store::open(&settings.database).await?;
             store.migrate().await?;
+            store
+                .install_compat(&settings.database.fivetran_schema, &settings.site())
+                .await?;
             let url = settings.database.require_url()?;
             tracing::info!(database = %crate::store::describe_url(url), "migrations applied");
             Ok(ExitCode::SUCCESS)

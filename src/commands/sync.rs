@@ -44,6 +44,9 @@ pub async fn command(settings: Settings, args: SyncArgs, bars: &Bars) -> anyhow:
     }
     let store = Store::open(&settings.database).await?;
     store.migrate().await?;
+    store
+        .install_compat(&settings.database.fivetran_schema, &settings.site())
+        .await?;
     // One writer per site: beside a daemon (or another one-shot run) this one does not start.
     let site = settings.site();
     let lease = Lease::try_acquire(&settings.database, &site, "sync --once").await?;

@@ -168,6 +168,9 @@ async fn start(settings: &Settings, monitor: Arc<Monitor>) -> anyhow::Result<Dae
     }
     let store = Store::open(&settings.database).await?;
     store.migrate().await?;
+    store
+        .install_compat(&settings.database.fivetran_schema, &settings.site())
+        .await?;
     let observer = Arc::new(Activity {
         every: Duration::from_secs(settings.log.progress_interval_secs.max(1)),
         monitor: monitor.clone(),

@@ -95,7 +95,7 @@ impl StreamOutcome {
             }
         };
         format!(
-            "{:<14} {:<11} {:>7} rows ({} written{aside}) {:>6} requests {:>7.1}s  {status}{with}",
+            "{:<18} {:<11} {:>7} rows ({} written{aside}) {:>6} requests {:>7.1}s  {status}{with}",
             self.stream,
             self.mode.name(),
             self.rows_seen,

@@ -192,6 +192,9 @@ pub struct DatabaseSettings {
     /// The longest a statement may run before PostgreSQL cancels it; also the longest jira-sync
     /// waits for any answer of the database.
     pub statement_timeout_secs: u64,
+    /// The schema of the Fivetran-compatible views (for Fivetran's `dbt_jira` package);
+    /// empty: none.
+    pub fivetran_schema: String,
 }
 
 impl DatabaseSettings {

@@ -9,6 +9,7 @@
 
 pub mod checkpoints;
 pub mod children;
+pub mod compat;
 pub mod credentials;
 pub mod lease;
 pub mod quarantine;
@@ -363,6 +364,33 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Creates or replaces the Fivetran-compatible views of `site` in `schema`
+    /// ([`compat`]); an empty `schema` creates none. In one transaction: all or nothing.
+    pub async fn install_compat(&self, schema: &str, site: &str) -> anyhow::Result<()> {
+        if schema.is_empty() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            compat::valid_schema_name(schema),
+            "database.fivetran_schema {schema:?} is not a plain lower-case name"
+        );
+        let mut tx = self.pool.begin().await?;
+        for statement in compat::statements(schema, site) {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| {
+                    anyhow::anyhow!(
+                        "creating the views of {schema} failed: {err}; a view another object \
+                         depends on (a dbt model, say) cannot change its columns: drop that \
+                         object, or set database.fivetran_schema to another name"
+                    )
+                })?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The numeric ids of the live rows of `table` owned by `site` (every live project).

@@ -15,6 +15,7 @@ mod config;
 mod crash;
 mod daemon;
 mod deploy;
+mod fivetran;
 mod hostile;
 mod incremental;
 mod ops;

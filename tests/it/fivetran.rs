@@ -1,0 +1,136 @@
+//! The Fivetran-compatible views (`jira_fivetran`): one issue row per issue, the status history
+//! from creation on with the time in each status the simulator's truth implies, reference data
+//! by id, and the views stay current with the tables.
+
+use crate::support::{Env, sync_succeeds};
+use jira_sim::SimConfig;
+use std::collections::BTreeMap;
+
+const STREAMS: [&str; 14] = [
+    "projects",
+    "issues",
+    "users",
+    "fields",
+    "status_categories",
+    "statuses",
+    "issue_types",
+    "priorities",
+    "resolutions",
+    "project_categories",
+    "components",
+    "versions",
+    "audit_records",
+    "census",
+];
+
+#[tokio::test]
+async fn the_views_hold_every_issue_its_status_history_and_the_reference_data() {
+    let env = Env::start(SimConfig::small()).await;
+    sync_succeeds(&env, &STREAMS, false).await;
+    let store = env.store();
+    store
+        .install_compat("jira_fivetran", &env.settings.site())
+        .await
+        .expect("the views");
+    // Installing again replaces them in place.
+    store
+        .install_compat("jira_fivetran", &env.settings.site())
+        .await
+        .expect("the views again");
+    let pool = &env.db.pool;
+    let truth = env.sim.truth();
+    let live: Vec<i64> = truth.issues.iter().map(|i| i.id).collect();
+    let mut ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM jira_fivetran.issue WHERE NOT _fivetran_deleted")
+            .fetch_all(pool)
+            .await
+            .expect("issues");
+    ids.sort_unstable();
+    let mut want = live.clone();
+    want.sort_unstable();
+    assert_eq!(ids, want, "one row per live issue");
+
+    // Every issue has its status from creation on.
+    let (without,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM jira_fivetran.issue i WHERE NOT EXISTS ( \
+           SELECT 1 FROM jira_fivetran.issue_field_history h \
+           WHERE h.issue_id = i.id AND h.field_id = 'status' AND h.time = i.created)",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("count");
+    assert_eq!(without, 0, "issues without their first status");
+    // One row per field, issue and time, as the package's tests require.
+    let (duplicates,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM (SELECT field_id, issue_id, time FROM \
+         jira_fivetran.issue_field_history GROUP BY 1, 2, 3 HAVING count(*) > 1) d",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("count");
+    assert_eq!(duplicates, 0);
+
+    // Time in each status from the history equals the truth.
+    let rows: Vec<(i64, String, f64)> = sqlx::query_as(
+        "WITH spans AS ( \
+           SELECT issue_id, value, \
+                  lead(time) OVER (PARTITION BY issue_id ORDER BY time) - time AS spent \
+           FROM jira_fivetran.issue_field_history WHERE field_id = 'status') \
+         SELECT issue_id, value, extract(epoch FROM sum(spent))::float8 * 1000 FROM spans \
+         WHERE spent IS NOT NULL GROUP BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("time in status");
+    let mut by_issue: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+    for (issue, status, ms) in rows {
+        *by_issue
+            .entry(issue)
+            .or_default()
+            .entry(status)
+            .or_default() += ms.round() as i64;
+    }
+    let mut compared = 0;
+    for &id in live.iter().step_by(5) {
+        let want = env.sim.time_in_status(id);
+        assert_eq!(by_issue.remove(&id).unwrap_or_default(), want, "issue {id}");
+        compared += usize::from(!want.is_empty());
+    }
+    assert!(compared >= 5, "only {compared} issues ever changed status");
+
+    // Reference data by id, with the current names.
+    env.sim.rename_status("3", "Doing").expect("rename");
+    sync_succeeds(&env, &["statuses"], false).await;
+    let name: String = sqlx::query_scalar("SELECT name FROM jira_fivetran.status WHERE id = 3")
+        .fetch_one(pool)
+        .await
+        .expect("the status");
+    assert_eq!(name, "Doing", "the views are as current as the tables");
+    for (view, table) in [
+        ("issue_type", "jira.issue_types"),
+        ("priority", "jira.priorities"),
+        ("resolution", "jira.resolutions"),
+        ("status_category", "jira.status_categories"),
+        ("component", "jira.components"),
+        ("version", "jira.versions"),
+        ("field", "jira.fields"),
+        ("project", "jira.projects"),
+        ("comment", "jira.comments"),
+        ("issue_link", "jira.issue_links"),
+    ] {
+        let (in_view,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM jira_fivetran.{view}"
+        )))
+        .fetch_one(pool)
+        .await
+        .expect("count the view");
+        let (in_table,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE deleted_at IS NULL"
+        )))
+        .fetch_one(pool)
+        .await
+        .expect("count the table");
+        assert_eq!(in_view, in_table, "{view}");
+        assert!(in_view > 0, "{view} is empty");
+    }
+}
