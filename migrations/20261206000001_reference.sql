@@ -119,3 +119,35 @@ CREATE TABLE jira.versions (
     PRIMARY KEY (site, id)
 );
 CREATE INDEX versions_project_idx ON jira.versions (site, project_id);
+
+-- The Agile API's boards, and every scrum board's sprints (closed ones included), keyed by
+-- sprint id: a sprint shows on every board holding its issues; `origin_board_id` is its own.
+CREATE TABLE jira.boards (
+    site        text        NOT NULL,
+    id          bigint      NOT NULL,
+    name        text,
+    type        text,
+    project_id  bigint,
+    raw         jsonb       NOT NULL,
+    synced_at   timestamptz NOT NULL DEFAULT now(),
+    deleted_at  timestamptz,
+    PRIMARY KEY (site, id)
+);
+
+CREATE TABLE jira.sprints (
+    site             text        NOT NULL,
+    id               bigint      NOT NULL,
+    origin_board_id  bigint,
+    name             text,
+    state            text,
+    goal             text,
+    start_date       timestamptz,
+    end_date         timestamptz,
+    complete_date    timestamptz,
+    created_date     timestamptz,
+    raw              jsonb       NOT NULL,
+    synced_at        timestamptz NOT NULL DEFAULT now(),
+    deleted_at       timestamptz,
+    PRIMARY KEY (site, id)
+);
+CREATE INDEX sprints_board_idx ON jira.sprints (site, origin_board_id);

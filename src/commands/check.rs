@@ -159,15 +159,15 @@ mod tests {
         );
         assert!(text.contains("clock skew -3s"), "{text}");
         assert!(
-            text.contains("  projects       ok       3 projects visible\n"),
+            text.contains("  projects           ok       3 projects visible\n"),
             "{text}"
         );
         assert!(
-            text.contains("  users          skipped  no access\n"),
+            text.contains("  users              skipped  no access\n"),
             "{text}"
         );
         assert!(
-            text.contains("                          fix: grant the account"),
+            text.contains("                              fix: grant the account"),
             "{text}"
         );
         assert!(text.ends_with("warning: mind the clock\n"), "{text}");

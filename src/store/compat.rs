@@ -8,7 +8,8 @@
 //! issue's creation (the `from` of its first change, or its current value when it never
 //! changed, for the fields the package tracks), then one row per change, from the complete
 //! change histories. `issue_multiselect_history` holds one row per value of the multi-valued
-//! fields (labels, components, fix versions, affected versions) at the issue's creation.
+//! fields (labels, components, fix versions, affected versions, sprints) at the issue's
+//! creation.
 
 /// Fields the package follows that have a value from creation whether or not they changed.
 const TRACKED: &str = "('status', i.status_id), ('assignee', i.assignee_account_id), \
@@ -128,11 +129,14 @@ pub fn statements(schema: &str, site: &str) -> Vec<String> {
              FROM jira.issue_links WHERE site = '{site}' AND deleted_at IS NULL"
         ),
         format!(
-            "CREATE OR REPLACE VIEW {s}.sprint AS SELECT NULL::bigint AS id, \
-             false AS _fivetran_deleted, NULL::timestamp AS _fivetran_synced, \
-             NULL::bigint AS board_id, NULL::timestamp AS complete_date, \
-             NULL::timestamp AS end_date, NULL::text AS name, NULL::timestamp AS start_date \
-             WHERE false"
+            "CREATE OR REPLACE VIEW {s}.sprint AS SELECT id, \
+             (deleted_at IS NOT NULL) AS _fivetran_deleted, {synced} AS _fivetran_synced, \
+             origin_board_id AS board_id, {complete} AS complete_date, {end} AS end_date, \
+             name, {start} AS start_date \
+             FROM jira.sprints WHERE site = '{site}'",
+            complete = utc("complete_date"),
+            end = utc("end_date"),
+            start = utc("start_date"),
         ),
         format!(
             "CREATE OR REPLACE VIEW {s}.version AS SELECT id, {synced} AS _fivetran_synced, \
@@ -197,6 +201,13 @@ pub fn statements(schema: &str, site: &str) -> Vec<String> {
                CROSS JOIN LATERAL jsonb_array_elements( \
                  CASE jsonb_typeof(i.raw->'fields'->f.field_id) WHEN 'array' \
                  THEN i.raw->'fields'->f.field_id ELSE '[]' END) AS v \
+               UNION ALL \
+               SELECT f.id, i.id, i.created, i.creator_account_id, v->>'id' \
+               FROM live i JOIN jira.fields f ON f.site = '{site}' AND f.deleted_at IS NULL \
+                 AND f.schema_custom = 'com.pyxis.greenhopper.jira:gh-sprint' \
+               CROSS JOIN LATERAL jsonb_array_elements( \
+                 CASE jsonb_typeof(i.raw->'fields'->f.id) WHEN 'array' \
+                 THEN i.raw->'fields'->f.id ELSE '[]' END) AS v \
              ) \
              SELECT DISTINCT md5(field_id || ':' || issue_id || ':' || value) AS _fivetran_id, \
                     field_id, issue_id, (created AT TIME ZONE 'UTC') AS time, \

@@ -393,6 +393,17 @@ impl Store {
         Ok(())
     }
 
+    /// The ids of the live scrum boards of `site` (the boards sprints are listed under).
+    pub async fn live_scrum_boards(&self, site: &str) -> anyhow::Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jira.boards WHERE site = $1 AND deleted_at IS NULL \
+             AND type = 'scrum' ORDER BY id",
+        )
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The numeric ids of the live rows of `table` owned by `site` (every live project).
     pub async fn live_ids(&self, table: &'static Table, site: &str) -> anyhow::Result<Vec<i64>> {
         let sql = format!(

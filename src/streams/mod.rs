@@ -661,7 +661,9 @@ mod tests {
                 "resolutions",
                 "project_categories",
                 "components",
-                "versions"
+                "versions",
+                "boards",
+                "sprints"
             ]
         );
         assert_eq!(

@@ -34,6 +34,10 @@ pub enum Source {
     },
     /// One array per live project (`{project}` is its id).
     PerProject(&'static str),
+    /// The Agile API (an absolute path): pages of `values` until `isLast`.
+    Agile(&'static str),
+    /// The Agile API, paged, per live scrum board (`{board}` is its id).
+    PerScrumBoard(&'static str),
 }
 
 /// One kind of reference data.
@@ -72,6 +76,31 @@ static FIELDS: Table = table(
         col("schema_type", Kind::Text),
         col("schema_items", Kind::Text),
         col("schema_custom", Kind::Text),
+        col("raw", Kind::Jsonb),
+    ],
+);
+static BOARDS: Table = table(
+    "jira.boards",
+    &[
+        col("id", Kind::Int8),
+        col("name", Kind::Text),
+        col("type", Kind::Text),
+        col("project_id", Kind::Int8),
+        col("raw", Kind::Jsonb),
+    ],
+);
+static SPRINTS: Table = table(
+    "jira.sprints",
+    &[
+        col("id", Kind::Int8),
+        col("origin_board_id", Kind::Int8),
+        col("name", Kind::Text),
+        col("state", Kind::Text),
+        col("goal", Kind::Text),
+        col("start_date", Kind::Timestamptz),
+        col("end_date", Kind::Timestamptz),
+        col("complete_date", Kind::Timestamptz),
+        col("created_date", Kind::Timestamptz),
         col("raw", Kind::Jsonb),
     ],
 );
@@ -177,6 +206,37 @@ fn parse_field(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
     ])
 }
 
+fn parse_board(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new("board", v, &["name"]);
+    Ok(vec![
+        r.req_id("id")?.into(),
+        r.opt_str("name")?.into(),
+        r.opt_str("type")?.into(),
+        r.opt_id("location.projectId")?.into(),
+        v.clone().into(),
+    ])
+}
+
+fn parse_sprint(v: &Value, board: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new("sprint", v, &["name"]);
+    let origin = match r.opt_id("originBoardId")? {
+        Some(id) => Some(id),
+        None => board,
+    };
+    Ok(vec![
+        r.req_id("id")?.into(),
+        origin.into(),
+        r.opt_str("name")?.into(),
+        r.opt_str("state")?.into(),
+        r.opt_str("goal")?.into(),
+        r.opt_ts("startDate")?.into(),
+        r.opt_ts("endDate")?.into(),
+        r.opt_ts("completeDate")?.into(),
+        r.opt_ts("createdDate")?.into(),
+        v.clone().into(),
+    ])
+}
+
 fn parse_status_category(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
     let r = Record::new("status category", v, &["key"]);
     Ok(vec![
@@ -276,7 +336,7 @@ fn parse_version(v: &Value, project: Option<i64>) -> Result<Vec<Cell>, ParseErro
 }
 
 /// Every kind, in the order reports list them.
-pub static KINDS: [RefKind; 9] = [
+pub static KINDS: [RefKind; 11] = [
     RefKind {
         name: "fields",
         entity: "field",
@@ -355,6 +415,23 @@ pub static KINDS: [RefKind; 9] = [
         parse: parse_version,
         fix: ADMIN_FIX,
     },
+    RefKind {
+        name: "boards",
+        entity: "board",
+        table: &BOARDS,
+        source: Source::Agile("/rest/agile/1.0/board"),
+        parse: parse_board,
+        fix: "the account sees no boards (Jira Software); grant it Browse Projects on the \
+              boards' projects, or set [streams.boards] enabled = false",
+    },
+    RefKind {
+        name: "sprints",
+        entity: "sprint",
+        table: &SPRINTS,
+        source: Source::PerScrumBoard("/rest/agile/1.0/board/{board}/sprint"),
+        parse: parse_sprint,
+        fix: ADMIN_FIX,
+    },
 ];
 
 /// `[streams.<name>]` of a reference kind.
@@ -400,16 +477,21 @@ impl Reference {
         let section: Section = settings.streams.parse(kind.name)?;
         let interval = section.interval_secs.unwrap_or(INTERVAL_SECS);
         let mut schedule = Schedule::every(section.enabled, interval);
-        if let Source::PerProject(_) = kind.source {
+        let leader = match kind.source {
+            Source::PerProject(_) => Some("projects"),
+            Source::PerScrumBoard(_) => Some("boards"),
+            _ => None,
+        };
+        if let Some(leader) = leader {
             if section.interval_secs.is_some() {
                 return Err(ConfigError::Load(format!(
-                    "streams.{}.interval_secs: {} are listed per project after each run of the \
-                     projects stream (sync.projects_interval_secs); remove the key",
+                    "streams.{}.interval_secs: {} are listed after each run of the {leader} \
+                     stream, under what it stored; remove the key",
                     kind.name, kind.name
                 )));
             }
-            // Listed under the projects the projects stream stored: after it.
-            schedule.follows = Some("projects");
+            // Listed under what the leader stored: after it.
+            schedule.follows = Some(leader);
         }
         Ok(Reference { kind, schedule })
     }
@@ -453,6 +535,25 @@ impl Reference {
                      Jira does"
                 );
             }
+            (Source::Agile(path), _) => {
+                for (record, _) in agile_pages(ctx, run, path).await? {
+                    records.push((record, None));
+                }
+            }
+            (Source::PerScrumBoard(template), _) => {
+                let boards = ctx.store.live_scrum_boards(&ctx.site).await?;
+                for board in boards {
+                    let path = template.replace("{board}", &board.to_string());
+                    match agile_pages(ctx, run, &path).await {
+                        Ok(list) => {
+                            records.extend(list.into_iter().map(|(r, _)| (r, Some(board))));
+                        }
+                        // Gone, hidden, or no longer a scrum board since it was listed.
+                        Err(err) if gone(&err) => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+            }
             (Source::PerProject(template), _) => {
                 let projects = ctx
                     .store
@@ -475,6 +576,50 @@ impl Reference {
     }
 }
 
+/// Every page of an Agile API listing.
+async fn agile_pages(
+    ctx: &StreamContext,
+    run: &Run<'_>,
+    path: &str,
+) -> anyhow::Result<Vec<(RawRecord, Option<i64>)>> {
+    let mut records = Vec::new();
+    let mut start = 0;
+    for _ in 0..MAX_PAGES {
+        run.counters.request();
+        let page: PageBean = ctx
+            .client
+            .get(
+                path,
+                &[
+                    ("startAt", start.to_string()),
+                    ("maxResults", AGILE_PAGE_SIZE.to_string()),
+                ],
+            )
+            .await?;
+        let got = page.values.len();
+        records.extend(page.values.into_iter().map(|r| (r, None)));
+        if page.is_last.unwrap_or(true) || got == 0 {
+            return Ok(records);
+        }
+        start += got;
+    }
+    anyhow::bail!(
+        "{path} did not end after {MAX_PAGES} pages: the server does not page as Jira does"
+    )
+}
+
+/// Whether `err` says the listed thing is gone or not listable (404, or 400 for a board that
+/// does not support sprints).
+fn gone(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<JiraError>(),
+        Some(JiraError::NotFound { .. } | JiraError::BadRequest { .. })
+    )
+}
+
+/// The Agile API's page size (its documented default).
+const AGILE_PAGE_SIZE: usize = 50;
+
 #[async_trait::async_trait]
 impl Stream for Reference {
     fn name(&self) -> &'static str {
@@ -492,6 +637,7 @@ impl Stream for Reference {
         let mut seen: Vec<String> = Vec::with_capacity(total);
         let mut batch = Batch::new(kind.table, &ctx.site);
         let mut set_aside = Vec::new();
+        let mut unique: std::collections::HashSet<String> = std::collections::HashSet::new();
         // Records listed under one project are read together, with that project's id.
         let mut groups: Vec<(Option<i64>, Vec<RawRecord>)> = Vec::new();
         for (record, project) in records {
@@ -503,12 +649,16 @@ impl Stream for Reference {
         for (project, list) in groups {
             let read = read_records(kind.name, kind.entity, list, |v| (kind.parse)(&v, project));
             for cells in read.rows {
-                match cells.first() {
-                    Some(Cell::Int8(Some(id))) => seen.push(id.to_string()),
-                    Some(Cell::Text(Some(id))) => seen.push(id.clone()),
-                    _ => {}
+                let id = match cells.first() {
+                    Some(Cell::Int8(Some(id))) => id.to_string(),
+                    Some(Cell::Text(Some(id))) => id.clone(),
+                    _ => continue,
+                };
+                // A sprint shows on every board that holds its issues: stored once, by id.
+                if unique.insert(id.clone()) {
+                    seen.push(id);
+                    batch.push(cells);
                 }
-                batch.push(cells);
             }
             seen.extend(read.set_aside.iter().map(|s| s.record_id.clone()));
             set_aside.extend(read.set_aside);
@@ -538,10 +688,14 @@ impl Stream for Reference {
             (Source::Paged { paged, .. }, Flavor::Cloud) => {
                 (paged, vec![("maxResults", "1".to_owned())])
             }
-            // Listed per project: readable wherever projects are.
-            (Source::PerProject(_), _) => return None,
+            (Source::Agile(path), _) => (path, vec![("maxResults", "1".to_owned())]),
+            // Listed per project or board: readable wherever those are.
+            (Source::PerProject(_) | Source::PerScrumBoard(_), _) => return None,
         };
-        let path = probe.client.rest(path);
+        let path = match self.kind.source {
+            Source::Agile(_) => path.to_owned(),
+            _ => probe.client.rest(path),
+        };
         Some(
             probe
                 .request(&path, &query)

@@ -6,7 +6,7 @@ use crate::support::{Env, sync_succeeds};
 use jira_sim::SimConfig;
 use std::collections::BTreeMap;
 
-const STREAMS: [&str; 14] = [
+const STREAMS: [&str; 16] = [
     "projects",
     "issues",
     "users",
@@ -19,6 +19,8 @@ const STREAMS: [&str; 14] = [
     "project_categories",
     "components",
     "versions",
+    "boards",
+    "sprints",
     "audit_records",
     "census",
 ];
@@ -98,6 +100,31 @@ async fn the_views_hold_every_issue_its_status_history_and_the_reference_data() 
     }
     assert!(compared >= 5, "only {compared} issues ever changed status");
 
+    // Every sprint an issue names is a sprint of the sprint view (but those of archived
+    // projects, whose boards Jira no longer lists).
+    let (unknown,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM jira_fivetran.issue_multiselect_history h \
+         JOIN jira_fivetran.field f ON f.id = h.field_id AND f.name = 'Sprint' \
+         JOIN jira.issues i ON i.id = h.issue_id \
+         JOIN jira.projects p ON p.site = i.site AND p.id = i.project_id AND NOT p.archived \
+         WHERE NOT EXISTS (SELECT 1 FROM jira_fivetran.sprint s WHERE s.id::text = h.value)",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("count");
+    let (named,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM jira_fivetran.issue_multiselect_history h \
+         JOIN jira_fivetran.field f ON f.id = h.field_id AND f.name = 'Sprint'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("count");
+    assert!(named > 0, "no issue is in a sprint");
+    assert_eq!(
+        unknown, 0,
+        "sprints issues name that the Agile API does not list"
+    );
+
     // Reference data by id, with the current names.
     env.sim.rename_status("3", "Doing").expect("rename");
     sync_succeeds(&env, &["statuses"], false).await;
@@ -117,6 +144,7 @@ async fn the_views_hold_every_issue_its_status_history_and_the_reference_data() 
         ("project", "jira.projects"),
         ("comment", "jira.comments"),
         ("issue_link", "jira.issue_links"),
+        ("sprint", "jira.sprints"),
     ] {
         let (in_view,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM jira_fivetran.{view}"

@@ -1,7 +1,7 @@
 //! Reference data (fields, status categories, statuses, issue types, priorities, resolutions, project
 //! categories, components, versions) against the simulator's truth: after a full sync, after
 //! changes (a renamed status, a new version, a version removed), and a second listing without
-//! changes writes nothing.
+//! changes writes nothing; boards and sprints, before and after a sprint closes.
 
 use crate::support::{Env, sync_succeeds};
 use jira_sim::SimConfig;
@@ -83,6 +83,25 @@ async fn reference_data_equals_the_truth_after_a_sync_and_after_changes() {
     assert_eq!(written["versions"], 1, "only the new version is written");
     assert_eq!(written["priorities"], 0);
 
+    // Boards and every scrum board's sprints; a sprint closes and the next one starts.
+    let agile = ["boards", "sprints"];
+    sync_succeeds(&env, &agile, false).await;
+    assert_eq!(
+        agile_stored(&env).await,
+        env.sim.agile_truth(),
+        "boards and sprints"
+    );
+    env.sim
+        .advance_clock(std::time::Duration::from_secs(14 * 86_400));
+    sync_succeeds(&env, &agile, false).await;
+    let (_, sprints) = env.sim.agile_truth();
+    assert!(sprints.iter().any(|s| s.2 == "active") && sprints.iter().any(|s| s.2 == "future"));
+    assert_eq!(
+        agile_stored(&env).await,
+        env.sim.agile_truth(),
+        "after a sprint closed"
+    );
+
     env.sim.remove_version(version).expect("remove");
     sync_succeeds(&env, &STREAMS, false).await;
     assert_eq!(
@@ -97,4 +116,25 @@ async fn reference_data_equals_the_truth_after_a_sync_and_after_changes() {
             .await
             .expect("the removed version's row stays");
     assert!(deleted, "a version Jira no longer lists is marked deleted");
+}
+
+type Agile = (Vec<(i64, String, String)>, Vec<(i64, String, String)>);
+
+/// The live boards (id, name, type) and sprints (id, name, state), sorted as the truth is.
+async fn agile_stored(env: &Env) -> Agile {
+    let boards: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT id, name, type FROM jira.boards WHERE deleted_at IS NULL ORDER BY id",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .expect("boards");
+    let mut sprints: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, name, state FROM jira.sprints WHERE deleted_at IS NULL")
+            .fetch_all(&env.db.pool)
+            .await
+            .expect("sprints");
+    let (_, truth) = env.sim.agile_truth();
+    let order: Vec<i64> = truth.iter().map(|s| s.0).collect();
+    sprints.sort_by_key(|s| order.iter().position(|&id| id == s.0));
+    (boards, sprints)
 }

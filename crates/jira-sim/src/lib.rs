@@ -7,6 +7,7 @@
 //! compare a sync against what the API shows.
 
 mod admin;
+mod agile;
 mod catalog;
 mod cli;
 mod control;
@@ -492,6 +493,9 @@ impl Shared {
     }
 }
 
+/// An id, a name and a kind or state: a board (`scrum`, `kanban`) or a sprint (`closed`, …).
+pub type Named = (i64, String, String);
+
 /// A running simulator. Dropping it stops the server; `shutdown` stops it gracefully.
 pub struct Simulator {
     shared: Arc<Shared>,
@@ -657,6 +661,27 @@ impl Simulator {
     /// `versions`), its (id, name) pairs, sorted.
     pub fn reference_truth(&self) -> BTreeMap<&'static str, Vec<(String, String)>> {
         reference::truth(&self.shared.site())
+    }
+
+    /// The boards (id, name, type) and every scrum board's sprints (id, name, state) the
+    /// Agile API shows now.
+    pub fn agile_truth(&self) -> (Vec<Named>, Vec<Named>) {
+        let site = self.shared.site();
+        let now = self.shared.now_ms();
+        let boards = agile::boards(&site);
+        let sprints = boards
+            .iter()
+            .filter(|b| b.2)
+            .flat_map(|b| agile::sprints(&site, b.3, now))
+            .map(|s| (s.id, s.name, s.state.to_owned()))
+            .collect();
+        let boards = boards
+            .into_iter()
+            .map(|(id, name, scrum, _)| {
+                (id, name, if scrum { "scrum" } else { "kanban" }.to_owned())
+            })
+            .collect();
+        (boards, sprints)
     }
 
     /// Renames the status `id` (issues show the new name; their `updated` stays).

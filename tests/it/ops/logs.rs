@@ -77,6 +77,7 @@ async fn sync_once_with_json_logs_ends_each_stream_with_one_info_summary_line() 
         streams,
         [
             "audit_records",
+            "boards",
             "census",
             "components",
             "fields",
@@ -86,6 +87,7 @@ async fn sync_once_with_json_logs_ends_each_stream_with_one_info_summary_line() 
             "project_categories",
             "projects",
             "resolutions",
+            "sprints",
             "status_categories",
             "statuses",
             "users",
@@ -98,7 +100,7 @@ async fn sync_once_with_json_logs_ends_each_stream_with_one_info_summary_line() 
         .filter_map(|l| l["run_id"].as_u64())
         .collect();
     run_ids.dedup();
-    assert_eq!(run_ids.len(), 14, "one run id each: {stderr}");
+    assert_eq!(run_ids.len(), 16, "one run id each: {stderr}");
     for line in summaries {
         assert_eq!(line["level"], "INFO");
         assert_eq!(line["site"], env.site());
