@@ -119,9 +119,9 @@ pub fn statements(schema: &str, site: &str) -> Vec<String> {
              FROM jira.fields WHERE site = '{site}' AND deleted_at IS NULL"
         ),
         format!(
-            "CREATE OR REPLACE VIEW {s}.field_option AS SELECT NULL::bigint AS id, \
-             NULL::timestamp AS _fivetran_synced, NULL::bigint AS parent_id, NULL::text AS name \
-             WHERE false"
+            "CREATE OR REPLACE VIEW {s}.field_option AS SELECT id, \
+             {synced} AS _fivetran_synced, parent_id, value AS name \
+             FROM jira.field_options WHERE site = '{site}' AND deleted_at IS NULL"
         ),
         format!(
             "CREATE OR REPLACE VIEW {s}.issue_link AS SELECT issue_id, related_issue_id, \

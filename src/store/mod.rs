@@ -404,6 +404,24 @@ impl Store {
         .await?)
     }
 
+    /// The live custom fields of `site` whose values are options (select, multi-select, radio
+    /// buttons, checkboxes, cascading select), by id.
+    pub async fn option_fields(&self, site: &str) -> anyhow::Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jira.fields WHERE site = $1 AND deleted_at IS NULL AND custom \
+             AND schema_custom IN ( \
+               'com.atlassian.jira.plugin.system.customfieldtypes:select', \
+               'com.atlassian.jira.plugin.system.customfieldtypes:multiselect', \
+               'com.atlassian.jira.plugin.system.customfieldtypes:radiobuttons', \
+               'com.atlassian.jira.plugin.system.customfieldtypes:multicheckboxes', \
+               'com.atlassian.jira.plugin.system.customfieldtypes:cascadingselect') \
+             ORDER BY id",
+        )
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The numeric ids of the live rows of `table` owned by `site` (every live project).
     pub async fn live_ids(&self, table: &'static Table, site: &str) -> anyhow::Result<Vec<i64>> {
         let sql = format!(

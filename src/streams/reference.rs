@@ -38,6 +38,25 @@ pub enum Source {
     Agile(&'static str),
     /// The Agile API, paged, per live scrum board (`{board}` is its id).
     PerScrumBoard(&'static str),
+    /// Each live option-valued custom field's contexts (`field/{field}/context`), then each
+    /// context's options (`.../context/{context}/option`), PageBeans (Cloud only).
+    FieldOptions,
+}
+
+/// What a record was listed under: the project, board or field context (`id`), and the field.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Under {
+    pub id: Option<i64>,
+    pub field: Option<String>,
+}
+
+impl Under {
+    fn id(id: i64) -> Under {
+        Under {
+            id: Some(id),
+            field: None,
+        }
+    }
 }
 
 /// One kind of reference data.
@@ -48,9 +67,9 @@ pub struct RefKind {
     pub entity: &'static str,
     pub table: &'static Table,
     pub source: Source,
-    /// The row's cells in the table's column order, given the record and, for per-project
-    /// kinds, the project's id.
-    pub parse: fn(&Value, Option<i64>) -> Result<Vec<Cell>, ParseError>,
+    /// The row's cells in the table's column order, given the record and what it was listed
+    /// under (the project of a per-project kind, say).
+    pub parse: fn(&Value, &Under) -> Result<Vec<Cell>, ParseError>,
     /// What to do when the account may not read it.
     pub fix: &'static str,
 }
@@ -189,10 +208,23 @@ static VERSIONS: Table = table(
     ],
 );
 
+static FIELD_OPTIONS: Table = table(
+    "jira.field_options",
+    &[
+        col("id", Kind::Int8),
+        col("field_id", Kind::Text),
+        col("context_id", Kind::Int8),
+        col("parent_id", Kind::Int8),
+        col("value", Kind::Text),
+        col("disabled", Kind::Bool),
+        col("raw", Kind::Jsonb),
+    ],
+);
+
 const ADMIN_FIX: &str = "the account sees no such records; check its permissions, or set \
                          [streams.<name>] enabled = false";
 
-fn parse_field(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+fn parse_field(v: &Value, _: &Under) -> Result<Vec<Cell>, ParseError> {
     let r = Record::new("field", v, &["name"]);
     Ok(vec![
         r.req_str("id")?.into(),
@@ -206,7 +238,7 @@ fn parse_field(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
     ])
 }
 
-fn parse_board(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+fn parse_board(v: &Value, _: &Under) -> Result<Vec<Cell>, ParseError> {
     let r = Record::new("board", v, &["name"]);
     Ok(vec![
         r.req_id("id")?.into(),
@@ -217,11 +249,11 @@ fn parse_board(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
     ])
 }
 
-fn parse_sprint(v: &Value, board: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+fn parse_sprint(v: &Value, board: &Under) -> Result<Vec<Cell>, ParseError> {
     let r = Record::new("sprint", v, &["name"]);
     let origin = match r.opt_id("originBoardId")? {
         Some(id) => Some(id),
-        None => board,
+        None => board.id,
     };
     Ok(vec![
         r.req_id("id")?.into(),
@@ -237,7 +269,7 @@ fn parse_sprint(v: &Value, board: Option<i64>) -> Result<Vec<Cell>, ParseError> 
     ])
 }
 
-fn parse_status_category(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+fn parse_status_category(v: &Value, _: &Under) -> Result<Vec<Cell>, ParseError> {
     let r = Record::new("status category", v, &["key"]);
     Ok(vec![
         r.req_id("id")?.into(),
@@ -248,7 +280,7 @@ fn parse_status_category(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseEr
     ])
 }
 
-fn parse_status(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+fn parse_status(v: &Value, _: &Under) -> Result<Vec<Cell>, ParseError> {
     let r = Record::new("status", v, &["name"]);
     Ok(vec![
         r.req_id("id")?.into(),
@@ -259,7 +291,7 @@ fn parse_status(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
     ])
 }
 
-fn parse_issue_type(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+fn parse_issue_type(v: &Value, _: &Under) -> Result<Vec<Cell>, ParseError> {
     let r = Record::new("issue type", v, &["name"]);
     Ok(vec![
         r.req_id("id")?.into(),
@@ -271,7 +303,7 @@ fn parse_issue_type(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> 
     ])
 }
 
-fn parse_priority(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+fn parse_priority(v: &Value, _: &Under) -> Result<Vec<Cell>, ParseError> {
     let r = Record::new("priority", v, &["name"]);
     Ok(vec![
         r.req_id("id")?.into(),
@@ -292,17 +324,17 @@ fn parse_named(entity: &'static str, v: &Value) -> Result<Vec<Cell>, ParseError>
     ])
 }
 
-fn parse_resolution(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+fn parse_resolution(v: &Value, _: &Under) -> Result<Vec<Cell>, ParseError> {
     parse_named("resolution", v)
 }
 
-fn parse_project_category(v: &Value, _: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+fn parse_project_category(v: &Value, _: &Under) -> Result<Vec<Cell>, ParseError> {
     parse_named("project category", v)
 }
 
-fn parse_component(v: &Value, project: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+fn parse_component(v: &Value, under: &Under) -> Result<Vec<Cell>, ParseError> {
     let r = Record::new("component", v, &["name"]);
-    let project = match project {
+    let project = match under.id {
         Some(id) => Some(id),
         None => r.opt_id("projectId")?,
     };
@@ -316,9 +348,9 @@ fn parse_component(v: &Value, project: Option<i64>) -> Result<Vec<Cell>, ParseEr
     ])
 }
 
-fn parse_version(v: &Value, project: Option<i64>) -> Result<Vec<Cell>, ParseError> {
+fn parse_version(v: &Value, under: &Under) -> Result<Vec<Cell>, ParseError> {
     let r = Record::new("version", v, &["name"]);
-    let project = match project {
+    let project = match under.id {
         Some(id) => Some(id),
         None => r.opt_id("projectId")?,
     };
@@ -335,8 +367,21 @@ fn parse_version(v: &Value, project: Option<i64>) -> Result<Vec<Cell>, ParseErro
     ])
 }
 
+fn parse_field_option(v: &Value, under: &Under) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new("field option", v, &["value"]);
+    Ok(vec![
+        r.req_id("id")?.into(),
+        under.field.clone().unwrap_or_default().into(),
+        under.id.unwrap_or_default().into(),
+        r.opt_id("optionId")?.into(),
+        r.opt_str("value")?.into(),
+        r.opt_bool("disabled")?.into(),
+        v.clone().into(),
+    ])
+}
+
 /// Every kind, in the order reports list them.
-pub static KINDS: [RefKind; 11] = [
+pub static KINDS: [RefKind; 12] = [
     RefKind {
         name: "fields",
         entity: "field",
@@ -344,6 +389,15 @@ pub static KINDS: [RefKind; 11] = [
         source: Source::List("field"),
         parse: parse_field,
         fix: ADMIN_FIX,
+    },
+    RefKind {
+        name: "field_options",
+        entity: "field option",
+        table: &FIELD_OPTIONS,
+        source: Source::FieldOptions,
+        parse: parse_field_option,
+        fix: "listing custom field contexts and options needs the Administer Jira global \
+              permission; grant it, or set [streams.field_options] enabled = false",
     },
     RefKind {
         name: "status_categories",
@@ -480,6 +534,7 @@ impl Reference {
         let leader = match kind.source {
             Source::PerProject(_) => Some("projects"),
             Source::PerScrumBoard(_) => Some("boards"),
+            Source::FieldOptions => Some("fields"),
             _ => None,
         };
         if let Some(leader) = leader {
@@ -496,19 +551,19 @@ impl Reference {
         Ok(Reference { kind, schedule })
     }
 
-    /// Every record of the kind, with the project each was listed under.
+    /// Every record of the kind, with what each was listed under.
     async fn list(
         &self,
         ctx: &StreamContext,
         run: &Run<'_>,
-    ) -> anyhow::Result<Vec<(RawRecord, Option<i64>)>> {
+    ) -> anyhow::Result<Vec<(RawRecord, Under)>> {
         let client = &ctx.client;
         let mut records = Vec::new();
         match (self.kind.source, ctx.flavor()) {
             (Source::List(path), _) | (Source::Paged { list: path, .. }, Flavor::DataCenter) => {
                 run.counters.request();
                 let list: Vec<RawRecord> = client.get(&client.rest(path), &[]).await?;
-                records.extend(list.into_iter().map(|r| (r, None)));
+                records.extend(list.into_iter().map(|r| (r, Under::default())));
             }
             (Source::Paged { paged, .. }, Flavor::Cloud) => {
                 let mut start = 0;
@@ -524,7 +579,7 @@ impl Reference {
                         )
                         .await?;
                     let got = page.values.len();
-                    records.extend(page.values.into_iter().map(|r| (r, None)));
+                    records.extend(page.values.into_iter().map(|r| (r, Under::default())));
                     if page.is_last.unwrap_or(true) || got == 0 {
                         return Ok(records);
                     }
@@ -536,17 +591,55 @@ impl Reference {
                 );
             }
             (Source::Agile(path), _) => {
-                for (record, _) in agile_pages(ctx, run, path).await? {
-                    records.push((record, None));
+                for record in bean_pages(ctx, run, path, AGILE_PAGE_SIZE).await? {
+                    records.push((record, Under::default()));
+                }
+            }
+            (Source::FieldOptions, Flavor::DataCenter) => {
+                unreachable!("field options are not listed on Data Center")
+            }
+            (Source::FieldOptions, Flavor::Cloud) => {
+                for field in ctx.store.option_fields(&ctx.site).await? {
+                    let path = client.rest(&format!("field/{field}/context"));
+                    let contexts = match bean_pages(ctx, run, &path, PAGE_SIZE).await {
+                        Ok(list) => list,
+                        // Deleted since the fields stream listed it.
+                        Err(err) if gone(&err) => continue,
+                        Err(err) => return Err(err),
+                    };
+                    for context in contexts {
+                        let context: FieldContext =
+                            serde_json::from_str(context.get()).map_err(|e| {
+                                anyhow::anyhow!("a context of field {field} is unreadable: {e}")
+                            })?;
+                        let id = context.id.as_i64().ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "a context of field {field} has the id {:?}",
+                                context.id
+                            )
+                        })?;
+                        let path = client.rest(&format!("field/{field}/context/{id}/option"));
+                        let under = Under {
+                            id: Some(id),
+                            field: Some(field.clone()),
+                        };
+                        match bean_pages(ctx, run, &path, PAGE_SIZE).await {
+                            Ok(list) => {
+                                records.extend(list.into_iter().map(|r| (r, under.clone())));
+                            }
+                            Err(err) if gone(&err) => {}
+                            Err(err) => return Err(err),
+                        }
+                    }
                 }
             }
             (Source::PerScrumBoard(template), _) => {
                 let boards = ctx.store.live_scrum_boards(&ctx.site).await?;
                 for board in boards {
                     let path = template.replace("{board}", &board.to_string());
-                    match agile_pages(ctx, run, &path).await {
+                    match bean_pages(ctx, run, &path, AGILE_PAGE_SIZE).await {
                         Ok(list) => {
-                            records.extend(list.into_iter().map(|(r, _)| (r, Some(board))));
+                            records.extend(list.into_iter().map(|r| (r, Under::id(board))));
                         }
                         // Gone, hidden, or no longer a scrum board since it was listed.
                         Err(err) if gone(&err) => {}
@@ -563,7 +656,9 @@ impl Reference {
                     let path = client.rest(&template.replace("{project}", &project.to_string()));
                     run.counters.request();
                     match client.get::<Vec<RawRecord>>(&path, &[]).await {
-                        Ok(list) => records.extend(list.into_iter().map(|r| (r, Some(project)))),
+                        Ok(list) => {
+                            records.extend(list.into_iter().map(|r| (r, Under::id(project))));
+                        }
                         // Gone or hidden since the projects stream listed it: its records
                         // leave with it.
                         Err(JiraError::NotFound { .. }) => {}
@@ -576,12 +671,60 @@ impl Reference {
     }
 }
 
-/// Every page of an Agile API listing.
-async fn agile_pages(
+/// A custom field's context, as far as it is read here.
+#[derive(Debug, Deserialize)]
+struct FieldContext {
+    id: crate::jira::model::FlexId,
+}
+
+impl Reference {
+    /// Field options: the contexts of the first option-valued custom field `field` lists
+    /// (only administrators may read them).
+    async fn probe_options(&self, probe: &Probe<'_>) -> Result<Availability, JiraError> {
+        if matches!(probe.client.flavor(), Flavor::DataCenter) {
+            return Ok(Availability::NotConfigured {
+                reason: DC_OPTIONS.to_owned(),
+            });
+        }
+        let fields = match probe.request(&probe.client.rest("field"), &[]).await? {
+            Ok(fields) => fields,
+            Err(refusal) => return Ok(refusal.unreadable(self.kind.fix)),
+        };
+        let first = fields.as_array().into_iter().flatten().find(|f| {
+            f.pointer("/schema/custom")
+                .and_then(Value::as_str)
+                .is_some_and(|c| OPTION_TYPES.iter().any(|t| c.ends_with(t)))
+        });
+        let Some(id) = first.and_then(|f| f.get("id")).and_then(Value::as_str) else {
+            return Ok(Availability::Readable {
+                detail: Some("no custom field has options".to_owned()),
+            });
+        };
+        let path = probe.client.rest(&format!("field/{id}/context"));
+        let one = [("maxResults", "1".to_owned())];
+        Ok(match probe.request(&path, &one).await? {
+            Ok(_) => Availability::Readable { detail: None },
+            Err(refusal) => refusal.unreadable(self.kind.fix),
+        })
+    }
+}
+
+/// The custom field types whose values are options (`schema.custom` ends with one).
+const OPTION_TYPES: [&str; 5] = [
+    ":select",
+    ":multiselect",
+    ":radiobuttons",
+    ":multicheckboxes",
+    ":cascadingselect",
+];
+
+/// Every page of a PageBean listing at `path` (absolute), `size` records a page.
+async fn bean_pages(
     ctx: &StreamContext,
     run: &Run<'_>,
     path: &str,
-) -> anyhow::Result<Vec<(RawRecord, Option<i64>)>> {
+    size: usize,
+) -> anyhow::Result<Vec<RawRecord>> {
     let mut records = Vec::new();
     let mut start = 0;
     for _ in 0..MAX_PAGES {
@@ -592,12 +735,12 @@ async fn agile_pages(
                 path,
                 &[
                     ("startAt", start.to_string()),
-                    ("maxResults", AGILE_PAGE_SIZE.to_string()),
+                    ("maxResults", size.to_string()),
                 ],
             )
             .await?;
         let got = page.values.len();
-        records.extend(page.values.into_iter().map(|r| (r, None)));
+        records.extend(page.values);
         if page.is_last.unwrap_or(true) || got == 0 {
             return Ok(records);
         }
@@ -617,6 +760,18 @@ fn gone(err: &anyhow::Error) -> bool {
     )
 }
 
+/// Whether `err` is a 403.
+fn forbidden(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<JiraError>(),
+        Some(JiraError::Forbidden { .. })
+    )
+}
+
+/// Why field options are not listed on Data Center.
+const DC_OPTIONS: &str = "Data Center has no custom field context API: field options are listed \
+                          on Jira Cloud only";
+
 /// The Agile API's page size (its documented default).
 const AGILE_PAGE_SIZE: usize = 50;
 
@@ -632,22 +787,32 @@ impl Stream for Reference {
 
     async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
         let kind = self.kind;
-        let records = self.list(ctx, run).await?;
+        if let (Source::FieldOptions, Flavor::DataCenter) = (kind.source, ctx.flavor()) {
+            return Ok(StreamStatus::Skipped(DC_OPTIONS.to_owned()));
+        }
+        let records = match self.list(ctx, run).await {
+            Ok(records) => records,
+            // Listed by administrators only: the rest of the site syncs without it.
+            Err(err) if matches!(kind.source, Source::FieldOptions) && forbidden(&err) => {
+                return Ok(StreamStatus::Skipped(format!("{err:#}; {}", kind.fix)));
+            }
+            Err(err) => return Err(err),
+        };
         let total = records.len();
         let mut seen: Vec<String> = Vec::with_capacity(total);
         let mut batch = Batch::new(kind.table, &ctx.site);
         let mut set_aside = Vec::new();
         let mut unique: std::collections::HashSet<String> = std::collections::HashSet::new();
         // Records listed under one project are read together, with that project's id.
-        let mut groups: Vec<(Option<i64>, Vec<RawRecord>)> = Vec::new();
-        for (record, project) in records {
+        let mut groups: Vec<(Under, Vec<RawRecord>)> = Vec::new();
+        for (record, under) in records {
             match groups.last_mut() {
-                Some((p, list)) if *p == project => list.push(record),
-                _ => groups.push((project, vec![record])),
+                Some((u, list)) if *u == under => list.push(record),
+                _ => groups.push((under, vec![record])),
             }
         }
-        for (project, list) in groups {
-            let read = read_records(kind.name, kind.entity, list, |v| (kind.parse)(&v, project));
+        for (under, list) in groups {
+            let read = read_records(kind.name, kind.entity, list, |v| (kind.parse)(&v, &under));
             for cells in read.rows {
                 let id = match cells.first() {
                     Some(Cell::Int8(Some(id))) => id.to_string(),
@@ -681,6 +846,9 @@ impl Stream for Reference {
     }
 
     async fn probe(&self, probe: &Probe<'_>) -> Option<Result<Availability, JiraError>> {
+        if let Source::FieldOptions = self.kind.source {
+            return Some(self.probe_options(probe).await);
+        }
         let (path, query) = match (self.kind.source, probe.client.flavor()) {
             (Source::List(path), _) | (Source::Paged { list: path, .. }, Flavor::DataCenter) => {
                 (path, vec![])
@@ -690,7 +858,9 @@ impl Stream for Reference {
             }
             (Source::Agile(path), _) => (path, vec![("maxResults", "1".to_owned())]),
             // Listed per project or board: readable wherever those are.
-            (Source::PerProject(_) | Source::PerScrumBoard(_), _) => return None,
+            (Source::PerProject(_) | Source::PerScrumBoard(_) | Source::FieldOptions, _) => {
+                return None;
+            }
         };
         let path = match self.kind.source {
             Source::Agile(_) => path.to_owned(),

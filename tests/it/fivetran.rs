@@ -6,11 +6,12 @@ use crate::support::{Env, sync_succeeds};
 use jira_sim::SimConfig;
 use std::collections::BTreeMap;
 
-const STREAMS: [&str; 16] = [
+pub(crate) const STREAMS: [&str; 17] = [
     "projects",
     "issues",
     "users",
     "fields",
+    "field_options",
     "status_categories",
     "statuses",
     "issue_types",
@@ -141,6 +142,7 @@ async fn the_views_hold_every_issue_its_status_history_and_the_reference_data() 
         ("component", "jira.components"),
         ("version", "jira.versions"),
         ("field", "jira.fields"),
+        ("field_option", "jira.field_options"),
         ("project", "jira.projects"),
         ("comment", "jira.comments"),
         ("issue_link", "jira.issue_links"),

@@ -14,6 +14,7 @@ mod components;
 mod config;
 mod crash;
 mod daemon;
+mod dbt;
 mod deploy;
 mod fivetran;
 mod hostile;

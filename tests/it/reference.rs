@@ -1,14 +1,18 @@
-//! Reference data (fields, status categories, statuses, issue types, priorities, resolutions, project
-//! categories, components, versions) against the simulator's truth: after a full sync, after
-//! changes (a renamed status, a new version, a version removed), and a second listing without
-//! changes writes nothing; boards and sprints, before and after a sprint closes.
+//! Reference data (fields and their options, status categories, statuses, issue types,
+//! priorities, resolutions, project categories, components, versions) against the simulator's
+//! truth: after a full sync, after changes (a renamed status, a new version and a new option,
+//! both removed again), and a second listing without changes writes nothing; boards and
+//! sprints, before and after a sprint closes; a non-admin account skips the field options.
 
-use crate::support::{Env, sync_succeeds};
+use crate::support::{Env, sync, sync_succeeds};
 use jira_sim::SimConfig;
+use jira_sync::engine::OutcomeStatus;
 use std::collections::BTreeMap;
 
-const KINDS: [(&str, &str); 9] = [
+/// Each kind's table (named by `name`, but options by `value`).
+const KINDS: [(&str, &str); 10] = [
     ("fields", "jira.fields"),
+    ("field_options", "jira.field_options"),
     ("status_categories", "jira.status_categories"),
     ("statuses", "jira.statuses"),
     ("issue_types", "jira.issue_types"),
@@ -19,10 +23,12 @@ const KINDS: [(&str, &str); 9] = [
     ("versions", "jira.versions"),
 ];
 
-/// Projects first: components and versions are listed per live project.
-const STREAMS: [&str; 10] = [
+/// Projects first: components and versions are listed per live project; fields before
+/// their options.
+const STREAMS: [&str; 11] = [
     "projects",
     "fields",
+    "field_options",
     "status_categories",
     "statuses",
     "issue_types",
@@ -37,8 +43,13 @@ const STREAMS: [&str; 10] = [
 async fn stored(env: &Env) -> BTreeMap<&'static str, Vec<(String, String)>> {
     let mut all = BTreeMap::new();
     for (kind, table) in KINDS {
+        let name = if kind == "field_options" {
+            "value"
+        } else {
+            "name"
+        };
         let mut rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT id::text, name FROM {table} WHERE deleted_at IS NULL"
+            "SELECT id::text, {name} FROM {table} WHERE deleted_at IS NULL"
         )))
         .fetch_all(&env.db.pool)
         .await
@@ -69,6 +80,7 @@ async fn reference_data_equals_the_truth_after_a_sync_and_after_changes() {
         .expect("rename");
     let project = env.sim.truth().projects[0].key.clone();
     let version = env.sim.add_version(&project, "9.0").expect("version");
+    let option = env.sim.add_field_option("Blocker");
     let outcomes = sync_succeeds(&env, &STREAMS, false).await;
     assert_eq!(
         stored(&env).await,
@@ -81,6 +93,10 @@ async fn reference_data_equals_the_truth_after_a_sync_and_after_changes() {
         .collect();
     assert_eq!(written["statuses"], 1, "only the renamed status is written");
     assert_eq!(written["versions"], 1, "only the new version is written");
+    assert_eq!(
+        written["field_options"], 1,
+        "only the new option is written"
+    );
     assert_eq!(written["priorities"], 0);
 
     // Boards and every scrum board's sprints; a sprint closes and the next one starts.
@@ -103,6 +119,7 @@ async fn reference_data_equals_the_truth_after_a_sync_and_after_changes() {
     );
 
     env.sim.remove_version(version).expect("remove");
+    env.sim.remove_field_option(option).expect("remove");
     sync_succeeds(&env, &STREAMS, false).await;
     assert_eq!(
         stored(&env).await,
@@ -116,6 +133,50 @@ async fn reference_data_equals_the_truth_after_a_sync_and_after_changes() {
             .await
             .expect("the removed version's row stays");
     assert!(deleted, "a version Jira no longer lists is marked deleted");
+    let (deleted,): (bool,) =
+        sqlx::query_as("SELECT deleted_at IS NOT NULL FROM jira.field_options WHERE id = $1")
+            .bind(option)
+            .fetch_one(&env.db.pool)
+            .await
+            .expect("the removed option's row stays");
+    assert!(deleted, "an option Jira no longer lists is marked deleted");
+
+    // A cascading field's child options name their parent; the options name field and context.
+    let children: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT id, parent_id, field_id, context_id FROM jira.field_options \
+         WHERE parent_id IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .expect("child options");
+    assert_eq!(children.len(), 4, "{children:?}");
+    assert!(
+        children.iter().all(|c| c.2 == "customfield_10017"
+            && c.3 == 10_317
+            && (10_220..=10_222).contains(&c.1)),
+        "{children:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_account_that_may_not_list_field_contexts_skips_the_options_and_syncs_the_rest() {
+    let env = Env::start(SimConfig::small()).await;
+    env.sim.set_admin(false);
+    let outcomes = sync(&env, &["fields", "field_options", "statuses"], false).await;
+    for o in &outcomes {
+        match (o.stream, &o.status) {
+            ("field_options", OutcomeStatus::Skipped(why)) => {
+                assert!(why.contains("Administer Jira"), "{why}");
+            }
+            ("fields" | "statuses", OutcomeStatus::Succeeded) => {}
+            _ => panic!("unexpected: {}", o.summary()),
+        }
+    }
+    let (options,): (i64,) = sqlx::query_as("SELECT count(*) FROM jira.field_options")
+        .fetch_one(&env.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(options, 0);
 }
 
 type Agile = (Vec<(i64, String, String)>, Vec<(i64, String, String)>);

@@ -48,6 +48,27 @@ fn adf(d: &mut Dice) -> Value {
     json!({"type": "doc", "version": 1, "content": content})
 }
 
+/// The options of the select field Severity (`customfield_10015`): (id, value).
+pub(crate) const SEVERITY: [(i64, &str); 3] =
+    [(10_200, "Critical"), (10_201, "Major"), (10_202, "Minor")];
+/// The options of the multi-select field Platforms (`customfield_10016`).
+pub(crate) const PLATFORMS: [(i64, &str); 4] = [
+    (10_210, "iOS"),
+    (10_211, "Android"),
+    (10_212, "Web"),
+    (10_213, "Desktop"),
+];
+/// The cascading field Region (`customfield_10017`): (parent id, parent, child id, child).
+pub(crate) const REGIONS: [(i64, &str, i64, &str); 4] = [
+    (10_220, "EMEA", 10_223, "Germany"),
+    (10_220, "EMEA", 10_224, "France"),
+    (10_221, "Americas", 10_225, "Brazil"),
+    (10_222, "APAC", 10_226, "日本"),
+];
+/// The cascading field's parent options.
+pub(crate) const REGION_PARENTS: [(i64, &str); 3] =
+    [(10_220, "EMEA"), (10_221, "Americas"), (10_222, "APAC")];
+
 fn option(ctx: &Ctx, id: i64, value: &str) -> Value {
     json!({"self": format!("{}/rest/api/3/customFieldOption/{id}", ctx.base), "value": value, "id": id.to_string()})
 }
@@ -87,16 +108,11 @@ pub(crate) fn value(ctx: &Ctx, issue: &Issue, id: &str) -> Value {
             json!(ctx.timestamp(issue.created_ms + d.below(1_000_000_000) as i64))
         }),
         "customfield_10015" => maybe(&mut d, 0.3, |d| {
-            let (oid, name) = d.pick(&[(10_200, "Critical"), (10_201, "Major"), (10_202, "Minor")]);
+            let (oid, name) = d.pick(&SEVERITY);
             option(ctx, oid, name)
         }),
         "customfield_10016" => maybe(&mut d, 0.4, |d| {
-            let all = [
-                (10_210, "iOS"),
-                (10_211, "Android"),
-                (10_212, "Web"),
-                (10_213, "Desktop"),
-            ];
+            let all = PLATFORMS;
             let start = d.below(all.len());
             let count = d.below(all.len() - start) + 1;
             json!(
@@ -107,12 +123,7 @@ pub(crate) fn value(ctx: &Ctx, issue: &Issue, id: &str) -> Value {
             )
         }),
         "customfield_10017" => maybe(&mut d, 0.5, |d| {
-            let (pid, parent, cid, child) = d.pick(&[
-                (10_220, "EMEA", 10_223, "Germany"),
-                (10_220, "EMEA", 10_224, "France"),
-                (10_221, "Americas", 10_225, "Brazil"),
-                (10_222, "APAC", 10_226, "日本"),
-            ]);
+            let (pid, parent, cid, child) = d.pick(&REGIONS);
             let mut value = option(ctx, pid, parent);
             value["child"] = option(ctx, cid, child);
             value

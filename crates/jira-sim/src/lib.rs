@@ -658,7 +658,7 @@ impl Simulator {
 
     /// The reference data as the API shows it now: per kind (`statuses`, `status_categories`,
     /// `issue_types`, `priorities`, `resolutions`, `project_categories`, `components`,
-    /// `versions`), its (id, name) pairs, sorted.
+    /// `versions`, `fields`, `field_options`), its (id, name) pairs, sorted.
     pub fn reference_truth(&self) -> BTreeMap<&'static str, Vec<(String, String)>> {
         reference::truth(&self.shared.site())
     }
@@ -718,6 +718,26 @@ impl Simulator {
         anyhow::ensure!(
             site.reference.versions.len() < before,
             "no added version {id}"
+        );
+        Ok(())
+    }
+
+    /// Adds an option to the select field Severity (`customfield_10015`); returns its id.
+    pub fn add_field_option(&self, value: &str) -> i64 {
+        let mut site = self.shared.site_mut();
+        let id = 30_000 + site.reference.options.len() as i64;
+        site.reference.options.push((id, value.to_owned()));
+        id
+    }
+
+    /// Removes an option [`Simulator::add_field_option`] added.
+    pub fn remove_field_option(&self, id: i64) -> anyhow::Result<()> {
+        let mut site = self.shared.site_mut();
+        let before = site.reference.options.len();
+        site.reference.options.retain(|(o, _)| *o != id);
+        anyhow::ensure!(
+            site.reference.options.len() < before,
+            "no added option {id}"
         );
         Ok(())
     }
