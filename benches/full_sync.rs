@@ -5,15 +5,17 @@
 //! the configured concurrency and with a one-request-at-a-time client (`max_in_flight = 1`),
 //! and the medium site without the records of issues (the issues alone, for what they cost);
 //! then a run against a simulator that limits the request rate, and an incremental cycle after
-//! 100 changes. Prints wall time, issues per second, HTTP requests, 429s, peak RSS of the sync
-//! process and where the CPU time went (sync process, simulator, PostgreSQL).
+//! 100 changes; then, where the vendored dbt package set is found, a full sync of every stream
+//! into the Fivetran-compatible schema followed by Fivetran's `dbt_jira` (`dbt build`). Prints
+//! wall time, issues per second, HTTP requests, 429s, peak RSS of the sync process and where
+//! the CPU time went (sync process, simulator, PostgreSQL).
 //!
 //! `cargo bench --bench full_sync`. Knobs: `BENCH_LATENCY_MS` (150), `BENCH_IN_FLIGHT` (16),
 //! `BENCH_LIMIT_RPS` (40; the simulator's limit in the rate-limited run, the client is set to
 //! 95 % of it), `BENCH_RPS` and `BENCH_BURST` (1000 and 100: the pacing of the other runs),
 //! `BENCH_SIZE=small|medium|large` (the many-projects site; the single-project site gets as
 //! many issues), `BENCH_SERIAL=0` to skip the one-at-a-time runs, `BENCH_ONLY=<text>` to run
-//! the scenarios whose label contains it, `BENCH_VERBOSE=1` to print each run's summary lines
+//! the scenarios whose label contains it (`dbt`: the dbt run alone), `BENCH_VERBOSE=1` to print each run's summary lines
 //! (one per stream, with its duration) and its requests per half second, `DATABASE_URL` to use
 //! an existing server (its role must be allowed to create databases), `BENCH_LOG=debug` for
 //! the sync's log level (default `warn`; the log goes to standard error), `BENCH_WARM=0` to
@@ -168,9 +170,14 @@ async fn bench() -> anyhow::Result<()> {
         print_row(s, &measured);
         results.push(measured);
     }
-    summarize(&plan, &results, latency, [m, o]);
+    if !plan.is_empty() {
+        summarize(&plan, &results, latency, [m, o]);
+    }
     if knobs.only.is_none() {
         incremental(&many, &server, &knobs).await?;
+    }
+    if knobs.only.as_ref().is_none_or(|o| o.contains("dbt")) {
+        dbt(&many, &server, &knobs).await?;
     }
     many.shutdown().await;
     single.shutdown().await;
@@ -450,6 +457,68 @@ async fn incremental(sim: &Simulator, server: &Server, knobs: &Knobs) -> anyhow:
             m.peak_kib as f64 / 1024.0
         );
     }
+    Ok(())
+}
+
+/// The whole site, every stream, into the Fivetran-compatible schema, then Fivetran's
+/// `dbt_jira` on it (`dbt build`: every model and every one of the package's tests) through
+/// `.ci/dbt/run.sh`, where the vendored package set is found (`../shared/dbt`, or
+/// `JIRA_SYNC_DBT_DIR`). dbt's first run installs it into a virtual environment: not timed.
+async fn dbt(sim: &Simulator, server: &Server, knobs: &Knobs) -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let set = std::env::var_os("JIRA_SYNC_DBT_DIR")
+        .map_or_else(|| root.join("../shared/dbt"), std::path::PathBuf::from);
+    if !set.join("run.sh").is_file() {
+        println!("dbt_jira: skipped, no package set at {}", set.display());
+        return Ok(());
+    }
+    let build = |db: &str| {
+        std::process::Command::new("bash")
+            .arg(root.join(".ci/dbt/run.sh"))
+            .args([db, "jira_fivetran"])
+            .output()
+    };
+    let s = Scenario {
+        label: format!(
+            "{}, {} ms, in flight {}, then dbt build",
+            knobs.size, knobs.latency, knobs.in_flight
+        ),
+        ..scenario(&knobs.size, sim, knobs.latency, knobs.in_flight, None, FULL)
+    };
+    if knobs.warm {
+        let warm = scenario(&knobs.size, sim, 0, knobs.in_flight, None, FULL);
+        let db = server.fresh_database().await?;
+        measure(&warm, &db, server, knobs).await?;
+        // dbt installs itself on its first run.
+        build(&db)?;
+    }
+    let db = server.fresh_database().await?;
+    let m = measure(&s, &db, server, knobs).await?;
+    let started = Instant::now();
+    let output = build(&db)?;
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "dbt build failed: {}\n{stdout}",
+        output.status
+    );
+    let done = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("PASS="))
+        .and_then(|l| l.split_once("Done. "))
+        .map_or("", |(_, d)| d);
+    println!(
+        "{:<56} sync {:.2} s, {} requests, peak RSS {:.1} MiB; dbt build {:.2} s ({done}); \
+         total {:.2} s",
+        s.label,
+        m.elapsed.as_secs_f64(),
+        m.requests,
+        m.peak_kib as f64 / 1024.0,
+        took.as_secs_f64(),
+        (m.elapsed + took).as_secs_f64()
+    );
     Ok(())
 }
 

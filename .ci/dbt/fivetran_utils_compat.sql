@@ -1,6 +1,6 @@
 {#-
   Single-connection forms of three fivetran_utils macros that dbt_jira 1.10.1 calls but that
-  fivetran_utils 0.4.10 (the release vendored beside it) does not define. `.ci/dbt-check` adds
+  fivetran_utils 0.4.10 (the release vendored beside it) does not define. `.ci/dbt/run.sh` adds
   this file to a copy of the vendored fivetran_utils only when that release lacks them; dbt_jira
   itself is never changed. With one Jira site there is one source per table, nothing to union
   and no source relation to partition by.

@@ -41,20 +41,25 @@ pub enum Source {
     /// Each live option-valued custom field's contexts (`field/{field}/context`), then each
     /// context's options (`.../context/{context}/option`), PageBeans (Cloud only).
     FieldOptions,
+    /// Every group (`group/bulk`), then each group's members, inactive ones included
+    /// (`group/member`), PageBeans (Cloud only).
+    GroupMembers,
 }
 
-/// What a record was listed under: the project, board or field context (`id`), and the field.
+/// What a record was listed under: the project, board or field context (`id`), the field or
+/// group (`key`) and the group's name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Under {
     pub id: Option<i64>,
-    pub field: Option<String>,
+    pub key: Option<String>,
+    pub name: Option<String>,
 }
 
 impl Under {
     fn id(id: i64) -> Under {
         Under {
             id: Some(id),
-            field: None,
+            ..Under::default()
         }
     }
 }
@@ -221,6 +226,17 @@ static FIELD_OPTIONS: Table = table(
     ],
 );
 
+static USER_GROUPS: Table = table(
+    "jira.user_groups",
+    &[
+        col("id", Kind::Text),
+        col("group_id", Kind::Text),
+        col("group_name", Kind::Text),
+        col("account_id", Kind::Text),
+        col("raw", Kind::Jsonb),
+    ],
+);
+
 const ADMIN_FIX: &str = "the account sees no such records; check its permissions, or set \
                          [streams.<name>] enabled = false";
 
@@ -371,7 +387,7 @@ fn parse_field_option(v: &Value, under: &Under) -> Result<Vec<Cell>, ParseError>
     let r = Record::new("field option", v, &["value"]);
     Ok(vec![
         r.req_id("id")?.into(),
-        under.field.clone().unwrap_or_default().into(),
+        under.key.clone().unwrap_or_default().into(),
         under.id.unwrap_or_default().into(),
         r.opt_id("optionId")?.into(),
         r.opt_str("value")?.into(),
@@ -380,8 +396,21 @@ fn parse_field_option(v: &Value, under: &Under) -> Result<Vec<Cell>, ParseError>
     ])
 }
 
+fn parse_membership(v: &Value, group: &Under) -> Result<Vec<Cell>, ParseError> {
+    let r = Record::new("group member", v, &["displayName"]);
+    let account = r.req_str("accountId")?;
+    let group_id = group.key.clone().unwrap_or_default();
+    Ok(vec![
+        format!("{group_id}:{account}").into(),
+        group_id.into(),
+        group.name.clone().into(),
+        account.into(),
+        v.clone().into(),
+    ])
+}
+
 /// Every kind, in the order reports list them.
-pub static KINDS: [RefKind; 12] = [
+pub static KINDS: [RefKind; 13] = [
     RefKind {
         name: "fields",
         entity: "field",
@@ -468,6 +497,15 @@ pub static KINDS: [RefKind; 12] = [
         source: Source::PerProject("project/{project}/versions"),
         parse: parse_version,
         fix: ADMIN_FIX,
+    },
+    RefKind {
+        name: "user_groups",
+        entity: "group member",
+        table: &USER_GROUPS,
+        source: Source::GroupMembers,
+        parse: parse_membership,
+        fix: "listing groups needs the Browse users and groups global permission; grant it, \
+              or set [streams.user_groups] enabled = false",
     },
     RefKind {
         name: "boards",
@@ -591,17 +629,40 @@ impl Reference {
                 );
             }
             (Source::Agile(path), _) => {
-                for record in bean_pages(ctx, run, path, AGILE_PAGE_SIZE).await? {
+                for record in bean_pages(ctx, run, path, AGILE_PAGE_SIZE, &[]).await? {
                     records.push((record, Under::default()));
                 }
             }
-            (Source::FieldOptions, Flavor::DataCenter) => {
-                unreachable!("field options are not listed on Data Center")
+            (Source::FieldOptions | Source::GroupMembers, Flavor::DataCenter) => {
+                unreachable!("field options and groups are not listed on Data Center")
+            }
+            (Source::GroupMembers, Flavor::Cloud) => {
+                let path = client.rest("group/bulk");
+                for group in bean_pages(ctx, run, &path, GROUP_PAGE_SIZE, &[]).await? {
+                    let group: Group = serde_json::from_str(group.get())
+                        .map_err(|e| anyhow::anyhow!("a group is unreadable: {e}"))?;
+                    let query = [
+                        ("groupId", group.group_id.clone()),
+                        ("includeInactiveUsers", "true".to_owned()),
+                    ];
+                    let path = client.rest("group/member");
+                    let under = Under {
+                        id: None,
+                        key: Some(group.group_id),
+                        name: group.name,
+                    };
+                    match bean_pages(ctx, run, &path, GROUP_PAGE_SIZE, &query).await {
+                        Ok(list) => records.extend(list.into_iter().map(|r| (r, under.clone()))),
+                        // Deleted since it was listed.
+                        Err(err) if gone(&err) => {}
+                        Err(err) => return Err(err),
+                    }
+                }
             }
             (Source::FieldOptions, Flavor::Cloud) => {
                 for field in ctx.store.option_fields(&ctx.site).await? {
                     let path = client.rest(&format!("field/{field}/context"));
-                    let contexts = match bean_pages(ctx, run, &path, PAGE_SIZE).await {
+                    let contexts = match bean_pages(ctx, run, &path, PAGE_SIZE, &[]).await {
                         Ok(list) => list,
                         // Deleted since the fields stream listed it.
                         Err(err) if gone(&err) => continue,
@@ -621,9 +682,10 @@ impl Reference {
                         let path = client.rest(&format!("field/{field}/context/{id}/option"));
                         let under = Under {
                             id: Some(id),
-                            field: Some(field.clone()),
+                            key: Some(field.clone()),
+                            name: None,
                         };
-                        match bean_pages(ctx, run, &path, PAGE_SIZE).await {
+                        match bean_pages(ctx, run, &path, PAGE_SIZE, &[]).await {
                             Ok(list) => {
                                 records.extend(list.into_iter().map(|r| (r, under.clone())));
                             }
@@ -637,7 +699,7 @@ impl Reference {
                 let boards = ctx.store.live_scrum_boards(&ctx.site).await?;
                 for board in boards {
                     let path = template.replace("{board}", &board.to_string());
-                    match bean_pages(ctx, run, &path, AGILE_PAGE_SIZE).await {
+                    match bean_pages(ctx, run, &path, AGILE_PAGE_SIZE, &[]).await {
                         Ok(list) => {
                             records.extend(list.into_iter().map(|r| (r, Under::id(board))));
                         }
@@ -681,9 +743,9 @@ impl Reference {
     /// Field options: the contexts of the first option-valued custom field `field` lists
     /// (only administrators may read them).
     async fn probe_options(&self, probe: &Probe<'_>) -> Result<Availability, JiraError> {
-        if matches!(probe.client.flavor(), Flavor::DataCenter) {
+        if let Some(why) = cloud_only(self.kind.source, probe.client.flavor()) {
             return Ok(Availability::NotConfigured {
-                reason: DC_OPTIONS.to_owned(),
+                reason: why.to_owned(),
             });
         }
         let fields = match probe.request(&probe.client.rest("field"), &[]).await? {
@@ -718,12 +780,25 @@ const OPTION_TYPES: [&str; 5] = [
     ":cascadingselect",
 ];
 
-/// Every page of a PageBean listing at `path` (absolute), `size` records a page.
+/// A group, as `group/bulk` lists it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Group {
+    group_id: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Groups and members are listed 50 a page (the member listing's maximum).
+const GROUP_PAGE_SIZE: usize = 50;
+
+/// Every page of a PageBean listing at `path` (absolute) with `query`, `size` records a page.
 async fn bean_pages(
     ctx: &StreamContext,
     run: &Run<'_>,
     path: &str,
     size: usize,
+    query: &[(&str, String)],
 ) -> anyhow::Result<Vec<RawRecord>> {
     let mut records = Vec::new();
     let mut start = 0;
@@ -734,9 +809,13 @@ async fn bean_pages(
             .get(
                 path,
                 &[
-                    ("startAt", start.to_string()),
-                    ("maxResults", size.to_string()),
-                ],
+                    query,
+                    &[
+                        ("startAt", start.to_string()),
+                        ("maxResults", size.to_string()),
+                    ],
+                ]
+                .concat(),
             )
             .await?;
         let got = page.values.len();
@@ -768,9 +847,20 @@ fn forbidden(err: &anyhow::Error) -> bool {
     )
 }
 
-/// Why field options are not listed on Data Center.
-const DC_OPTIONS: &str = "Data Center has no custom field context API: field options are listed \
-                          on Jira Cloud only";
+/// Why a kind listed through Cloud-only endpoints is not listed on Data Center.
+fn cloud_only(source: Source, flavor: Flavor) -> Option<&'static str> {
+    match (source, flavor) {
+        (Source::FieldOptions, Flavor::DataCenter) => Some(
+            "Data Center has no custom field context API: field options are listed on Jira \
+             Cloud only",
+        ),
+        (Source::GroupMembers, Flavor::DataCenter) => Some(
+            "groups are listed through group/bulk, which Data Center lacks: user groups are \
+             listed on Jira Cloud only",
+        ),
+        _ => None,
+    }
+}
 
 /// The Agile API's page size (its documented default).
 const AGILE_PAGE_SIZE: usize = 50;
@@ -787,13 +877,14 @@ impl Stream for Reference {
 
     async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
         let kind = self.kind;
-        if let (Source::FieldOptions, Flavor::DataCenter) = (kind.source, ctx.flavor()) {
-            return Ok(StreamStatus::Skipped(DC_OPTIONS.to_owned()));
+        if let Some(why) = cloud_only(kind.source, ctx.flavor()) {
+            return Ok(StreamStatus::Skipped(why.to_owned()));
         }
+        let needs_permission = matches!(kind.source, Source::FieldOptions | Source::GroupMembers);
         let records = match self.list(ctx, run).await {
             Ok(records) => records,
-            // Listed by administrators only: the rest of the site syncs without it.
-            Err(err) if matches!(kind.source, Source::FieldOptions) && forbidden(&err) => {
+            // Listed with a global permission only: the rest of the site syncs without it.
+            Err(err) if needs_permission && forbidden(&err) => {
                 return Ok(StreamStatus::Skipped(format!("{err:#}; {}", kind.fix)));
             }
             Err(err) => return Err(err),
@@ -846,8 +937,22 @@ impl Stream for Reference {
     }
 
     async fn probe(&self, probe: &Probe<'_>) -> Option<Result<Availability, JiraError>> {
-        if let Source::FieldOptions = self.kind.source {
-            return Some(self.probe_options(probe).await);
+        match self.kind.source {
+            Source::FieldOptions => return Some(self.probe_options(probe).await),
+            Source::GroupMembers => {
+                if let Some(why) = cloud_only(self.kind.source, probe.client.flavor()) {
+                    return Some(Ok(Availability::NotConfigured {
+                        reason: why.to_owned(),
+                    }));
+                }
+                let path = probe.client.rest("group/bulk");
+                let one = [("maxResults", "1".to_owned())];
+                return Some(probe.request(&path, &one).await.map(|answer| match answer {
+                    Ok(_) => Availability::Readable { detail: None },
+                    Err(refusal) => refusal.unreadable(self.kind.fix),
+                }));
+            }
+            _ => {}
         }
         let (path, query) = match (self.kind.source, probe.client.flavor()) {
             (Source::List(path), _) | (Source::Paged { list: path, .. }, Flavor::DataCenter) => {
@@ -858,7 +963,13 @@ impl Stream for Reference {
             }
             (Source::Agile(path), _) => (path, vec![("maxResults", "1".to_owned())]),
             // Listed per project or board: readable wherever those are.
-            (Source::PerProject(_) | Source::PerScrumBoard(_) | Source::FieldOptions, _) => {
+            (
+                Source::PerProject(_)
+                | Source::PerScrumBoard(_)
+                | Source::FieldOptions
+                | Source::GroupMembers,
+                _,
+            ) => {
                 return None;
             }
         };

@@ -5,8 +5,9 @@
 //! `jira__sprint_enhanced` among the sprints the Agile API lists.
 //!
 //! It needs the vendored package set and its runner (`../shared/dbt/run.sh`, or the directory
-//! `JIRA_SYNC_DBT_DIR` names) and Python to install dbt into a virtual environment, so it is
-//! ignored by a plain `cargo test`; `.ci/run` runs it where the package set is present.
+//! `JIRA_SYNC_DBT_DIR` names; `.ci/dbt/run.sh` runs it on a copy) and Python to install dbt
+//! into a virtual environment, so it is ignored by a plain `cargo test`; `.ci/run` runs it
+//! where the package set is present.
 
 use crate::fivetran::STREAMS;
 use crate::support::{Env, change_site, sync_succeeds};
@@ -25,46 +26,12 @@ fn package_set() -> PathBuf {
     )
 }
 
-/// A copy of the package set in `dir`. fivetran_utils 0.4.10 lacks three macros dbt_jira
-/// 1.10.1 calls; where the vendored release lacks them, the copy gets their single-connection
-/// forms (`.ci/dbt/fivetran_utils_compat.sql`). dbt_jira itself is copied unchanged.
-fn copy_package_set(from: &Path, dir: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-R")
-        .arg(format!("{}/.", from.display()))
-        .arg(dir)
-        .status()
-        .expect("cp runs");
-    assert!(status.success(), "copying {}", from.display());
-    let utils = dir.join("packages/fivetran_utils/macros");
-    let defines = |name: &str| {
-        std::fs::read_dir(&utils)
-            .expect("fivetran_utils macros")
-            .any(|entry| {
-                let path = entry.expect("an entry").path();
-                std::fs::read_to_string(path)
-                    .is_ok_and(|text| text.contains(&format!("macro {name}(")))
-            })
-    };
-    if !defines("union_connections") {
-        eprintln!(
-            "the vendored fivetran_utils lacks union_connections, apply_source_relation and \
-             partition_by_source_relation, which dbt_jira calls: adding their single-connection \
-             forms from .ci/dbt/fivetran_utils_compat.sql to the copy"
-        );
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/dbt/fivetran_utils_compat.sql"),
-            utils.join("zz_jira_sync_compat.sql"),
-        )
-        .expect("the compat macros");
-    }
-}
-
-/// Runs `dbt build` through the package set's runner; fails unless every model builds and
-/// every test passes. Returns dbt's closing line.
-fn dbt_build(runner: &Path, database_url: &str) -> String {
+/// Runs `dbt build` through `.ci/dbt/run.sh` (the package set's runner on a copy of the set,
+/// with the macros its fivetran_utils lacks); fails unless every model builds and every test
+/// passes. Returns dbt's closing line.
+fn dbt_build(database_url: &str) -> String {
     let output = std::process::Command::new("bash")
-        .arg(runner)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/dbt/run.sh"))
         .arg(database_url)
         .arg(SCHEMA)
         .output()
@@ -83,6 +50,7 @@ fn dbt_build(runner: &Path, database_url: &str) -> String {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
     eprintln!("dbt build: {done}");
     done
 }
@@ -177,9 +145,6 @@ async fn dbt_jira_builds_and_passes_its_tests_before_and_after_an_incremental_cy
         "no dbt package set at {} (set JIRA_SYNC_DBT_DIR)",
         from.display()
     );
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    copy_package_set(&from, dir.path());
-    let runner = dir.path().join("run.sh");
 
     let env = Env::start(SimConfig::small()).await;
     sync_succeeds(&env, &STREAMS, true).await;
@@ -188,7 +153,7 @@ async fn dbt_jira_builds_and_passes_its_tests_before_and_after_an_incremental_cy
         .install_compat(SCHEMA, &site)
         .await
         .expect("the views");
-    dbt_build(&runner, &env.db.url);
+    dbt_build(&env.db.url);
     assert_outputs_match_the_truth(&env, "after the first sync").await;
     let before = count(
         &env,
@@ -213,7 +178,7 @@ async fn dbt_jira_builds_and_passes_its_tests_before_and_after_an_incremental_cy
     env.sim
         .advance_clock(std::time::Duration::from_secs(14 * 86_400));
     sync_succeeds(&env, &STREAMS, false).await;
-    dbt_build(&runner, &env.db.url);
+    dbt_build(&env.db.url);
     assert_outputs_match_the_truth(&env, "after an incremental cycle").await;
     let after = count(
         &env,

@@ -159,24 +159,99 @@ async fn reference_data_equals_the_truth_after_a_sync_and_after_changes() {
 }
 
 #[tokio::test]
-async fn an_account_that_may_not_list_field_contexts_skips_the_options_and_syncs_the_rest() {
+async fn an_account_that_may_not_list_field_contexts_or_groups_skips_them_and_syncs_the_rest() {
     let env = Env::start(SimConfig::small()).await;
     env.sim.set_admin(false);
-    let outcomes = sync(&env, &["fields", "field_options", "statuses"], false).await;
+    let streams = ["fields", "field_options", "user_groups", "statuses"];
+    let outcomes = sync(&env, &streams, false).await;
     for o in &outcomes {
         match (o.stream, &o.status) {
             ("field_options", OutcomeStatus::Skipped(why)) => {
                 assert!(why.contains("Administer Jira"), "{why}");
             }
+            ("user_groups", OutcomeStatus::Skipped(why)) => {
+                assert!(why.contains("Browse users and groups"), "{why}");
+            }
             ("fields" | "statuses", OutcomeStatus::Succeeded) => {}
             _ => panic!("unexpected: {}", o.summary()),
         }
     }
-    let (options,): (i64,) = sqlx::query_as("SELECT count(*) FROM jira.field_options")
-        .fetch_one(&env.db.pool)
-        .await
-        .expect("count");
-    assert_eq!(options, 0);
+    for table in ["jira.field_options", "jira.user_groups"] {
+        let (rows,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&env.db.pool)
+                .await
+                .expect("count");
+        assert_eq!(rows, 0, "{table}");
+    }
+}
+
+/// The live memberships: (group id, group name, account id), sorted.
+async fn memberships(env: &Env) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT group_id, group_name, account_id FROM jira.user_groups \
+         WHERE deleted_at IS NULL ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .expect("memberships")
+}
+
+#[tokio::test]
+async fn group_memberships_equal_the_truth_after_a_sync_a_new_user_and_a_removal() {
+    // More users than a page of members (50), so the member listing pages.
+    let env = Env::start(SimConfig {
+        users: 120,
+        ..SimConfig::small()
+    })
+    .await;
+    sync_succeeds(&env, &["user_groups"], false).await;
+    let truth = env.sim.group_truth();
+    assert!(truth.len() > 120, "every user is in jira-software-users");
+    assert_eq!(memberships(&env).await, truth, "after the first sync");
+    // Inactive users are members too.
+    let (inactive,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM jira.user_groups WHERE (raw->>'active')::boolean IS FALSE",
+    )
+    .fetch_one(&env.db.pool)
+    .await
+    .expect("count");
+    assert!(inactive > 0, "inactive members are listed");
+
+    let again = sync_succeeds(&env, &["user_groups"], false).await;
+    assert_eq!(
+        again[0].rows_written, 0,
+        "an unchanged listing writes nothing"
+    );
+
+    let (group, _, account) = truth
+        .iter()
+        .find(|m| m.1 == "engineering")
+        .cloned()
+        .expect("an engineer");
+    env.sim
+        .remove_group_member("engineering", &account)
+        .expect("remove");
+    env.sim.add_user();
+    sync_succeeds(&env, &["user_groups"], false).await;
+    assert_eq!(
+        memberships(&env).await,
+        env.sim.group_truth(),
+        "after changes"
+    );
+    let (deleted,): (bool,) = sqlx::query_as(
+        "SELECT deleted_at IS NOT NULL FROM jira.user_groups WHERE group_id = $1 \
+         AND account_id = $2",
+    )
+    .bind(&group)
+    .bind(&account)
+    .fetch_one(&env.db.pool)
+    .await
+    .expect("the membership's row stays");
+    assert!(
+        deleted,
+        "a membership Jira no longer lists is marked deleted"
+    );
 }
 
 type Agile = (Vec<(i64, String, String)>, Vec<(i64, String, String)>);

@@ -17,6 +17,7 @@ mod dc;
 mod faults;
 mod fields;
 mod gate;
+mod groups;
 mod jql;
 mod oauth;
 mod org;
@@ -739,6 +740,31 @@ impl Simulator {
             site.reference.options.len() < before,
             "no added option {id}"
         );
+        Ok(())
+    }
+
+    /// Every group membership the API shows: (group id, group name, account id), sorted.
+    pub fn group_truth(&self) -> Vec<(String, String, String)> {
+        groups::truth(&self.shared.site())
+    }
+
+    /// Removes the user `account_id` from the group named `group`.
+    pub fn remove_group_member(&self, group: &str, account_id: &str) -> anyhow::Result<()> {
+        let mut site = self.shared.site_mut();
+        let g = groups::GROUPS
+            .iter()
+            .position(|n| *n == group)
+            .with_context(|| format!("no group {group}"))?;
+        let u = site
+            .users
+            .iter()
+            .position(|u| u.account_id == account_id)
+            .with_context(|| format!("no user {account_id}"))?;
+        anyhow::ensure!(
+            groups::members(&site, g).contains(&u),
+            "{account_id} is not in {group}"
+        );
+        site.reference.left_groups.push((g, u));
         Ok(())
     }
 

@@ -35,6 +35,8 @@ pub(crate) struct Reference {
     pub versions: Vec<(usize, i64, String)>,
     /// Options added to the select field Severity: (id, value).
     pub options: Vec<(i64, String)>,
+    /// Members removed from groups: (group index, user index).
+    pub left_groups: Vec<(usize, usize)>,
 }
 
 impl Reference {

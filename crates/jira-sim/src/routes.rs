@@ -15,7 +15,7 @@ use super::catalog::{ANCHOR_MS, PERMISSIONS};
 use super::fields::FIELDS;
 use super::render::Ctx;
 use super::site::Site;
-use super::{Shared, admin, agile, control, dc, gate, oauth, reference, search, work};
+use super::{Shared, admin, agile, control, dc, gate, groups, oauth, reference, search, work};
 use crate::time::parse_jira_timestamp;
 
 pub(crate) type Reply = Result<Response, ApiError>;
@@ -92,6 +92,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(legacy_search).post(legacy_search),
         )
         .merge(reference::router())
+        .merge(groups::router())
         .merge(agile::router())
         .merge(control::router())
         .merge(admin::router())

@@ -1,0 +1,132 @@
+//! Groups and their members as Jira Cloud serves them: `GET /group/bulk` (a PageBean of
+//! `{name, groupId}`) and `GET /group/member?groupId=` (a PageBean of users, 50 a page at most,
+//! inactive users only with `includeInactiveUsers=true`). Both need the "Browse users and
+//! groups" permission. Membership follows a rule over the users' indices, so users added at run
+//! time join too; members can be removed ([`crate::Simulator::remove_group_member`]).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::Shared;
+use super::render::Ctx;
+use super::routes::{ApiError, Params, Reply};
+use super::site::Site;
+use super::work::not_found;
+
+/// The site's groups: name, and which user indices belong.
+pub(crate) const GROUPS: [&str; 5] = [
+    "jira-software-users",
+    "jira-administrators",
+    "site-admins",
+    "engineering",
+    "product",
+];
+
+/// A group's id, as Jira's: a UUID.
+pub(crate) fn group_id(index: usize) -> String {
+    format!("{:08x}-5eed-4c0d-9a11-{:012x}", 0x6a00 + index, index + 1)
+}
+
+fn belongs(group: usize, user: usize) -> bool {
+    match group {
+        0 => true,
+        1 => user < 3,
+        2 => user == 0,
+        3 => user % 3 == 0,
+        _ => user % 3 == 1,
+    }
+}
+
+/// The indices of the users in group `group`, inactive ones included, those removed left out.
+pub(crate) fn members(site: &Site, group: usize) -> Vec<usize> {
+    (0..site.users.len())
+        .filter(|&u| belongs(group, u))
+        .filter(|&u| !site.reference.left_groups.contains(&(group, u)))
+        .collect()
+}
+
+/// Every membership: (group id, group name, account id).
+pub(crate) fn truth(site: &Site) -> Vec<(String, String, String)> {
+    let mut all: Vec<(String, String, String)> = (0..GROUPS.len())
+        .flat_map(|g| {
+            members(site, g).into_iter().map(move |u| {
+                (
+                    group_id(g),
+                    GROUPS[g].to_owned(),
+                    site.users[u].account_id.clone(),
+                )
+            })
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+pub(crate) fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/rest/api/{version}/group/bulk", get(bulk))
+        .route("/rest/api/{version}/group/member", get(member))
+}
+
+fn may_browse(shared: &Shared) -> Result<(), ApiError> {
+    if shared.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "You do not have the 'Browse users and groups' permission required to view groups.",
+        ))
+    }
+}
+
+/// A PageBean of `values` from `startAt`, `maxResults` (default and cap `cap`).
+fn page(params: &Params, values: Vec<Value>, cap: i64) -> Reply {
+    let start = params.int("startAt", 0)?.max(0) as usize;
+    let max = match params.int("maxResults", cap)? {
+        m if m <= 0 => cap,
+        m => m.min(cap),
+    } as usize;
+    let total = values.len();
+    let values: Vec<Value> = values.into_iter().skip(start).take(max).collect();
+    let is_last = start + values.len() >= total;
+    Ok(
+        Json(json!({"startAt": start, "maxResults": max, "total": total,
+                   "isLast": is_last, "values": values}))
+        .into_response(),
+    )
+}
+
+async fn bulk(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
+    may_browse(&shared)?;
+    let values: Vec<Value> = GROUPS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| json!({"name": name, "groupId": group_id(i)}))
+        .collect();
+    page(&Params::parse(raw), values, 50)
+}
+
+async fn member(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
+    may_browse(&shared)?;
+    let params = Params::parse(raw);
+    let by_id = params.get("groupId");
+    let by_name = params.get("groupname");
+    let group = (0..GROUPS.len())
+        .find(|&g| by_id == Some(group_id(g).as_str()) || by_name == Some(GROUPS[g]))
+        .ok_or_else(|| not_found("The group"))?;
+    let inactive = params.get("includeInactiveUsers") == Some("true");
+    let site = shared.site();
+    let ctx = Ctx::new(&shared, &site);
+    let values: Vec<Value> = members(&site, group)
+        .into_iter()
+        .filter(|&u| inactive || site.users[u].active)
+        .map(|u| ctx.user_details(u as u32))
+        .collect();
+    page(&params, values, 50)
+}
