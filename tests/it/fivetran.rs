@@ -164,3 +164,103 @@ async fn the_views_hold_every_issue_its_status_history_and_the_reference_data() 
         assert!(in_view > 0, "{view} is empty");
     }
 }
+
+/// Per (field id, epoch ms), the values `issue_multiselect_history` gives issue `id` at that
+/// time (an empty set for a row with a null value).
+async fn multiselect_rows(
+    env: &Env,
+    id: i64,
+) -> BTreeMap<(String, i64), std::collections::BTreeSet<String>> {
+    let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT field_id, (extract(epoch FROM time) * 1000)::int8, value \
+         FROM jira_fivetran.issue_multiselect_history WHERE issue_id = $1",
+    )
+    .bind(id)
+    .fetch_all(&env.db.pool)
+    .await
+    .expect("multiselect history");
+    let mut out: BTreeMap<(String, i64), std::collections::BTreeSet<String>> = BTreeMap::new();
+    for (field, ms, value) in rows {
+        let set = out.entry((field, ms)).or_default();
+        set.extend(value);
+    }
+    out
+}
+
+#[tokio::test]
+async fn multi_valued_fields_have_their_whole_history_from_the_changelogs() {
+    let env = Env::start(SimConfig::small()).await;
+    sync_succeeds(&env, &STREAMS, false).await;
+    env.store()
+        .install_compat("jira_fivetran", &env.settings.site())
+        .await
+        .expect("the views");
+    // Edits change labels, sprints, components and fix versions as well; some issues are
+    // edited twice, one is moved.
+    let truth = env.sim.truth();
+    let edited: Vec<i64> = truth.issues.iter().step_by(9).map(|i| i.id).collect();
+    for (n, &id) in edited.iter().enumerate() {
+        env.sim.update_issue(id).expect("update");
+        if n % 2 == 0 {
+            env.sim.advance_clock(std::time::Duration::from_secs(3600));
+            env.sim.update_issue(id).expect("update again");
+        }
+    }
+    let target = truth
+        .projects
+        .iter()
+        .find(|p| !p.archived)
+        .expect("a live project");
+    let mover = truth
+        .issues
+        .iter()
+        .find(|i| i.project_id != target.id)
+        .expect("an issue elsewhere");
+    env.sim.move_issue(mover.id, &target.key).expect("move");
+    sync_succeeds(&env, &STREAMS, false).await;
+
+    let mut changed = 0;
+    for &id in edited.iter().chain([&mover.id]) {
+        let want: BTreeMap<(String, i64), _> = env
+            .sim
+            .multiselect_history(id)
+            .into_iter()
+            .map(|((field, ms), set)| ((field.to_owned(), ms), set))
+            .collect();
+        changed += want.len();
+        assert_eq!(multiselect_rows(&env, id).await, want, "issue {id}");
+    }
+    assert!(
+        changed > edited.len() * 2,
+        "the edits changed too few multi-valued fields ({changed})"
+    );
+    // An issue never edited: its values at creation only.
+    let quiet = truth
+        .issues
+        .iter()
+        .skip(1)
+        .step_by(9)
+        .find(|i| !edited.contains(&i.id) && i.id != mover.id)
+        .expect("an issue not edited");
+    let want: BTreeMap<(String, i64), _> = env
+        .sim
+        .multiselect_history(quiet.id)
+        .into_iter()
+        .map(|((field, ms), set)| ((field.to_owned(), ms), set))
+        .collect();
+    assert_eq!(
+        multiselect_rows(&env, quiet.id).await,
+        want,
+        "issue {}",
+        quiet.id
+    );
+    // Sprint changes are multi-valued: none of them is in issue_field_history.
+    let (sprints_as_single,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM jira_fivetran.issue_field_history \
+         WHERE field_id IN ('customfield_10020', 'labels', 'components', 'fixVersions')",
+    )
+    .fetch_one(&env.db.pool)
+    .await
+    .expect("count");
+    assert_eq!(sprints_as_single, 0);
+}

@@ -226,11 +226,11 @@ async fn group_memberships_equal_the_truth_after_a_sync_a_new_user_and_a_removal
 
     let (group, _, account) = truth
         .iter()
-        .find(|m| m.1 == "engineering")
+        .find(|m| m.1 == "developers")
         .cloned()
         .expect("an engineer");
     env.sim
-        .remove_group_member("engineering", &account)
+        .remove_group_member("developers", &account)
         .expect("remove");
     env.sim.add_user();
     sync_succeeds(&env, &["user_groups"], false).await;

@@ -5,9 +5,10 @@
 
 use serde_json::{Value, json};
 
-use super::catalog::{DAY_MS, LABELS, OBJECTS, QUALIFIERS, VERBS};
+use super::catalog::{COMPONENTS, DAY_MS, LABELS, OBJECTS, QUALIFIERS, VERBS};
 use super::data::{Dice, Issue, mix64};
 use super::render::Ctx;
+use super::site::Site;
 
 /// The per-field stream of an issue's current revision.
 pub(crate) fn dice(issue: &Issue, field: &str) -> Dice {
@@ -89,12 +90,7 @@ pub(crate) fn value(ctx: &Ctx, issue: &Issue, id: &str) -> Value {
     let users = ctx.site.users.len().max(1);
     match id {
         "description" => maybe(&mut d, 0.2, adf),
-        "labels" => {
-            let mut labels: Vec<&str> = (0..d.below(4)).map(|_| d.pick(&LABELS)).collect();
-            labels.sort_unstable();
-            labels.dedup();
-            json!(labels)
-        }
+        "labels" => json!(labels(issue)),
         "duedate" => maybe(&mut d, 0.6, |d| {
             json!(ctx.date(issue.created_ms + (d.below(90) as i64 + 1) * DAY_MS))
         }),
@@ -136,7 +132,7 @@ pub(crate) fn value(ctx: &Ctx, issue: &Issue, id: &str) -> Value {
                     .collect::<Vec<_>>()
             )
         }),
-        "customfield_10020" => sprints(ctx, issue, &mut d),
+        "customfield_10020" => sprints(ctx, issue),
         "customfield_10021" => maybe(&mut d, 0.6, |d| json!([d.pick(&LABELS), "imported"])),
         "customfield_10022" => maybe(&mut d, 0.7, |d| {
             json!(format!("https://runbooks.example.com/{}", d.below(500)))
@@ -148,32 +144,87 @@ pub(crate) fn value(ctx: &Ctx, issue: &Issue, id: &str) -> Value {
     }
 }
 
-/// Sprints exist on software projects only; an issue may have been carried over several.
-fn sprints(ctx: &Ctx, issue: &Issue, d: &mut Dice) -> Value {
-    let project = &ctx.site.projects[issue.project];
+/// The issue's labels, sorted, each once.
+pub(crate) fn labels(issue: &Issue) -> Vec<&'static str> {
+    let mut d = dice(issue, "labels");
+    let mut labels: Vec<&str> = (0..d.below(4)).map(|_| d.pick(&LABELS)).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    labels
+}
+
+/// A sprint an issue is in: its id, name, board and start (epoch ms).
+pub(crate) struct SprintRef {
+    pub id: i64,
+    pub name: String,
+    pub board: i64,
+    pub start_ms: i64,
+}
+
+/// The sprints of the issue's Sprint field. Sprints exist on software projects only; an issue
+/// may have been carried over several.
+pub(crate) fn sprint_refs(site: &Site, issue: &Issue) -> Vec<SprintRef> {
+    let mut d = dice(issue, "customfield_10020");
+    let project = &site.projects[issue.project];
     if project.type_key != "software" || d.chance(0.4) {
-        return Value::Null;
+        return Vec::new();
     }
     let board = 1 + issue.project as i64;
     // Sprints are two-week slots on the calendar, numbered from the epoch.
     let first = issue.created_ms / (14 * DAY_MS);
-    let values: Vec<Value> = (0..d.below(2) + 1)
+    (0..d.below(2) + 1)
         .map(|n| {
             let number = first + n as i64;
-            let start = number * 14 * DAY_MS;
+            SprintRef {
+                id: board * 100_000 + number % 100_000,
+                name: format!("{} Sprint {number}", project.key),
+                board,
+                start_ms: number * 14 * DAY_MS,
+            }
+        })
+        .collect()
+}
+
+fn sprints(ctx: &Ctx, issue: &Issue) -> Value {
+    let refs = sprint_refs(ctx.site, issue);
+    if refs.is_empty() {
+        return Value::Null;
+    }
+    let values: Vec<Value> = refs
+        .into_iter()
+        .map(|s| {
             // Issues are created before the site's clock: their sprints are over (the Agile
             // API's sprints of a board agree).
-            let state = "closed";
-            let mut sprint = json!({
-                "id": board * 100_000 + number % 100_000, "name": format!("{} Sprint {number}", project.key),
-                "state": state, "boardId": board, "goal": "",
-                "startDate": ctx.timestamp(start), "endDate": ctx.timestamp(start + 14 * DAY_MS),
-            });
-            if state == "closed" {
-                sprint["completeDate"] = json!(ctx.timestamp(start + 14 * DAY_MS));
-            }
-            sprint
+            let end = s.start_ms + 14 * DAY_MS;
+            json!({
+                "id": s.id, "name": s.name, "state": "closed", "boardId": s.board, "goal": "",
+                "startDate": ctx.timestamp(s.start_ms), "endDate": ctx.timestamp(end),
+                "completeDate": ctx.timestamp(end),
+            })
         })
         .collect();
     json!(values)
+}
+
+/// The issue's components: (id, name).
+pub(crate) fn components(issue: &Issue) -> Vec<(i64, &'static str)> {
+    let mut dice = dice(issue, "components");
+    let project = issue.project as i64;
+    let count = dice.below(3);
+    (0..count)
+        .map(|j| {
+            let slot = (project as usize + j) % COMPONENTS.len();
+            (10_000 + project * 10 + j as i64, COMPONENTS[slot])
+        })
+        .collect()
+}
+
+/// The issue's fix version, if any: (id, its number j: the name is `{j + 1}.0`).
+pub(crate) fn fix_version(issue: &Issue) -> Option<(i64, i64)> {
+    let mut dice = dice(issue, "fixVersions");
+    if !dice.chance(0.5) {
+        return None;
+    }
+    let j = dice.below(4) as i64;
+    Some((10_100 + issue.project as i64 * 10 + j, j))
 }

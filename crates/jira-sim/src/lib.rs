@@ -743,6 +743,16 @@ impl Simulator {
         Ok(())
     }
 
+    /// The values issue `id`'s multi-valued fields took (labels, components and fix versions
+    /// by id, sprints by id in `customfield_10020`): per (field id, epoch ms), the whole set from
+    /// then on, at its creation (non-empty sets) and after each change.
+    pub fn multiselect_history(
+        &self,
+        id: i64,
+    ) -> BTreeMap<(&'static str, i64), std::collections::BTreeSet<String>> {
+        work::multi_history(&self.shared.site(), id)
+    }
+
     /// Every group membership the API shows: (group id, group name, account id), sorted.
     pub fn group_truth(&self) -> Vec<(String, String, String)> {
         groups::truth(&self.shared.site())

@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 
 use super::Shared;
 use super::catalog::{
-    AUDIT_KINDS, CATEGORIES, COMPONENTS, DAY_MS, GROUPS, ISSUE_TYPES, PRIORITIES,
-    PROJECT_CATEGORIES, RESOLUTIONS, STATUSES,
+    AUDIT_KINDS, CATEGORIES, DAY_MS, GROUPS, ISSUE_TYPES, PRIORITIES, PROJECT_CATEGORIES,
+    RESOLUTIONS, STATUSES,
 };
 use super::custom;
 use super::data::{AccountKind, AuditRecord, Dice, Issue, User, mix64};
@@ -310,25 +310,19 @@ impl Ctx<'_> {
     }
 
     fn components_or_versions(&self, issue: &Issue, id: &str) -> Value {
-        let mut dice = custom::dice(issue, id);
-        let project = issue.project as i64;
         if id == "components" {
-            let count = dice.below(3);
-            let values: Vec<Value> = (0..count)
-                .map(|j| {
-                    let slot = (project as usize + j) % COMPONENTS.len();
-                    let cid = 10_000 + project * 10 + j as i64;
+            let values: Vec<Value> = custom::components(issue)
+                .into_iter()
+                .map(|(cid, name)| {
                     json!({"self": format!("{}/rest/api/3/component/{cid}", self.base),
-                           "id": cid.to_string(), "name": COMPONENTS[slot]})
+                           "id": cid.to_string(), "name": name})
                 })
                 .collect();
             return json!(values);
         }
-        if !dice.chance(0.5) {
+        let Some((vid, j)) = custom::fix_version(issue) else {
             return json!([]);
-        }
-        let j = dice.below(4) as i64;
-        let vid = 10_100 + project * 10 + j;
+        };
         json!([{
             "self": format!("{}/rest/api/3/version/{vid}", self.base),
             "id": vid.to_string(), "name": format!("{}.0", j + 1), "description": "",

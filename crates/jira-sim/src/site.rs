@@ -243,6 +243,7 @@ impl Site {
             from: super::custom::summary(&prev),
             to: super::custom::summary(&issue),
         });
+        items.extend(super::work::multi_changes(self, &prev, &issue));
         self.add_history(id, issue.updated_ms, items);
         let truth = self.truth_issue(&self.issues[(id - FIRST_ISSUE_ID) as usize]);
         self.remember(id, Some(prev), now_ms, lag_ms);
@@ -263,6 +264,11 @@ impl Site {
         issue.revision += 1;
         issue.poison = poison;
         issue.updated_ms = now_ms.max(issue.updated_ms);
+        let (updated_ms, now) = (issue.updated_ms, issue.clone());
+        let items = super::work::multi_changes(self, &prev, &now);
+        if !items.is_empty() {
+            self.add_history(id, updated_ms, items);
+        }
         let truth = self.truth_issue(&self.issues[(id - FIRST_ISSUE_ID) as usize]);
         self.remember(id, Some(prev), now_ms, lag_ms);
         Ok(truth)
@@ -305,7 +311,10 @@ impl Site {
             from_key: self.key_of(&prev),
             to_key: truth.key.clone(),
         };
-        self.add_history(id, updated_ms, vec![change]);
+        let mut items = vec![change];
+        let moved = self.issues[(id - FIRST_ISSUE_ID) as usize].clone();
+        items.extend(super::work::multi_changes(self, &prev, &moved));
+        self.add_history(id, updated_ms, items);
         self.keys.insert(truth.key.clone(), id);
         self.remember(id, Some(prev), now_ms, lag_ms);
         Ok(truth)

@@ -93,6 +93,185 @@ pub(crate) enum Change {
         description: String,
         added: bool,
     },
+    /// The whole label set before and after (Jira writes them space-separated).
+    Labels {
+        from: Vec<&'static str>,
+        to: Vec<&'static str>,
+    },
+    /// The whole Sprint field before and after: (id, name).
+    Sprint {
+        from: Vec<(i64, String)>,
+        to: Vec<(i64, String)>,
+    },
+    /// One component added (`to`) or removed (`from`): (id, name).
+    Component {
+        from: Option<(i64, &'static str)>,
+        to: Option<(i64, &'static str)>,
+    },
+    /// One fix version added or removed: (id, name).
+    FixVersion {
+        from: Option<(i64, String)>,
+        to: Option<(i64, String)>,
+    },
+}
+
+/// The values issue `id`'s multi-valued fields took: per (field id, epoch ms), the whole set
+/// from then on: at its creation (non-empty sets only), then after each change (empty sets
+/// too). Fields: `labels`, `components`, `fixVersions` (ids) and the Sprint field
+/// `customfield_10020` (sprint ids).
+pub(crate) fn multi_history(
+    site: &Site,
+    id: i64,
+) -> BTreeMap<(&'static str, i64), std::collections::BTreeSet<String>> {
+    use std::collections::BTreeSet;
+    let mut out = BTreeMap::new();
+    let Some(issue) = site.issue(id) else {
+        return out;
+    };
+    let histories = site.work.histories.get(&id).map_or(&[][..], Vec::as_slice);
+    // As created: revision 0 in the project it was created in.
+    let mut created = issue.clone();
+    created.revision = 0;
+    let first_move = histories
+        .iter()
+        .flat_map(|h| &h.items)
+        .find_map(|c| match c {
+            Change::Project { from, .. } => Some(*from),
+            _ => None,
+        });
+    if let Some(from) = first_move {
+        if let Some(index) = site.projects.iter().position(|p| p.id == from) {
+            created.project = index;
+        }
+    }
+    let ids = |list: Vec<i64>| -> BTreeSet<String> { list.iter().map(i64::to_string).collect() };
+    let mut sets: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
+    sets.insert(
+        "labels",
+        super::custom::labels(&created)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    );
+    sets.insert(
+        "customfield_10020",
+        ids(super::custom::sprint_refs(site, &created)
+            .iter()
+            .map(|s| s.id)
+            .collect()),
+    );
+    sets.insert(
+        "components",
+        ids(super::custom::components(&created)
+            .iter()
+            .map(|c| c.0)
+            .collect()),
+    );
+    sets.insert(
+        "fixVersions",
+        ids(super::custom::fix_version(&created)
+            .map(|v| v.0)
+            .into_iter()
+            .collect()),
+    );
+    for (field, set) in &sets {
+        if !set.is_empty() {
+            out.insert((*field, issue.created_ms), set.clone());
+        }
+    }
+    for history in histories {
+        let mut touched = BTreeSet::new();
+        for change in &history.items {
+            let (field, removed, added): (&'static str, Vec<String>, Vec<String>) = match change {
+                Change::Labels { from, to } => (
+                    "labels",
+                    from.iter().map(|l| (*l).to_owned()).collect(),
+                    to.iter().map(|l| (*l).to_owned()).collect(),
+                ),
+                Change::Sprint { from, to } => (
+                    "customfield_10020",
+                    from.iter().map(|s| s.0.to_string()).collect(),
+                    to.iter().map(|s| s.0.to_string()).collect(),
+                ),
+                Change::Component { from, to } => (
+                    "components",
+                    from.iter().map(|c| c.0.to_string()).collect(),
+                    to.iter().map(|c| c.0.to_string()).collect(),
+                ),
+                Change::FixVersion { from, to } => (
+                    "fixVersions",
+                    from.iter().map(|v| v.0.to_string()).collect(),
+                    to.iter().map(|v| v.0.to_string()).collect(),
+                ),
+                _ => continue,
+            };
+            let set = sets.entry(field).or_default();
+            for value in removed {
+                set.remove(&value);
+            }
+            set.extend(added);
+            touched.insert(field);
+        }
+        for field in touched {
+            out.insert((field, history.created_ms), sets[field].clone());
+        }
+    }
+    out
+}
+
+/// The changes of the multi-valued fields (labels, sprints, components, fix versions) between
+/// two revisions of an issue, as Jira records them.
+pub(crate) fn multi_changes(site: &Site, before: &Issue, after: &Issue) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let (from, to) = (super::custom::labels(before), super::custom::labels(after));
+    if from != to {
+        changes.push(Change::Labels { from, to });
+    }
+    let sprints = |issue: &Issue| -> Vec<(i64, String)> {
+        super::custom::sprint_refs(site, issue)
+            .into_iter()
+            .map(|s| (s.id, s.name))
+            .collect()
+    };
+    let (from, to) = (sprints(before), sprints(after));
+    if from != to {
+        changes.push(Change::Sprint { from, to });
+    }
+    let (from, to) = (
+        super::custom::components(before),
+        super::custom::components(after),
+    );
+    for c in from.iter().filter(|c| !to.contains(c)) {
+        changes.push(Change::Component {
+            from: Some(*c),
+            to: None,
+        });
+    }
+    for c in to.iter().filter(|c| !from.contains(c)) {
+        changes.push(Change::Component {
+            from: None,
+            to: Some(*c),
+        });
+    }
+    let version = |issue: &Issue| {
+        super::custom::fix_version(issue).map(|(id, j)| (id, format!("{}.0", j + 1)))
+    };
+    let (from, to) = (version(before), version(after));
+    if from != to {
+        if let Some(v) = from {
+            changes.push(Change::FixVersion {
+                from: Some(v),
+                to: None,
+            });
+        }
+        if let Some(v) = to {
+            changes.push(Change::FixVersion {
+                from: None,
+                to: Some(v),
+            });
+        }
+    }
+    changes
 }
 
 /// A change history: who changed what, when.
@@ -902,6 +1081,41 @@ impl Ctx<'_> {
                         )
                     };
                     vec![item("Link", "issuelinks", from, to)]
+                }
+                Change::Labels { from, to } => vec![item(
+                    "labels",
+                    "labels",
+                    (Value::Null, json!(from.join(" "))),
+                    (Value::Null, json!(to.join(" "))),
+                )],
+                Change::Sprint { from, to } => {
+                    let side = |list: &[(i64, String)]| -> (Value, Value) {
+                        if list.is_empty() {
+                            return (Value::Null, Value::Null);
+                        }
+                        let ids: Vec<String> = list.iter().map(|(id, _)| id.to_string()).collect();
+                        let names: Vec<&str> = list.iter().map(|(_, n)| n.as_str()).collect();
+                        (json!(ids.join(", ")), json!(names.join(", ")))
+                    };
+                    let mut value = item("Sprint", "customfield_10020", side(from), side(to));
+                    value["fieldtype"] = json!("custom");
+                    vec![value]
+                }
+                Change::Component { from, to } => {
+                    let side = |c: &Option<(i64, &str)>| {
+                        c.map_or((Value::Null, Value::Null), |(id, name)| {
+                            (json!(id.to_string()), json!(name))
+                        })
+                    };
+                    vec![item("Component", "components", side(from), side(to))]
+                }
+                Change::FixVersion { from, to } => {
+                    let side = |v: &Option<(i64, String)>| {
+                        v.as_ref().map_or((Value::Null, Value::Null), |(id, name)| {
+                            (json!(id.to_string()), json!(name))
+                        })
+                    };
+                    vec![item("Fix Version", "fixVersions", side(from), side(to))]
                 }
             })
             .collect();
