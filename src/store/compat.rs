@@ -12,7 +12,9 @@
 //! whole set it had at the issue's creation and after each change (a row with a null value
 //! where a change left it empty), rebuilt from the changelogs: labels and sprints are
 //! recorded as whole sets (`fromString`/`toString`, space-separated; `from`/`to`, sprint ids),
-//! components and versions one added or removed value per item.
+//! components and versions one added or removed value per item. Other multi-valued custom
+//! fields (multi-selects by option id, multi-user pickers by account id, string lists) give
+//! their current values at creation; their changes are left out of both tables.
 
 /// Fields the package follows that have a value from creation whether or not they changed.
 const TRACKED: &str = "('status', i.status_id), ('assignee', i.assignee_account_id), \
@@ -166,7 +168,7 @@ pub fn statements(schema: &str, site: &str) -> Vec<String> {
                SELECT * FROM items WHERE field_id NOT IN {MULTI} \
                  AND coalesce(field_name, '') NOT IN {MULTI} \
                  AND field_id NOT IN (SELECT id FROM jira.fields WHERE site = '{site}' \
-                                      AND schema_custom = '{SPRINT_TYPE}') \
+                                      AND schema_type = 'array') \
              ), live AS ( \
                SELECT * FROM jira.issues WHERE site = '{site}' AND deleted_at IS NULL \
              ), changes AS ( \
@@ -202,6 +204,10 @@ pub fn statements(schema: &str, site: &str) -> Vec<String> {
              ), sprint_fields AS ( \
                SELECT id FROM jira.fields WHERE site = '{site}' AND deleted_at IS NULL \
                  AND schema_custom = '{SPRINT_TYPE}' \
+             ), other_arrays AS ( \
+               SELECT id FROM jira.fields WHERE site = '{site}' AND deleted_at IS NULL \
+                 AND custom AND schema_type = 'array' \
+                 AND schema_custom IS DISTINCT FROM '{SPRINT_TYPE}' \
              ), current_values AS ( \
                SELECT 'labels' AS field_id, i.id AS issue_id, l.value \
                FROM live i CROSS JOIN LATERAL jsonb_array_elements_text( \
@@ -217,6 +223,14 @@ pub fn statements(schema: &str, site: &str) -> Vec<String> {
                UNION ALL \
                SELECT f.id, i.id, v->>'id' \
                FROM live i CROSS JOIN sprint_fields f \
+               CROSS JOIN LATERAL jsonb_array_elements( \
+                 CASE jsonb_typeof(i.raw->'fields'->f.id) WHEN 'array' \
+                 THEN i.raw->'fields'->f.id ELSE '[]' END) AS v \
+               UNION ALL \
+               SELECT f.id, i.id, CASE jsonb_typeof(v) WHEN 'object' \
+                 THEN coalesce(v->>'id', v->>'accountId', v->>'value', v->>'name') \
+                 ELSE v #>> '{{}}' END \
+               FROM live i CROSS JOIN other_arrays f \
                CROSS JOIN LATERAL jsonb_array_elements( \
                  CASE jsonb_typeof(i.raw->'fields'->f.id) WHEN 'array' \
                  THEN i.raw->'fields'->f.id ELSE '[]' END) AS v \

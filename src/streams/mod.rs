@@ -654,6 +654,7 @@ mod tests {
                 "org_events",
                 "census",
                 "fields",
+                "field_options",
                 "status_categories",
                 "statuses",
                 "issue_types",
@@ -662,6 +663,7 @@ mod tests {
                 "project_categories",
                 "components",
                 "versions",
+                "user_groups",
                 "boards",
                 "sprints"
             ]
@@ -673,6 +675,8 @@ mod tests {
         assert!(registry.get("comments").is_none());
         let followers: Vec<&str> = registry.followers("issues").map(|s| s.name()).collect();
         assert_eq!(followers, ["census"]);
+        let followers: Vec<&str> = registry.followers("fields").map(|s| s.name()).collect();
+        assert_eq!(followers, ["field_options"]);
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! Reference data: the vocabularies issues point into (fields, status categories, statuses,
-//! issue types, priorities, resolutions, project categories) and each project's components and
-//! versions. Each kind is a stream of its own: a full refresh on its own interval
-//! (`[streams.<name>] interval_secs`, an hour by default; components and versions, listed per
-//! project, after each run of the projects stream) that lists everything, writes only
+//! Reference data: the vocabularies issues point into (fields and the options of option-valued
+//! custom fields, status categories, statuses, issue types, priorities, resolutions, project
+//! categories), each project's components and versions, group memberships, and the Agile API's
+//! boards and sprints. Each kind is a stream of its own: a full refresh on its own interval
+//! (`[streams.<name>] interval_secs`, an hour by default; kinds listed under what another
+//! stream stored run after it: components and versions after the projects stream, sprints
+//! after the boards stream, field options after the fields stream) that lists everything,
+//! writes only
 //! the rows that changed, and marks deleted, in the same transaction, the rows the listing no
 //! longer names (never on an empty listing). A record that cannot be read is set aside in
 //! `jira.quarantine` and read again with the next listing.

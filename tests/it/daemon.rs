@@ -489,10 +489,10 @@ async fn status_after_a_sync_shows_every_stream_with_its_last_success_cursor_and
         stdout.contains("org_events (disabled in [sync])"),
         "{stdout}"
     );
-    // And the eleven kinds of reference data, which this sync did not name.
+    // And the thirteen kinds of reference data, which this sync did not name.
     assert_eq!(
         stdout.matches("last success  never").count(),
-        12,
+        14,
         "{stdout}"
     );
     assert!(stdout.contains("oldest mark of 4 projects"), "{stdout}");

@@ -173,7 +173,8 @@ async fn multiselect_rows(
 ) -> BTreeMap<(String, i64), std::collections::BTreeSet<String>> {
     let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
         "SELECT field_id, (extract(epoch FROM time) * 1000)::int8, value \
-         FROM jira_fivetran.issue_multiselect_history WHERE issue_id = $1",
+         FROM jira_fivetran.issue_multiselect_history WHERE issue_id = $1 \
+         AND field_id IN ('labels', 'components', 'fixVersions', 'customfield_10020')",
     )
     .bind(id)
     .fetch_all(&env.db.pool)
@@ -263,4 +264,14 @@ async fn multi_valued_fields_have_their_whole_history_from_the_changelogs() {
     .await
     .expect("count");
     assert_eq!(sprints_as_single, 0);
+    // Other multi-valued custom fields: their current values (Platforms by option id).
+    let (platforms,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM jira_fivetran.issue_multiselect_history h \
+         JOIN jira.field_options o ON o.id::text = h.value \
+         WHERE h.field_id = 'customfield_10016' AND o.field_id = 'customfield_10016'",
+    )
+    .fetch_one(&env.db.pool)
+    .await
+    .expect("count");
+    assert!(platforms > 0, "multi-select values by option id");
 }

@@ -139,10 +139,9 @@ pub(crate) fn multi_history(
             Change::Project { from, .. } => Some(*from),
             _ => None,
         });
-    if let Some(from) = first_move {
-        if let Some(index) = site.projects.iter().position(|p| p.id == from) {
-            created.project = index;
-        }
+    if let Some(index) = first_move.and_then(|from| site.projects.iter().position(|p| p.id == from))
+    {
+        created.project = index;
     }
     let ids = |list: Vec<i64>| -> BTreeSet<String> { list.iter().map(i64::to_string).collect() };
     let mut sets: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();

@@ -80,6 +80,7 @@ async fn sync_once_with_json_logs_ends_each_stream_with_one_info_summary_line() 
             "boards",
             "census",
             "components",
+            "field_options",
             "fields",
             "issue_types",
             "issues",
@@ -90,6 +91,7 @@ async fn sync_once_with_json_logs_ends_each_stream_with_one_info_summary_line() 
             "sprints",
             "status_categories",
             "statuses",
+            "user_groups",
             "users",
             "versions"
         ],
@@ -100,7 +102,7 @@ async fn sync_once_with_json_logs_ends_each_stream_with_one_info_summary_line() 
         .filter_map(|l| l["run_id"].as_u64())
         .collect();
     run_ids.dedup();
-    assert_eq!(run_ids.len(), 16, "one run id each: {stderr}");
+    assert_eq!(run_ids.len(), 18, "one run id each: {stderr}");
     for line in summaries {
         assert_eq!(line["level"], "INFO");
         assert_eq!(line["site"], env.site());
