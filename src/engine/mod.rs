@@ -37,6 +37,9 @@ use tokio_util::sync::CancellationToken;
 )]
 pub struct Interrupted;
 
+/// Rows an incremental run writes to a table before its statistics are refreshed at once.
+const BULK_ROWS: u64 = 1000;
+
 /// How long a run may still take to record its end once the daemon stops.
 const RECORD_GRACE: Duration = Duration::from_secs(5);
 
@@ -270,11 +273,49 @@ impl Engine {
         progress.finish();
         let mut outcome = outcome(stream.name(), mode, result, &counters, started);
         outcome.http = http.snapshot();
+        self.refresh_statistics(stream, &outcome).await;
         if let Some(run_id) = run_id {
             self.record(run_id, &outcome, cancel).await;
         }
         log_outcome(&outcome, cancel.is_some());
         outcome
+    }
+
+    /// After a run that loaded many rows (a full run, or a thousand rows and more), refreshes
+    /// the planner's statistics of the tables it wrote, so that queries right after a first
+    /// sync (dbt, dashboards) are planned on what the tables hold. Autovacuum would only get to
+    /// them within a minute or so, and a query planned on tables never analyzed can take
+    /// minutes instead of seconds. A failure only warns.
+    async fn refresh_statistics(&self, stream: &dyn Stream, outcome: &StreamOutcome) {
+        if !matches!(outcome.status, OutcomeStatus::Succeeded) {
+            return;
+        }
+        let loaded = |written: u64| {
+            written > 0 && (matches!(outcome.mode, Mode::Full) || written >= BULK_ROWS)
+        };
+        let mut tables: Vec<&'static str> = Vec::new();
+        if let Some(count) = stream.rows(&self.ctx.site)
+            && loaded(outcome.rows_written)
+        {
+            tables.push(count.table.name);
+        }
+        tables.extend(
+            outcome
+                .tables
+                .iter()
+                .filter(|(_, _, written)| loaded(*written))
+                .map(|(table, _, _)| *table),
+        );
+        if tables.is_empty() {
+            return;
+        }
+        match self.ctx.store.analyze(&tables).await {
+            Ok(()) => tracing::debug!(tables = ?tables, "refreshed the planner's statistics"),
+            Err(err) => tracing::warn!(
+                tables = ?tables,
+                "could not refresh the planner's statistics (autovacuum will): {err:#}"
+            ),
+        }
     }
 
     /// Chooses the mode and opens the run's row in `jira.sync_runs`.

@@ -404,6 +404,16 @@ impl Store {
         .await?)
     }
 
+    /// Refreshes the planner's statistics of `tables` (names from the code's table
+    /// definitions, such as `jira.issues`).
+    pub async fn analyze(&self, tables: &[&'static str]) -> anyhow::Result<()> {
+        let sql = format!("ANALYZE {}", tables.join(", "));
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The live custom fields of `site` whose values are options (select, multi-select, radio
     /// buttons, checkboxes, cascading select), by id.
     pub async fn option_fields(&self, site: &str) -> anyhow::Result<Vec<String>> {

@@ -245,3 +245,41 @@ async fn a_run_that_fails_midway_keeps_its_cursor_behind_and_the_next_run_comple
         .expect("count");
     assert_eq!(n as usize, truth.issues.len());
 }
+
+#[tokio::test]
+async fn a_full_sync_leaves_the_tables_it_loaded_with_planner_statistics() {
+    let env = Env::start(SimConfig::small()).await;
+    let tables = [
+        "jira.issues",
+        "jira.changelogs",
+        "jira.comments",
+        "jira.users",
+        "jira.audit_records",
+    ];
+    // Autovacuum off for them: only jira-sync can analyze them during the test.
+    for table in tables {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE {table} SET (autovacuum_enabled = false)"
+        )))
+        .execute(&env.db.pool)
+        .await
+        .expect("autovacuum off");
+    }
+    sync_succeeds(&env, &ALL, true).await;
+    for table in tables {
+        let (tuples, stats): (f32, i64) = sqlx::query_as(
+            "SELECT c.reltuples, (SELECT count(*) FROM pg_stats s \
+               WHERE s.schemaname = n.nspname AND s.tablename = c.relname) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.oid = $1::regclass",
+        )
+        .bind(table)
+        .fetch_one(&env.db.pool)
+        .await
+        .expect("the table's statistics");
+        assert!(
+            tuples > 0.0 && stats > 0,
+            "{table}: {tuples} tuples, {stats} column statistics"
+        );
+    }
+}
