@@ -406,11 +406,22 @@ impl Store {
 
     /// Refreshes the planner's statistics of `tables` (names from the code's table
     /// definitions, such as `jira.issues`).
+    /// It takes seconds on big tables, which is expected: it runs on a connection of its own
+    /// that does not log it as a slow statement.
     pub async fn analyze(&self, tables: &[&'static str]) -> anyhow::Result<()> {
+        use sqlx::{ConnectOptions, Connection};
+        let options = self
+            .pool
+            .connect_options()
+            .as_ref()
+            .clone()
+            .disable_statement_logging();
+        let mut conn = options.connect().await?;
         let sql = format!("ANALYZE {}", tables.join(", "));
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&self.pool)
+            .execute(&mut conn)
             .await?;
+        conn.close().await?;
         Ok(())
     }
 
