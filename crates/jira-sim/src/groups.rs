@@ -9,11 +9,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::Shared;
+use super::reference::page_of;
 use super::render::Ctx;
 use super::routes::{ApiError, Params, Reply};
 use super::site::Site;
@@ -78,23 +78,6 @@ fn may_browse(shared: &Shared) -> Result<(), ApiError> {
     }
 }
 
-/// A PageBean of `values` from `startAt`, `maxResults` (default and cap `cap`).
-fn page(params: &Params, values: Vec<Value>, cap: i64) -> Reply {
-    let start = params.int("startAt", 0)?.max(0) as usize;
-    let max = match params.int("maxResults", cap)? {
-        m if m <= 0 => cap,
-        m => m.min(cap),
-    } as usize;
-    let total = values.len();
-    let values: Vec<Value> = values.into_iter().skip(start).take(max).collect();
-    let is_last = start + values.len() >= total;
-    Ok(
-        Json(json!({"startAt": start, "maxResults": max, "total": total,
-                   "isLast": is_last, "values": values}))
-        .into_response(),
-    )
-}
-
 async fn bulk(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
     may_browse(&shared)?;
     let values: Vec<Value> = GROUPS
@@ -102,7 +85,7 @@ async fn bulk(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Rep
         .enumerate()
         .map(|(i, name)| json!({"name": name, "groupId": group_id(i)}))
         .collect();
-    page(&Params::parse(raw), values, 50)
+    page_of(&Params::parse(raw), values, 50)
 }
 
 async fn member(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
@@ -121,5 +104,5 @@ async fn member(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> R
         .filter(|&u| inactive || site.users[u].active)
         .map(|u| ctx.user_details(u as u32))
         .collect();
-    page(&params, values, 50)
+    page_of(&params, values, 50)
 }

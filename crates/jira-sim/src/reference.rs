@@ -327,11 +327,15 @@ async fn issue_type_list(State(shared): State<Arc<Shared>>) -> Reply {
 /// A PageBean of `values`, `startAt`/`maxResults` as Jira pages them (50 by default, 100 at
 /// most: the cautious reading).
 fn page_bean(raw: Option<String>, values: Vec<Value>) -> Reply {
-    let params = Params::parse(raw);
+    page_of(&Params::parse(raw), values, 100)
+}
+
+/// A PageBean of `values` from `startAt`, `maxResults` pages (50 by default, `cap` at most).
+pub(crate) fn page_of(params: &Params, values: Vec<Value>, cap: i64) -> Reply {
     let start = params.int("startAt", 0)?.max(0) as usize;
     let max = match params.int("maxResults", 50)? {
         m if m <= 0 => 50,
-        m => m.min(100) as usize,
+        m => m.min(cap) as usize,
     };
     let total = values.len();
     let page: Vec<Value> = values.into_iter().skip(start).take(max).collect();
