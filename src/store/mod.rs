@@ -425,20 +425,18 @@ impl Store {
         Ok(())
     }
 
-    /// The live custom fields of `site` whose values are options (select, multi-select, radio
-    /// buttons, checkboxes, cascading select), by id.
-    pub async fn option_fields(&self, site: &str) -> anyhow::Result<Vec<String>> {
+    /// The live custom fields of `site` whose type (`schema_custom`) is one of `types`, by id.
+    pub async fn custom_fields_of_types(
+        &self,
+        site: &str,
+        types: &[&str],
+    ) -> anyhow::Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM jira.fields WHERE site = $1 AND deleted_at IS NULL AND custom \
-             AND schema_custom IN ( \
-               'com.atlassian.jira.plugin.system.customfieldtypes:select', \
-               'com.atlassian.jira.plugin.system.customfieldtypes:multiselect', \
-               'com.atlassian.jira.plugin.system.customfieldtypes:radiobuttons', \
-               'com.atlassian.jira.plugin.system.customfieldtypes:multicheckboxes', \
-               'com.atlassian.jira.plugin.system.customfieldtypes:cascadingselect') \
-             ORDER BY id",
+             AND schema_custom = ANY($2) ORDER BY id",
         )
         .bind(site)
+        .bind(types)
         .fetch_all(&self.pool)
         .await?)
     }

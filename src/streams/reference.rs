@@ -607,29 +607,10 @@ impl Reference {
                 records.extend(list.into_iter().map(|r| (r, Under::default())));
             }
             (Source::Paged { paged, .. }, Flavor::Cloud) => {
-                let mut start = 0;
-                for _ in 0..MAX_PAGES {
-                    run.counters.request();
-                    let page: PageBean = client
-                        .get(
-                            &client.rest(paged),
-                            &[
-                                ("startAt", start.to_string()),
-                                ("maxResults", PAGE_SIZE.to_string()),
-                            ],
-                        )
-                        .await?;
-                    let got = page.values.len();
-                    records.extend(page.values.into_iter().map(|r| (r, Under::default())));
-                    if page.is_last.unwrap_or(true) || got == 0 {
-                        return Ok(records);
-                    }
-                    start += got;
+                let path = client.rest(paged);
+                for record in bean_pages(ctx, run, &path, PAGE_SIZE, &[]).await? {
+                    records.push((record, Under::default()));
                 }
-                anyhow::bail!(
-                    "{paged} did not end after {MAX_PAGES} pages: the server does not page as \
-                     Jira does"
-                );
             }
             (Source::Agile(path), _) => {
                 for record in bean_pages(ctx, run, path, AGILE_PAGE_SIZE, &[]).await? {
@@ -663,7 +644,11 @@ impl Reference {
                 }
             }
             (Source::FieldOptions, Flavor::Cloud) => {
-                for field in ctx.store.option_fields(&ctx.site).await? {
+                for field in ctx
+                    .store
+                    .custom_fields_of_types(&ctx.site, &OPTION_TYPES)
+                    .await?
+                {
                     let path = client.rest(&format!("field/{field}/context"));
                     let contexts = match bean_pages(ctx, run, &path, PAGE_SIZE, &[]).await {
                         Ok(list) => list,
@@ -744,13 +729,8 @@ struct FieldContext {
 
 impl Reference {
     /// Field options: the contexts of the first option-valued custom field `field` lists
-    /// (only administrators may read them).
+    /// (only administrators may read them). Cloud only ([`cloud_only`]).
     async fn probe_options(&self, probe: &Probe<'_>) -> Result<Availability, JiraError> {
-        if let Some(why) = cloud_only(self.kind.source, probe.client.flavor()) {
-            return Ok(Availability::NotConfigured {
-                reason: why.to_owned(),
-            });
-        }
         let fields = match probe.request(&probe.client.rest("field"), &[]).await? {
             Ok(fields) => fields,
             Err(refusal) => return Ok(refusal.unreadable(self.kind.fix)),
@@ -758,7 +738,7 @@ impl Reference {
         let first = fields.as_array().into_iter().flatten().find(|f| {
             f.pointer("/schema/custom")
                 .and_then(Value::as_str)
-                .is_some_and(|c| OPTION_TYPES.iter().any(|t| c.ends_with(t)))
+                .is_some_and(|c| OPTION_TYPES.contains(&c))
         });
         let Some(id) = first.and_then(|f| f.get("id")).and_then(Value::as_str) else {
             return Ok(Availability::Readable {
@@ -766,21 +746,31 @@ impl Reference {
             });
         };
         let path = probe.client.rest(&format!("field/{id}/context"));
-        let one = [("maxResults", "1".to_owned())];
-        Ok(match probe.request(&path, &one).await? {
+        self.readable(probe, &path, &[("maxResults", "1".to_owned())])
+            .await
+    }
+
+    /// Whether one request for `path` is answered: readable, or unreadable with the kind's fix.
+    async fn readable(
+        &self,
+        probe: &Probe<'_>,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Availability, JiraError> {
+        Ok(match probe.request(path, query).await? {
             Ok(_) => Availability::Readable { detail: None },
             Err(refusal) => refusal.unreadable(self.kind.fix),
         })
     }
 }
 
-/// The custom field types whose values are options (`schema.custom` ends with one).
+/// The custom field types whose values are options (`schema.custom`).
 const OPTION_TYPES: [&str; 5] = [
-    ":select",
-    ":multiselect",
-    ":radiobuttons",
-    ":multicheckboxes",
-    ":cascadingselect",
+    "com.atlassian.jira.plugin.system.customfieldtypes:select",
+    "com.atlassian.jira.plugin.system.customfieldtypes:multiselect",
+    "com.atlassian.jira.plugin.system.customfieldtypes:radiobuttons",
+    "com.atlassian.jira.plugin.system.customfieldtypes:multicheckboxes",
+    "com.atlassian.jira.plugin.system.customfieldtypes:cascadingselect",
 ];
 
 /// A group, as `group/bulk` lists it.
@@ -940,54 +930,23 @@ impl Stream for Reference {
     }
 
     async fn probe(&self, probe: &Probe<'_>) -> Option<Result<Availability, JiraError>> {
-        match self.kind.source {
-            Source::FieldOptions => return Some(self.probe_options(probe).await),
-            Source::GroupMembers => {
-                if let Some(why) = cloud_only(self.kind.source, probe.client.flavor()) {
-                    return Some(Ok(Availability::NotConfigured {
-                        reason: why.to_owned(),
-                    }));
-                }
-                let path = probe.client.rest("group/bulk");
-                let one = [("maxResults", "1".to_owned())];
-                return Some(probe.request(&path, &one).await.map(|answer| match answer {
-                    Ok(_) => Availability::Readable { detail: None },
-                    Err(refusal) => refusal.unreadable(self.kind.fix),
-                }));
-            }
-            _ => {}
+        if let Some(why) = cloud_only(self.kind.source, probe.client.flavor()) {
+            return Some(Ok(Availability::NotConfigured {
+                reason: why.to_owned(),
+            }));
         }
+        let one = || vec![("maxResults", "1".to_owned())];
         let (path, query) = match (self.kind.source, probe.client.flavor()) {
             (Source::List(path), _) | (Source::Paged { list: path, .. }, Flavor::DataCenter) => {
-                (path, vec![])
+                (probe.client.rest(path), vec![])
             }
-            (Source::Paged { paged, .. }, Flavor::Cloud) => {
-                (paged, vec![("maxResults", "1".to_owned())])
-            }
-            (Source::Agile(path), _) => (path, vec![("maxResults", "1".to_owned())]),
+            (Source::Paged { paged, .. }, Flavor::Cloud) => (probe.client.rest(paged), one()),
+            (Source::GroupMembers, _) => (probe.client.rest("group/bulk"), one()),
+            (Source::Agile(path), _) => (path.to_owned(), one()),
+            (Source::FieldOptions, _) => return Some(self.probe_options(probe).await),
             // Listed per project or board: readable wherever those are.
-            (
-                Source::PerProject(_)
-                | Source::PerScrumBoard(_)
-                | Source::FieldOptions
-                | Source::GroupMembers,
-                _,
-            ) => {
-                return None;
-            }
+            (Source::PerProject(_) | Source::PerScrumBoard(_), _) => return None,
         };
-        let path = match self.kind.source {
-            Source::Agile(_) => path.to_owned(),
-            _ => probe.client.rest(path),
-        };
-        Some(
-            probe
-                .request(&path, &query)
-                .await
-                .map(|answer| match answer {
-                    Ok(_) => Availability::Readable { detail: None },
-                    Err(refusal) => refusal.unreadable(self.kind.fix),
-                }),
-        )
+        Some(self.readable(probe, &path, &query).await)
     }
 }
