@@ -8,14 +8,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::Shared;
 use super::reference::page_of;
 use super::render::Ctx;
-use super::routes::{ApiError, Params, Reply};
+use super::routes::{Params, Reply, admin_or_forbidden};
 use super::site::Site;
 use super::work::not_found;
 
@@ -67,19 +66,12 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/rest/api/{version}/group/member", get(member))
 }
 
-fn may_browse(shared: &Shared) -> Result<(), ApiError> {
-    if shared.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "You do not have the 'Browse users and groups' permission required to view groups.",
-        ))
-    }
-}
+/// Groups and their members need the "Browse users and groups" permission.
+const MAY_NOT_BROWSE: &str =
+    "You do not have the 'Browse users and groups' permission required to view groups.";
 
 async fn bulk(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
-    may_browse(&shared)?;
+    admin_or_forbidden(&shared, MAY_NOT_BROWSE)?;
     let values: Vec<Value> = GROUPS
         .iter()
         .enumerate()
@@ -89,7 +81,7 @@ async fn bulk(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Rep
 }
 
 async fn member(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
-    may_browse(&shared)?;
+    admin_or_forbidden(&shared, MAY_NOT_BROWSE)?;
     let params = Params::parse(raw);
     let by_id = params.get("groupId");
     let by_name = params.get("groupname");

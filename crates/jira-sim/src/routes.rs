@@ -340,13 +340,21 @@ async fn fields() -> Response {
     Json(FIELDS.iter().map(|f| f.details()).collect::<Vec<_>>()).into_response()
 }
 
-async fn users(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
-    if !shared.is_admin() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "You do not have the 'Browse users and groups' permission required to view users.",
-        ));
+/// A 403 with `message` unless the account is an administrator (who holds every global
+/// permission here).
+pub(crate) fn admin_or_forbidden(shared: &Shared, message: &str) -> Result<(), ApiError> {
+    if shared.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, message))
     }
+}
+
+async fn users(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
+    admin_or_forbidden(
+        &shared,
+        "You do not have the 'Browse users and groups' permission required to view users.",
+    )?;
     let params = Params::parse(raw);
     let start = params.int("startAt", 0)?.max(0) as usize;
     let max = match params.int("maxResults", 50)? {
@@ -361,12 +369,10 @@ async fn users(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Re
 }
 
 async fn audit(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Reply {
-    if !shared.is_admin() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "You do not have permission to view the audit log. Administer Jira permission is required.",
-        ));
-    }
+    admin_or_forbidden(
+        &shared,
+        "You do not have permission to view the audit log. Administer Jira permission is required.",
+    )?;
     let params = Params::parse(raw);
     let offset = params.int("offset", 0)?.max(0) as usize;
     let limit = match params.int("limit", 1000)? {
