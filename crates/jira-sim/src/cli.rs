@@ -42,6 +42,10 @@ pub struct SimulateArgs {
     /// Serve as a user without admin rights: users and audit endpoints answer 403.
     #[arg(long)]
     pub non_admin: bool,
+    /// Serve heavy issues: 44 custom fields and long descriptions, about 30 KB an issue with
+    /// every field, as big real sites serve them.
+    #[arg(long)]
+    pub heavy: bool,
 }
 
 impl SimulateArgs {
@@ -68,6 +72,7 @@ impl SimulateArgs {
             config.api_token = token.clone();
         }
         config.admin = !self.non_admin;
+        config.heavy = self.heavy;
         config
     }
 }

@@ -28,16 +28,69 @@ pub(crate) fn summary(issue: &Issue) -> String {
     }
 }
 
+fn sentence(d: &mut Dice) -> String {
+    format!(
+        "{} the {} {}.",
+        d.pick(&VERBS),
+        d.pick(&OBJECTS),
+        d.pick(&QUALIFIERS)
+    )
+}
+
+/// An Atlassian Document Format document of `paragraphs` paragraphs of a few sentences each,
+/// some with a strong mark, as long descriptions on real sites are.
+fn long_adf(d: &mut Dice, paragraphs: usize) -> Value {
+    let content: Vec<Value> = (0..paragraphs)
+        .map(|_| {
+            let mut runs = Vec::new();
+            for _ in 0..d.below(3) + 2 {
+                let text = format!("{} ", sentence(d));
+                if d.chance(0.15) {
+                    runs.push(json!({"type": "text", "text": text, "marks": [{"type": "strong"}]}));
+                } else {
+                    runs.push(json!({"type": "text", "text": text}));
+                }
+            }
+            json!({"type": "paragraph", "content": runs})
+        })
+        .collect();
+    json!({"type": "doc", "version": 1, "content": content})
+}
+
+/// A heavy site's value of one of its extra custom fields ([`super::fields::heavy_kind`]).
+fn heavy_value(ctx: &Ctx, issue: &Issue, d: &mut Dice, kind: &str) -> Value {
+    let users = ctx.site.users.len().max(1);
+    maybe(d, 0.1, |d| match kind {
+        "textfield" => json!(format!("REF-{:05}-{}", d.below(100_000), d.pick(&OBJECTS))),
+        "textarea" => {
+            let paragraphs = d.below(4) + 3;
+            long_adf(d, paragraphs)
+        }
+        "float" => json!(d.below(1_000_000) as f64 / 8.0),
+        "datetime" => json!(ctx.timestamp(issue.created_ms + d.below(1_000_000_000) as i64)),
+        "userpicker" => ctx.user_details(d.below(users) as u32),
+        "url" => json!(format!(
+            "https://docs.example.com/{}/{}",
+            issue.id,
+            d.below(1000)
+        )),
+        "labels" => json!(
+            (0..d.below(4) + 1)
+                .map(|_| d.pick(&LABELS))
+                .collect::<Vec<_>>()
+        ),
+        "datepicker" => json!(ctx.date(issue.created_ms + d.below(120) as i64 * DAY_MS)),
+        "multiuserpicker" => json!(
+            (0..d.below(3) + 1)
+                .map(|_| ctx.user_details(d.below(users) as u32))
+                .collect::<Vec<_>>()
+        ),
+        _ => Value::Null,
+    })
+}
+
 /// An Atlassian Document Format document of one or two paragraphs, sometimes with a list.
 fn adf(d: &mut Dice) -> Value {
-    let sentence = |d: &mut Dice| {
-        format!(
-            "{} the {} {}.",
-            d.pick(&VERBS),
-            d.pick(&OBJECTS),
-            d.pick(&QUALIFIERS)
-        )
-    };
     let mut content =
         vec![json!({"type": "paragraph", "content": [{"type": "text", "text": sentence(d)}]})];
     if d.chance(0.4) {
@@ -89,6 +142,11 @@ pub(crate) fn value(ctx: &Ctx, issue: &Issue, id: &str) -> Value {
     let mut d = dice(issue, id);
     let users = ctx.site.users.len().max(1);
     match id {
+        // A heavy site's descriptions run to pages, as long specifications do.
+        "description" if ctx.site.heavy => maybe(&mut d, 0.05, |d| {
+            let paragraphs = d.below(12) + 12;
+            long_adf(d, paragraphs)
+        }),
         "description" => maybe(&mut d, 0.2, adf),
         "labels" => json!(labels(issue)),
         "duedate" => maybe(&mut d, 0.6, |d| {
@@ -140,6 +198,10 @@ pub(crate) fn value(ctx: &Ctx, issue: &Issue, id: &str) -> Value {
         "customfield_10023" => maybe(&mut d, 0.5, |d| {
             json!(d.pick(&[1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 0.5]))
         }),
+        _ if ctx.site.heavy => match super::fields::heavy_kind(id) {
+            Some(kind) => heavy_value(ctx, issue, &mut d, kind),
+            None => Value::Null,
+        },
         _ => Value::Null,
     }
 }

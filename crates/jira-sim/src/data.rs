@@ -158,6 +158,7 @@ pub(crate) fn generate(config: &SimConfig) -> Site {
     let audit = gen_audit(&mut rng, config.audit_records, users.len());
     let mutation_rng = ChaCha8Rng::seed_from_u64(mix64(config.seed ^ 0x5EED));
     let mut site = Site::new(projects, users, issues, audit, mutation_rng);
+    site.heavy = config.heavy;
     // From a stream of its own, so the rest of the site is what it was before work existed.
     let mut work_rng = ChaCha8Rng::seed_from_u64(mix64(config.seed ^ 0x0057_0C4B));
     super::work::generate(&mut site, &mut work_rng, config.long_worklog_share);

@@ -249,9 +249,20 @@ impl FieldSel {
             && !self.exclude.iter().any(|f| f == field)
     }
 
-    /// True when nothing beyond `id`, `key` and `updated` is requested, which lets search pages
-    /// grow to 5000 issues.
+    /// True when nothing beyond `id` and `key` is requested: only then may search pages grow
+    /// to 5000 issues. Atlassian documents the 5000 for those alone; with any other field the
+    /// cap is undocumented and commonly 100, and the simulator takes that cautious reading.
     pub fn is_narrow(&self) -> bool {
+        !self.all
+            && self
+                .include
+                .iter()
+                .all(|f| matches!(f.as_str(), "id" | "key"))
+    }
+
+    /// True when nothing beyond `id`, `key` and `updated` is requested: a listing rather than
+    /// a read of issues (Data Center serves such pages up to 1000).
+    pub fn is_listing(&self) -> bool {
         !self.all
             && self
                 .include
@@ -265,11 +276,59 @@ impl FieldSel {
     }
 }
 
+/// The kinds of the heavy profile's extra custom fields, in turn: (schema type, items, custom
+/// type, display name). None takes options, so no field context or option listing grows.
+const HEAVY_KINDS: [(&str, Option<&str>, &str, &str); 10] = [
+    ("string", None, "textfield", "Reference"),
+    ("string", None, "textarea", "Notes"),
+    ("number", None, "float", "Measure"),
+    ("datetime", None, "datetime", "Checkpoint"),
+    ("user", None, "userpicker", "Contact"),
+    ("string", None, "url", "Link"),
+    ("array", Some("string"), "labels", "Keywords"),
+    ("date", None, "datepicker", "Milestone"),
+    ("array", Some("user"), "multiuserpicker", "Watchers group"),
+    ("string", None, "textarea", "Analysis"),
+];
+
+/// Extra custom fields of the heavy profile: `customfield_10100` onwards.
+pub(crate) const HEAVY_FIELD_COUNT: usize = 30;
+
+/// The heavy profile's extra custom fields ([`HEAVY_KINDS`] in turn, numbered by round).
+static HEAVY_FIELDS: std::sync::LazyLock<Vec<FieldDef>> = std::sync::LazyLock::new(|| {
+    (0..HEAVY_FIELD_COUNT)
+        .map(|i| {
+            let (kind, items, custom, name) = HEAVY_KINDS[i % HEAVY_KINDS.len()];
+            let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+            FieldDef {
+                id: leak(format!("customfield_{}", 10_100 + i)),
+                name: leak(format!("{name} {}", i / HEAVY_KINDS.len() + 1)),
+                kind,
+                items,
+                custom: Some(custom),
+            }
+        })
+        .collect()
+});
+
+/// Every field of a site: [`FIELDS`], and on a heavy site its extra custom fields.
+pub(crate) fn all_fields(heavy: bool) -> impl Iterator<Item = &'static FieldDef> {
+    let extra: &'static [FieldDef] = if heavy { &HEAVY_FIELDS } else { &[] };
+    FIELDS.iter().chain(extra.iter())
+}
+
+/// The custom type (without the plugin prefix) of a heavy field, if `id` is one.
+pub(crate) fn heavy_kind(id: &str) -> Option<&'static str> {
+    let n: usize = id.strip_prefix("customfield_")?.parse().ok()?;
+    let i = n.checked_sub(10_100).filter(|i| *i < HEAVY_FIELD_COUNT)?;
+    Some(HEAVY_KINDS[i % HEAVY_KINDS.len()].2)
+}
+
 /// The `names` and `schema` maps of an expanded search page.
-pub(crate) fn names_and_schema() -> (Value, Value) {
+pub(crate) fn names_and_schema(heavy: bool) -> (Value, Value) {
     let mut names = serde_json::Map::new();
     let mut schema = serde_json::Map::new();
-    for field in &FIELDS {
+    for field in all_fields(heavy) {
         names.insert(field.id.to_owned(), json!(field.name));
         schema.insert(field.id.to_owned(), field.schema());
     }
@@ -284,13 +343,16 @@ mod tests {
     fn field_selection_follows_jira_rules() {
         let default = FieldSel::parse([], "id");
         assert!(default.id_only() && default.is_narrow());
-        let narrow = FieldSel::parse(["key,updated", "id"], "id");
+        let narrow = FieldSel::parse(["key", "id"], "id");
         assert!(
             narrow.is_narrow()
                 && !narrow.id_only()
-                && narrow.wants("updated")
+                && narrow.wants("key")
                 && !narrow.wants("summary")
         );
+        // Any field beyond id and key caps the page at 100, `updated` included.
+        let dated = FieldSel::parse(["key,updated"], "id");
+        assert!(!dated.is_narrow() && dated.wants("updated"));
         let all = FieldSel::parse(["*all,-description"], "id");
         assert!(!all.is_narrow() && all.wants("summary") && !all.wants("description"));
         let excluded = FieldSel::parse(["-labels"], "id");

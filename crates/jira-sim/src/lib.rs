@@ -111,6 +111,11 @@ pub struct SimConfig {
     pub worklog_feed_quiet_ms: i64,
     /// The share of issues with more worklogs than an issue page embeds (0.005).
     pub long_worklog_share: f64,
+    /// The heavy profile: 30 more custom fields (44 in all; texts, long rich texts, numbers,
+    /// dates, users, URLs, labels) and descriptions of a dozen paragraphs or more, so an issue
+    /// with every field is about 30 KB and a page of 100 about 3 MB, as big real sites serve
+    /// them. Off by default (about 11 KB an issue).
+    pub heavy: bool,
 }
 
 impl SimConfig {
@@ -150,6 +155,7 @@ impl SimConfig {
             worklog_feed_quiet_ms: 60_000,
             long_worklog_share: 0.005,
             unscoped_paths: Vec::new(),
+            heavy: false,
         }
     }
 

@@ -129,8 +129,7 @@ pub(crate) fn truth(site: &Site) -> BTreeMap<&'static str, Vec<(String, String)>
     let mut kinds: BTreeMap<&'static str, Vec<(String, String)>> = BTreeMap::new();
     kinds.insert(
         "fields",
-        super::fields::FIELDS
-            .iter()
+        super::fields::all_fields(site.heavy)
             .map(|f| (f.id.to_owned(), f.name.to_owned()))
             .collect(),
     );

@@ -13,7 +13,7 @@ use super::catalog::{
 };
 use super::custom;
 use super::data::{AccountKind, AuditRecord, Dice, Issue, User, mix64};
-use super::fields::{FIELDS, FieldSel};
+use super::fields::{FieldSel, all_fields};
 use super::site::{Site, to_utc};
 use crate::time::format_jira_timestamp;
 
@@ -258,7 +258,7 @@ impl Ctx<'_> {
             return json!({ "id": id });
         }
         let mut fields = Map::new();
-        for def in FIELDS.iter().filter(|def| sel.wants(def.id)) {
+        for def in all_fields(self.site.heavy).filter(|def| sel.wants(def.id)) {
             if let Some(value) = self.field(issue, def.id) {
                 fields.insert(def.id.to_owned(), value);
             }

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::catalog::{ANCHOR_MS, PERMISSIONS};
-use super::fields::FIELDS;
+use super::fields::all_fields;
 use super::render::Ctx;
 use super::site::Site;
 use super::{Shared, admin, agile, control, dc, gate, groups, oauth, reference, search, work};
@@ -336,8 +336,9 @@ fn insight(site: &Site) -> Vec<(usize, Option<i64>)> {
     out
 }
 
-async fn fields() -> Response {
-    Json(FIELDS.iter().map(|f| f.details()).collect::<Vec<_>>()).into_response()
+async fn fields(State(shared): State<Arc<Shared>>) -> Response {
+    let heavy = shared.site().heavy;
+    Json(all_fields(heavy).map(|f| f.details()).collect::<Vec<_>>()).into_response()
 }
 
 /// A 403 with `message` unless the account is an administrator (who holds every global

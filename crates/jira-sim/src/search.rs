@@ -172,7 +172,7 @@ fn matching<'a>(
 
 fn search(shared: &Shared, request: SearchRequest) -> Reply {
     let sel = FieldSel::parse(request.fields.iter().map(String::as_str), "id");
-    // Pages asking for little more than ids may be large; full issues come 100 at most.
+    // Pages of ids or keys alone may hold 5000; with any other field 100 at most.
     let cap = if sel.is_narrow() { 5000 } else { 100 };
     let max = request.max.unwrap_or(50).clamp(1, cap) as usize;
     let offset = match &request.token {
@@ -191,13 +191,14 @@ fn search(shared: &Shared, request: SearchRequest) -> Reply {
         .collect();
     let served: Vec<i64> = hits.iter().skip(offset).take(max).map(|i| i.id).collect();
     let is_last = offset + issues.len() >= hits.len();
+    let heavy = site.heavy;
     drop(hits);
     drop(site);
-    if !sel.is_narrow() {
+    if !sel.is_listing() {
         shared.after_scan_page(&request.jql, &served);
     }
     let mut extra = json!({});
-    add_names_and_schema(&mut extra, &request.expand);
+    add_names_and_schema(&mut extra, &request.expand, heavy);
     let next_page_token = match (&request.token, shared.lies().repeat_page_token) {
         (Some(sent), true) => Some(sent.clone()),
         _ => (!is_last).then(|| encode_token(offset + max, &request.jql)),
@@ -227,8 +228,8 @@ struct SearchPage {
     schema: Option<Value>,
 }
 
-fn add_names_and_schema(target: &mut Value, expand: &[String]) {
-    let (names, schema) = names_and_schema();
+fn add_names_and_schema(target: &mut Value, expand: &[String], heavy: bool) {
+    let (names, schema) = names_and_schema(heavy);
     if expand.iter().any(|e| e == "names") {
         target["names"] = names;
     }
@@ -316,7 +317,7 @@ pub(crate) async fn issue(
     let ctx = Ctx::new(&shared, &site);
     let mut value = ctx.issue(issue, &sel);
     let expand: Vec<String> = params.owned_list("expand");
-    add_names_and_schema(&mut value, &expand);
+    add_names_and_schema(&mut value, &expand, site.heavy);
     Ok(Json(value).into_response())
 }
 
@@ -355,7 +356,7 @@ pub(crate) fn data_center_search(shared: &Shared, params: &Params, body: &Bytes)
     let fields = body.fields.unwrap_or_else(|| params.owned_list("fields"));
     let sel = FieldSel::parse(fields.iter().map(String::as_str), "id");
     let full_cap = shared.config.dc_search_max.map_or(100, |m| m.max(1) as i64);
-    let cap = if sel.is_narrow() { 1000 } else { full_cap };
+    let cap = if sel.is_listing() { 1000 } else { full_cap };
     let max = body
         .max_results
         .unwrap_or(params.int("maxResults", 50)?)
@@ -374,7 +375,7 @@ pub(crate) fn data_center_search(shared: &Shared, params: &Params, body: &Bytes)
         json!({ "startAt": start, "maxResults": max, "total": hits.len(), "issues": issues });
     drop(hits);
     drop(site);
-    if !sel.is_narrow() {
+    if !sel.is_listing() {
         shared.after_scan_page(&jql, &served);
     }
     Ok(Json(page).into_response())

@@ -36,6 +36,8 @@ pub(crate) struct Site {
     pub work: super::work::Work,
     /// Reference data changed at run time ([`super::reference`]).
     pub reference: super::reference::Reference,
+    /// The heavy profile ([`crate::SimConfig::heavy`]): 30 more custom fields, long texts.
+    pub heavy: bool,
 }
 
 pub(crate) fn to_utc(ms: i64) -> DateTime<Utc> {
@@ -60,6 +62,7 @@ impl Site {
             rng,
             work: super::work::Work::default(),
             reference: Default::default(),
+            heavy: false,
         };
         let keys: Vec<(String, i64)> = site.issues.iter().map(|i| (site.key_of(i), i.id)).collect();
         site.keys.extend(keys);
