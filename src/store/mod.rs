@@ -441,6 +441,19 @@ impl Store {
         .await?)
     }
 
+    /// Whether `table` holds any row of `site`, live or deleted.
+    pub async fn has_rows(&self, table: &'static Table, site: &str) -> anyhow::Result<bool> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = $1)",
+            table.name,
+            table.owner.column()
+        );
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(site)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// The numeric ids of the live rows of `table` owned by `site` (every live project).
     pub async fn live_ids(&self, table: &'static Table, site: &str) -> anyhow::Result<Vec<i64>> {
         let sql = format!(

@@ -39,6 +39,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct CensusCheckpoint {
     #[serde(default)]
     pub last_completed: Option<DateTime<Utc>>,
+    /// The last census was the issues stream's first full scan into an empty table
+    /// ([`record_first_scan`]), not a listing of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_first_scan: bool,
+}
+
+/// Records a complete first full scan of the issues, into a table that held none of the site's
+/// issues, as a census completed at `began` (when the scan began): the scan listed every issue
+/// itself, and nothing stored before it could have been deleted, so a census right after it
+/// would list every id again to confirm nothing. The next census is due an interval later,
+/// as after any other.
+pub async fn record_first_scan(ctx: &StreamContext, began: DateTime<Utc>) -> anyhow::Result<()> {
+    let done = CensusCheckpoint {
+        last_completed: Some(began),
+        by_first_scan: true,
+    };
+    ctx.store
+        .save_checkpoint(&ctx.site, checkpoint::replace(&done)?)
+        .await
 }
 
 impl Checkpoint for CensusCheckpoint {
@@ -77,6 +96,9 @@ pub struct Census {
     max_deletes: u64,
     /// The records of issues: marked deleted with their issue.
     children: Vec<&'static ChildTable>,
+    /// When this process set the stream up: a first full scan recorded after it was made by
+    /// this same run ([`record_first_scan`]).
+    since: DateTime<Utc>,
 }
 
 impl Census {
@@ -84,6 +106,7 @@ impl Census {
         let sync = &settings.sync;
         Census {
             children,
+            since: Utc::now(),
             schedule: Schedule {
                 follows: Some("issues"),
                 ..Schedule::every(sync.issues, sync.census_interval_secs)
@@ -122,6 +145,18 @@ impl Stream for Census {
     }
 
     async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        // Asked for before the issues stream ran (a first sync finds the census due, and
+        // `--census` asks for it): a first full scan made by this same run stands for it.
+        let last = checkpoint::load::<CensusCheckpoint>(ctx).await?;
+        let scanned_here = last.is_some_and(|cp| {
+            cp.by_first_scan && cp.last_completed.is_some_and(|at| at >= self.since)
+        });
+        if scanned_here {
+            tracing::info!(
+                "census not needed: the first full scan listed every issue into an empty table"
+            );
+            return Ok(StreamStatus::Done);
+        }
         let counters = run.counters;
         let projects = list_selected(ctx, counters).await?.rows;
         run.progress.add_total(projects.len() as u64);
@@ -138,6 +173,7 @@ impl Stream for Census {
             .await?;
         let done = CensusCheckpoint {
             last_completed: Some(Utc::now()),
+            by_first_scan: false,
         };
         ctx.store
             .save_checkpoint(&ctx.site, checkpoint::replace(&done)?)
@@ -343,7 +379,7 @@ async fn list_ids(
 ) -> anyhow::Result<BTreeSet<i64>> {
     let jql = format!("{filter} ORDER BY created ASC, key ASC");
     let mut ids = BTreeSet::new();
-    list_pages(ctx, counters, &jql, &["key", "updated"], None, |issue| {
+    list_pages(ctx, counters, &jql, &["key"], None, |issue| {
         let (id, _) = identify(issue);
         ids.insert(id.parse().map_err(|_| {
             anyhow::anyhow!("an id-only search page lists an issue without a numeric id ({id})")

@@ -306,6 +306,9 @@ impl Stream for Issues {
     }
 
     async fn run(&self, ctx: &StreamContext, run: &Run<'_>) -> anyhow::Result<StreamStatus> {
+        // A full scan into a table without any of the site's issues stands for the census.
+        let first_scan = run.mode == Mode::Full && !ctx.store.has_rows(&TABLE, &ctx.site).await?;
+        let began = Utc::now();
         let zone = ctx.user_zone().await?;
         let started = ctx.client.server_now();
         for child in &self.children {
@@ -347,6 +350,9 @@ impl Stream for Issues {
         let served: Vec<Arc<dyn IssueChild>> = self.children_served(ctx).cloned().collect();
         let child_run = ChildRun { run, started };
         super::children::catch_up(&served, ctx, &child_run).await?;
+        if first_scan {
+            super::census::record_first_scan(ctx, began).await?;
+        }
         Ok(StreamStatus::Done)
     }
 

@@ -16,10 +16,12 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 
-/// Jira's largest search page when only ids, keys and `updated` are asked for.
+/// Jira's largest search page, documented for requests of `id` or `key` alone: with any other
+/// field the cap is undocumented and commonly 100, so listings ask for keys only.
 pub const LIST_PAGE_SIZE: usize = 5000;
 
-/// Reads every page of the narrow search `jql` (only `fields`, [`LIST_PAGE_SIZE`] a page),
+/// Reads every page of the narrow search `jql` (only `fields`, which should be `key` alone to
+/// get [`LIST_PAGE_SIZE`] a page; a server that answers fewer is followed all the same),
 /// following `nextPageToken` to the last page, and hands `each` every issue. With `slots`,
 /// each request waits for one of them first.
 pub async fn list_pages(

@@ -357,6 +357,9 @@ async fn stop_the_database_mid_run(slow_ms: u64) -> (TempCluster, Simulator, Dae
         .expect("simulator");
     let daemon = Daemon::spawn(&sim, cluster.url(), &[FAST_ISSUES], &[]);
     wait_until_equal(&sim, cluster.url(), &site_of(&sim), &daemon).await;
+    // The census follows the first issues run at once, and finds its full scan stands for it:
+    // the run awaited below is an issues run.
+    daemon.wait_for_log("census not needed", 1).await;
     sim.set_faults(FaultPlan {
         rate: 1.0,
         kinds: vec![FaultKind::Slow { delay_ms: slow_ms }],

@@ -1,26 +1,32 @@
-//! Splitting a big project's scan into `updated` ranges read in parallel, so one huge project
+//! Splitting a big project's scan into ranges of `created` read in parallel, so one huge project
 //! keeps `max_in_flight` requests busy like many small ones do.
 //!
 //! After a project's first page says there is more, an approximate count tells whether the rest
 //! is worth splitting (at least [`SPLIT_MIN_PAGES`] pages); a full scan of a project whose
 //! listing reported that many issues (`insight.totalIssueCount`) skips both and splits at
-//! once. If so, an id-only listing of the rest (pages of up to 5000, `fields: ["updated"]`;
-//! a rest bigger than a page in ranges of `created` listed at once) gives the exact
-//! distribution of `updated`, and the rest is cut into ranges of a whole number of pages:
-//! `project = P AND updated >= "a" AND updated < "b" ORDER BY updated ASC, key ASC`. Adjacent
-//! ranges share the same JQL literal as bound, so whatever instant Jira reads it as (minute
-//! precision, the user's zone, a DST fold), every issue falls in exactly one range; the last
-//! range has no upper bound and also catches issues updated during the scan.
+//! once. If so, a listing of the rest that asks for keys alone (pages of 5000, the only size
+//! Atlassian documents; a rest bigger than a page in ranges of `created` listed at once) gives
+//! the rest's issues in order of `created`, and one bulk fetch of the issues at the cuts (their
+//! `created` only) gives the bounds: ranges of a whole number of pages,
+//! `project = P [AND updated >= "m"] AND created >= "a" AND created < "b" ORDER BY updated ASC,
+//! key ASC`. `created` never changes, so an issue sits in one range however often it is edited
+//! during the scan. Adjacent ranges share the same JQL literal as bound, so whatever instant
+//! Jira reads it as (minute precision, the user's zone, a DST fold), every issue falls in
+//! exactly one range; the outer ranges are open.
 //!
 //! Each range keeps its own cursor in the checkpoint (`projects.<id>.split.ranges.<i>`),
-//! written with every page it covers, so a crash resumes every range where it stood. The
-//! project's own `mark` moves only when every range is complete: to
-//! `min(max updated committed, scan start - lag)` with the scan start of the run that planned
-//! the ranges, whichever run finishes them. Every issue updated before that instant was last
-//! changed before the scan started, so it sat in one range for the whole scan and was read.
+//! written with every page it covers, so a crash resumes every range where it stood (from its
+//! mark on `updated`, less the overlap). The project's own `mark` moves only when every range
+//! is complete: to `min(max updated committed, scan start - lag)` with the scan start of the run
+//! that planned the ranges, whichever run finishes them. Every issue updated before that
+//! instant was last changed before the scan started, so it was in its range when the range was
+//! read to its end.
+//!
+//! Split scans planned by earlier versions cut `updated` instead ([`RangeField::Updated`]);
+//! they resume as they were planned.
 
 use super::{LAG, PAGE_SIZE, ProjectCursor, ProjectRow, Scan, set_project, set_range};
-use crate::jira::model::ApproximateCount;
+use crate::jira::model::{ApproximateCount, BulkFetchResult};
 use crate::jira::time::{jql_datetime_literal, jql_lower_bound_literal};
 use crate::streams::parse::identify;
 use crate::streams::ranges::{LIST_PAGE_SIZE, list_pages, listed_field};
@@ -28,7 +34,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// How every scan of a project or range is ordered.
 const ORDER: &str = " ORDER BY updated ASC, key ASC";
@@ -42,23 +48,50 @@ const SPLIT_MIN_PAGES: usize = 2 * MIN_RANGE_PAGES;
 /// re-reads the issues of its overlap, which would otherwise spill into one more page.
 const RESUME_SLACK: usize = 10;
 
-/// A project scan split into ranges of `updated`.
+/// A project scan split into ranges.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SplitScan {
     /// When the run that planned the ranges started: no mark passes `scan_start - LAG`,
     /// whichever run resumes the ranges.
     pub scan_start: DateTime<Utc>,
-    /// In order of `updated`; together they cover every issue from the first range's lower
-    /// bound onwards.
+    /// The field the ranges cut.
+    #[serde(default)]
+    pub on: RangeField,
+    /// `updated >= since` (a JQL literal in the user's zone) bounds every range of a split
+    /// of `created`: the rest of an incremental scan. `None`: the whole project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// In order of the field; together they cover every issue the scan reads.
     pub ranges: Vec<RangeCursor>,
+}
+
+/// The field a split scan's ranges cut.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RangeField {
+    /// Ranges of `updated`: split scans planned by earlier versions, from a listing of
+    /// `updated`.
+    #[default]
+    Updated,
+    /// Ranges of `created`.
+    Created,
+}
+
+impl RangeField {
+    fn jql(self) -> &'static str {
+        match self {
+            RangeField::Updated => "updated",
+            RangeField::Created => "created",
+        }
+    }
 }
 
 /// One range and how far it has been read.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RangeCursor {
-    /// JQL date literal in the user's zone: `updated >= from`; `None`: no lower bound.
+    /// JQL date literal in the user's zone: `<field> >= from`; `None`: no lower bound.
     pub from: Option<String>,
-    /// `updated < to`; `None`: no upper bound.
+    /// `<field> < to`; `None`: no upper bound.
     pub to: Option<String>,
     /// Every issue of the range updated before this instant has been committed.
     #[serde(default)]
@@ -67,49 +100,35 @@ pub struct RangeCursor {
     pub complete: bool,
 }
 
-/// Cuts `updated` (ascending: the rest of a project from `from` on) into ranges of at most
-/// `range_pages` pages (less [`RESUME_SLACK`]), each bound at a minute no issue of the range
-/// before it shares.
-/// `None` when the rest fits in fewer than two ranges.
-pub fn plan(
-    from: Option<&str>,
-    updated: &[DateTime<Utc>],
-    range_pages: usize,
-    zone: Tz,
-) -> Option<Vec<RangeCursor>> {
+/// Where to cut a rest of `listed` issues (in order of `created`) into ranges of at most
+/// `range_pages` pages (less [`RESUME_SLACK`]): the positions of the first issue of every range
+/// after the first. Empty when the rest fits in fewer than two ranges.
+pub fn cut_positions(listed: usize, range_pages: usize) -> Vec<usize> {
     let size = range_pages.max(1) * PAGE_SIZE as usize - RESUME_SLACK;
-    let literal = |i: usize| jql_datetime_literal(updated[i], zone);
-    let mut bounds: Vec<String> = Vec::new();
-    let mut start = 0;
-    while start + size < updated.len() {
-        let mut end = start + size;
-        let bound = literal(end);
-        // Issues of the bound's minute all go to the next range (the literal is floored).
-        while end > start && literal(end - 1) == bound {
-            end -= 1;
-        }
-        if end == start {
-            // One minute holds a whole range: bound at the next minute instead.
-            end = start + size;
-            while end < updated.len() && literal(end) == bound {
-                end += 1;
-            }
-            if end == updated.len() {
-                break;
-            }
-        }
-        let bound = literal(end);
-        let after_previous = bounds.last().map_or(from, |b| Some(b.as_str()));
-        if after_previous.is_none_or(|prev| bound.as_str() > prev) {
-            bounds.push(bound);
-        }
-        start = end;
-    }
-    if bounds.is_empty() {
+    (1..)
+        .map(|i| i * size)
+        .take_while(|&at| at < listed)
+        .collect()
+}
+
+/// Ranges of `created` bounded at `bounds` (the `created` of the issues at the cuts, in the
+/// order of the listing): each bound once, floored to the minute and written in `zone`, so
+/// the issues of a bound's minute all go to the range that starts there. `None` when no two
+/// bounds differ, as when one minute holds the whole rest.
+pub fn plan(bounds: &[DateTime<Utc>], zone: Tz) -> Option<Vec<RangeCursor>> {
+    let mut literals: Vec<String> = bounds
+        .iter()
+        .map(|at| jql_datetime_literal(*at, zone))
+        .collect();
+    // A DST fold prints a later instant as an earlier wall-clock time: keep wall-clock order
+    // (the literals sort as text) so each range starts where the one before it ends.
+    literals.sort();
+    literals.dedup();
+    if literals.is_empty() {
         return None;
     }
-    let lowers = std::iter::once(from.map(str::to_owned)).chain(bounds.iter().cloned().map(Some));
-    let uppers = bounds
+    let lowers = std::iter::once(None).chain(literals.iter().cloned().map(Some));
+    let uppers = literals
         .iter()
         .cloned()
         .map(Some)
@@ -139,17 +158,26 @@ pub fn range_pages(issues: usize, max_ranges: usize) -> usize {
 }
 
 /// The JQL of a range, resumed from its mark (minus the overlap) when it has one.
-pub fn range_jql(scan: &Scan<'_>, project_id: i64, range: &RangeCursor) -> String {
+pub fn range_jql(
+    scan: &Scan<'_>,
+    project_id: i64,
+    split: &SplitScan,
+    range: &RangeCursor,
+) -> String {
     let mut jql = format!("project = {project_id}");
+    if let Some(since) = &split.since {
+        jql.push_str(&format!(" AND updated >= \"{since}\""));
+    }
+    let field = split.on.jql();
     if let Some(from) = &range.from {
-        jql.push_str(&format!(" AND updated >= \"{from}\""));
+        jql.push_str(&format!(" AND {field} >= \"{from}\""));
+    }
+    if let Some(to) = &range.to {
+        jql.push_str(&format!(" AND {field} < \"{to}\""));
     }
     if let Some(mark) = range.mark {
         let resume = jql_lower_bound_literal(mark - scan.overlap(), scan.zone);
         jql.push_str(&format!(" AND updated >= \"{resume}\""));
-    }
-    if let Some(to) = &range.to {
-        jql.push_str(&format!(" AND updated < \"{to}\""));
     }
     jql.push_str(ORDER);
     jql
@@ -193,20 +221,34 @@ pub async fn try_split(
     if !worth_splitting(rest) {
         return Ok(None);
     }
-    let (updated, listed) = list_updated_in_parallel(scan, &scope, rest).await?;
-    let pages = range_pages(updated.len(), scan.max_ranges());
-    let Some(ranges) = plan(from.as_deref(), &updated, pages, scan.zone) else {
+    let order = list_in_created_order(scan, &scope, rest).await?;
+    let pages = range_pages(order.len(), scan.max_ranges());
+    let cuts: Vec<i64> = cut_positions(order.len(), pages)
+        .into_iter()
+        .map(|at| order[at])
+        .collect();
+    let created = created_of(scan, &cuts).await?;
+    // An issue deleted since the listing leaves no bound: its neighbours' ranges merge.
+    let bounds: Vec<DateTime<Utc>> = cuts
+        .iter()
+        .filter_map(|id| created.get(id))
+        .copied()
+        .collect();
+    let Some(ranges) = plan(&bounds, scan.zone) else {
         return Ok(None);
     };
     tracing::debug!(
-        issues = updated.len(),
+        issues = order.len(),
         ranges = ranges.len(),
-        "project split into updated ranges"
+        "project split into created ranges"
     );
     let split = SplitScan {
         scan_start: scan.started,
+        on: RangeField::Created,
+        since: from,
         ranges,
     };
+    let listed: HashSet<i64> = order.into_iter().collect();
     let planned = ProjectCursor {
         split: Some(split.clone()),
         ..cursor.clone()
@@ -266,7 +308,7 @@ async fn read_range(
     if range.complete {
         return Ok((range.clone(), seen));
     }
-    let jql = range_jql(scan, project.id, range);
+    let jql = range_jql(scan, project.id, split, range);
     let ceiling = split.scan_start - LAG;
     let mut current = range.clone();
     let mut token: Option<String> = None;
@@ -285,17 +327,17 @@ async fn read_range(
     }
 }
 
-/// Every `updated` of the issues `scope` (a JQL filter without `ORDER BY`) finds, ascending,
-/// and their ids.
+/// The issues `scope` (a JQL filter without `ORDER BY`) finds, in order of `created`, from
+/// listings that ask for keys alone (pages of up to 5000).
 ///
 /// A rest of about `expected` issues that needs more than one listing page is listed in ranges
-/// of `created`, all at once ([`crate::streams::ranges`]), rather than one 5000-issue page after
-/// another; an uneven range only pages longer.
-async fn list_updated_in_parallel(
+/// of `created`, all at once ([`crate::streams::ranges`]), rather than one page after another;
+/// the ranges follow one another, so their listings joined keep the order.
+async fn list_in_created_order(
     scan: &Scan<'_>,
     scope: &str,
     expected: usize,
-) -> anyhow::Result<(Vec<DateTime<Utc>>, HashSet<i64>)> {
+) -> anyhow::Result<Vec<i64>> {
     let filters = crate::streams::ranges::created_ranges(
         scan.ctx,
         scan.counters,
@@ -306,45 +348,62 @@ async fn list_updated_in_parallel(
         scan.ctx.max_in_flight,
     )
     .await?;
-    let lists = filters
-        .iter()
-        .map(|filter| format!("{filter}{ORDER}"))
-        .collect::<Vec<_>>();
-    let listed =
-        futures::future::try_join_all(lists.iter().map(|jql| list_updated(scan, jql))).await?;
-    let mut updated = Vec::new();
-    let mut ids = HashSet::new();
-    for (times, listed_ids) in listed {
-        updated.extend(times);
-        ids.extend(listed_ids);
-    }
-    updated.sort_unstable();
-    Ok((updated, ids))
+    let listings = filters.iter().map(|filter| async move {
+        let jql = format!("{filter} ORDER BY created ASC, key ASC");
+        let mut ids = Vec::new();
+        let read = |issue: &serde_json::value::RawValue| {
+            let (id, _) = identify(issue);
+            ids.push(id.parse::<i64>().map_err(|_| {
+                anyhow::anyhow!("a key-only search page lists an issue without a numeric id ({id})")
+            })?);
+            Ok(())
+        };
+        list_pages(
+            scan.ctx,
+            scan.counters,
+            &jql,
+            &["key"],
+            Some(&scan.slots),
+            read,
+        )
+        .await?;
+        Ok::<_, anyhow::Error>(ids)
+    });
+    let listed = futures::future::try_join_all(listings).await?;
+    let mut seen = HashSet::new();
+    // An issue listed twice (a page boundary shifting under the listing) counts once.
+    Ok(listed
+        .into_iter()
+        .flatten()
+        .filter(|id| seen.insert(*id))
+        .collect())
 }
 
-/// Every `updated` of the issues `jql` finds, ascending, and their ids, from id-only pages.
-async fn list_updated(
-    scan: &Scan<'_>,
-    jql: &str,
-) -> anyhow::Result<(Vec<DateTime<Utc>>, HashSet<i64>)> {
-    let mut updated = Vec::new();
-    let mut ids = HashSet::new();
-    let read = |issue: &serde_json::value::RawValue| {
-        let (id, _) = identify(issue);
-        let instant = listed_field(issue, "updated").ok_or_else(|| {
-            anyhow::anyhow!("cannot read fields.updated of issue {id} in an id-only search page")
-        })?;
-        updated.push(instant);
-        ids.insert(id.parse::<i64>().map_err(|_| {
-            anyhow::anyhow!("an id-only search page lists an issue without a numeric id ({id})")
-        })?);
-        Ok(())
-    };
-    let slots = Some(&scan.slots);
-    list_pages(scan.ctx, scan.counters, jql, &["updated"], slots, read).await?;
-    // Jira sorts by `updated`; sorting again costs little and makes planning safe.
-    updated.sort_unstable();
-    Ok((updated, ids))
+/// When each of `ids` was created, from bulk fetches that ask for `created` alone (100 ids a
+/// request). An issue Jira no longer shows is left out.
+async fn created_of(scan: &Scan<'_>, ids: &[i64]) -> anyhow::Result<HashMap<i64, DateTime<Utc>>> {
+    let mut created = HashMap::new();
+    for chunk in ids.chunks(super::BULK_FETCH_SIZE) {
+        let body = json!({
+            "issueIdsOrKeys": chunk.iter().map(i64::to_string).collect::<Vec<_>>(),
+            "fields": ["created"],
+        });
+        scan.counters.request();
+        let result: BulkFetchResult = {
+            let _slot = scan.slot().await?;
+            scan.ctx
+                .client
+                .post("/rest/api/3/issue/bulkfetch", &body)
+                .await?
+        };
+        for issue in &result.issues {
+            let (id, _) = identify(issue);
+            if let (Ok(id), Some(at)) = (id.parse::<i64>(), listed_field(issue, "created")) {
+                created.insert(id, at);
+            }
+        }
+    }
+    Ok(created)
 }
 
 #[cfg(test)]
@@ -352,76 +411,71 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn minutes(spec: &[(i64, usize)]) -> Vec<DateTime<Utc>> {
-        let base = Utc
-            .with_ymd_and_hms(2026, 1, 5, 9, 0, 0)
+    fn at(minute: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0)
             .single()
-            .expect("valid");
-        let mut out = Vec::new();
-        for &(minute, count) in spec {
-            for i in 0..count {
-                out.push(
-                    base + chrono::Duration::minutes(minute)
-                        + chrono::Duration::seconds(i as i64 % 60),
-                );
-            }
-        }
-        out
-    }
-
-    fn sizes(ranges: &[RangeCursor], updated: &[DateTime<Utc>]) -> Vec<usize> {
-        ranges
-            .iter()
-            .map(|r| {
-                updated
-                    .iter()
-                    .filter(|u| {
-                        let l = jql_datetime_literal(**u, chrono_tz::UTC);
-                        r.from.as_ref().is_none_or(|f| &l >= f)
-                            && r.to.as_ref().is_none_or(|t| &l < t)
-                    })
-                    .count()
-            })
-            .collect()
+            .expect("valid")
+            + chrono::Duration::minutes(minute)
     }
 
     #[test]
-    fn ranges_hold_whole_pages_and_cover_everything_once() {
-        // 1,000 issues, one per minute.
-        let updated = minutes(&(0..1000).map(|m| (m, 1)).collect::<Vec<_>>());
-        let ranges = plan(Some("2026/01/05 09:00"), &updated, 3, chrono_tz::UTC).expect("split");
-        assert_eq!(sizes(&ranges, &updated), vec![290, 290, 290, 130]);
-        assert_eq!(ranges[0].from.as_deref(), Some("2026/01/05 09:00"));
-        assert_eq!(
-            ranges[1].from, ranges[0].to,
-            "adjacent ranges share their bound"
-        );
-        assert_eq!(ranges.last().and_then(|r| r.to.clone()), None);
+    fn cuts_fall_every_whole_number_of_pages_less_the_slack() {
+        assert_eq!(cut_positions(1_000, 3), vec![290, 580, 870]);
+        assert_eq!(cut_positions(580, 3), vec![290]);
+        assert_eq!(cut_positions(290, 3), Vec::<usize>::new());
+        assert_eq!(cut_positions(0, 3), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn ranges_share_their_bounds_and_leave_the_outer_ones_open() {
+        let ranges = plan(&[at(10), at(20), at(30)], chrono_tz::UTC).expect("split");
+        assert_eq!(ranges.len(), 4);
+        assert_eq!(ranges[0].from, None);
+        assert_eq!(ranges[0].to.as_deref(), Some("2026/01/05 09:10"));
+        for pair in ranges.windows(2) {
+            assert_eq!(
+                pair[1].from, pair[0].to,
+                "adjacent ranges share their bound"
+            );
+        }
+        assert_eq!(ranges[3].to, None);
         assert!(ranges.iter().all(|r| r.mark.is_none() && !r.complete));
     }
 
     #[test]
-    fn a_minute_is_never_cut_in_two() {
-        // 250 issues at minute 0, 250 at minute 1..250: a range of 2 pages cannot end inside
-        // the crowded minute, so the first range holds all of it.
-        let mut spec = vec![(0, 250)];
-        spec.extend((1..=250).map(|m| (m, 1)));
-        let updated = minutes(&spec);
-        let ranges = plan(None, &updated, 2, chrono_tz::UTC).expect("split");
-        let counted = sizes(&ranges, &updated);
-        assert_eq!(counted.iter().sum::<usize>(), 500);
-        assert_eq!(counted[0], 250);
-        assert!(counted[1..].iter().all(|n| *n <= 190), "{counted:?}");
-        assert_eq!(ranges[0].from, None);
+    fn bounds_in_one_minute_make_one_cut_and_one_minute_for_all_makes_none() {
+        let crowded = [at(5), at(5) + chrono::Duration::seconds(30), at(9)];
+        let ranges = plan(&crowded, chrono_tz::UTC).expect("split");
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(plan(&[], chrono_tz::UTC), None);
     }
 
     #[test]
-    fn a_rest_of_one_range_is_not_split() {
-        let updated = minutes(&(0..490).map(|m| (m, 1)).collect::<Vec<_>>());
-        assert_eq!(plan(None, &updated, 5, chrono_tz::UTC), None);
-        assert_eq!(plan(None, &[], 4, chrono_tz::UTC), None);
-        // A single minute holding everything cannot be split either.
-        assert_eq!(plan(None, &minutes(&[(0, 900)]), 2, chrono_tz::UTC), None);
+    fn in_a_dst_fold_the_bounds_stay_in_wall_clock_order() {
+        // Berlin falls back at 01:00 UTC on 2026-10-25: 02:00-03:00 local happens twice.
+        let utc = |h: u32, m: u32| {
+            Utc.with_ymd_and_hms(2026, 10, 25, h, m, 0)
+                .single()
+                .expect("valid")
+        };
+        let ranges = plan(&[utc(0, 40), utc(1, 10)], chrono_tz::Europe::Berlin).expect("split");
+        let bounds: Vec<_> = ranges.iter().filter_map(|r| r.to.clone()).collect();
+        assert_eq!(bounds, vec!["2026/10/25 02:10", "2026/10/25 02:40"]);
+    }
+
+    #[test]
+    fn split_scans_of_earlier_versions_read_as_ranges_of_updated() {
+        let old = json!({"scan_start": "2026-01-05T09:00:00Z",
+                         "ranges": [{"from": null, "to": "2026/01/05 10:00"}]});
+        let split: SplitScan = serde_json::from_value(old).expect("reads");
+        assert_eq!(split.on, RangeField::Updated);
+        assert_eq!(split.since, None);
+        let new = serde_json::to_value(SplitScan {
+            on: RangeField::Created,
+            ..split
+        })
+        .expect("writes");
+        assert_eq!(new["on"], "created");
     }
 
     #[test]

@@ -119,7 +119,11 @@ async fn a_split_scan_reaches_the_truth_while_pages_shift() {
         .sim
         .search_log()
         .iter()
-        .filter(|jql| jql.contains(&project_scope) && jql.contains("updated <"))
+        .filter(|jql| {
+            jql.contains(&project_scope)
+                && jql.contains("created <")
+                && jql.ends_with("ORDER BY updated ASC, key ASC")
+        })
         .count();
     assert!(ranges > 0, "the project was not split");
     // No issue is missing; one updated after its range was read may be stored as it was
