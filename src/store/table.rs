@@ -176,8 +176,43 @@ pub enum Cell {
     Timestamptz(Option<DateTime<Utc>>),
     Date(Option<NaiveDate>),
     Jsonb(Option<Value>),
+    /// JSON text as it was received, stored as `jsonb` without being decoded ([`Kind::Jsonb`]):
+    /// a page of full issues is megabytes, several times more once decoded.
+    RawJson(RawJson),
     /// A JSON array of strings ([`Kind::TextArray`]).
     TextArray(Value),
+}
+
+/// JSON text kept as received ([`Cell::RawJson`]).
+#[derive(Debug, Clone)]
+pub struct RawJson(pub Box<serde_json::value::RawValue>);
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &RawJson) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl From<RawJson> for Cell {
+    fn from(v: RawJson) -> Cell {
+        Cell::RawJson(v)
+    }
+}
+
+/// A `jsonb` value bound from a decoded value or from text as received.
+#[derive(Clone, Copy)]
+enum JsonRef<'a> {
+    Value(&'a Value),
+    Raw(&'a serde_json::value::RawValue),
+}
+
+impl serde::Serialize for JsonRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            JsonRef::Value(v) => v.serialize(serializer),
+            JsonRef::Raw(r) => r.serialize(serializer),
+        }
+    }
 }
 
 impl Cell {
@@ -189,7 +224,7 @@ impl Cell {
             Cell::Bool(_) => Kind::Bool,
             Cell::Timestamptz(_) => Kind::Timestamptz,
             Cell::Date(_) => Kind::Date,
-            Cell::Jsonb(_) => Kind::Jsonb,
+            Cell::Jsonb(_) | Cell::RawJson(_) => Kind::Jsonb,
             Cell::TextArray(_) => Kind::TextArray,
         }
     }
@@ -440,6 +475,7 @@ impl Batch {
             .and_then(|at| self.rows.get(index).map(|row| &row[at]));
         match raw {
             Some(Cell::Jsonb(Some(value))) => value.to_string(),
+            Some(Cell::RawJson(text)) => text.0.get().to_owned(),
             _ => String::new(),
         }
     }
@@ -460,7 +496,7 @@ enum Array<'a> {
     Bool(Vec<Option<bool>>),
     Timestamptz(Vec<Option<DateTime<Utc>>>),
     Date(Vec<Option<NaiveDate>>),
-    Jsonb(Vec<Option<&'a Value>>),
+    Jsonb(Vec<Option<sqlx::types::Json<JsonRef<'a>>>>),
 }
 
 /// Rows of cells into one array per column, borrowing the values (raw JSON is most of a page).
@@ -488,8 +524,15 @@ fn transpose<'a>(table: &Table, rows: &[&'a Vec<Cell>]) -> Vec<Array<'a>> {
                 (Cell::Bool(v), Array::Bool(out)) => out.push(*v),
                 (Cell::Timestamptz(v), Array::Timestamptz(out)) => out.push(*v),
                 (Cell::Date(v), Array::Date(out)) => out.push(*v),
-                (Cell::Jsonb(v), Array::Jsonb(out)) => out.push(v.as_ref()),
-                (Cell::TextArray(v), Array::Jsonb(out)) => out.push(Some(v)),
+                (Cell::Jsonb(v), Array::Jsonb(out)) => {
+                    out.push(v.as_ref().map(|v| sqlx::types::Json(JsonRef::Value(v))))
+                }
+                (Cell::RawJson(v), Array::Jsonb(out)) => {
+                    out.push(Some(sqlx::types::Json(JsonRef::Raw(&v.0))))
+                }
+                (Cell::TextArray(v), Array::Jsonb(out)) => {
+                    out.push(Some(sqlx::types::Json(JsonRef::Value(v))))
+                }
                 // `push` checked every cell's kind against its column.
                 _ => unreachable!("a cell of the wrong kind passed Batch::push"),
             }

@@ -17,8 +17,8 @@
 mod dc;
 
 use super::checkpoint::{self, Checkpoint};
-use super::issues::{TABLE, fetch_issues, into_issue_row};
-use super::parse::{identify, read_records};
+use super::issues::{TABLE, fetch_issues, read_issues};
+use super::parse::identify;
 use super::projects::{ProjectRow, list_selected};
 use super::ranges::{LIST_PAGE_SIZE, list_pages};
 use super::{Cursor, NoProgress, Run, RunCounters, Schedule, Stream, StreamContext, StreamStatus};
@@ -286,13 +286,10 @@ impl Census {
             .filter_map(|raw| identify(raw).0.parse().ok())
             .collect();
         let refreshed = found.len() as u64;
-        let read = read_records("issues", "issue", found, into_issue_row);
+        let read = read_issues("issues", found, &[]);
         let seen = read.rows.len() + read.set_aside.len();
-        let mut page = PageWrite::new(
-            "issues",
-            Batch::of(&ctx.site, read.rows),
-            CheckpointWrite::None,
-        );
+        let rows = read.rows.into_iter().map(|(row, _)| row);
+        let mut page = PageWrite::new("issues", Batch::of(&ctx.site, rows), CheckpointWrite::None);
         page.set_aside = read.set_aside;
         page.resolves = true;
         let written = ctx.store.write_page(&ctx.site, page).await?;

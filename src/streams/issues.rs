@@ -16,7 +16,7 @@ mod fetch;
 mod split;
 
 use super::checkpoint::{self, Checkpoint};
-use super::parse::{ParseError, Record, identify, read_records};
+use super::parse::{ParseError, Read, Record, identify, read_heads};
 use super::projects::{ProjectRow, list_selected, probe_listing};
 use super::ranges::list_pages;
 use super::{
@@ -28,11 +28,12 @@ use crate::jira::time::jql_lower_bound_literal;
 use crate::jira::{Flavor, JiraError};
 use crate::settings::Settings;
 use crate::store::status::{Count, Which};
+use crate::store::table::RawJson;
 use crate::store::table::{Kind, Owner, Table, col};
 use crate::store::{Batch, Cell, CheckpointWrite, PageWrite, Row, Written};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -118,7 +119,8 @@ pub struct IssueRow {
     pub updated: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub due_date: Option<NaiveDate>,
-    pub raw: Value,
+    /// The issue as Jira sent it, kept as the text received.
+    pub raw: RawJson,
 }
 
 impl Row for IssueRow {
@@ -151,7 +153,7 @@ impl Row for IssueRow {
             self.updated.into(),
             self.resolved_at.into(),
             self.due_date.into(),
-            self.raw.into(),
+            Cell::RawJson(self.raw),
         ]
     }
 }
@@ -339,6 +341,8 @@ impl Stream for Issues {
                     started: ctx.client.server_now(),
                     slots: Semaphore::new(page_slots(ctx.max_in_flight)),
                     work: Semaphore::new(work_slots(ctx.max_in_flight)),
+                    buffer: Semaphore::new(PAGE_BUFFER_KIB),
+                    page_kib: std::sync::atomic::AtomicUsize::new(INITIAL_PAGE_KIB),
                 };
                 // The total for progress comes when Jira has counted; the scan does not wait.
                 let counting = self.count_total(ctx, zone, &work, run.counters, run.progress);
@@ -404,6 +408,12 @@ pub(crate) struct Scan<'a> {
     /// One per page being decoded, parsed or written ([`work_slots`]): a fetched page waits
     /// for one as compact JSON text, several times smaller than its decoded values.
     work: Semaphore,
+    /// The pages held (fetched, waiting, being written), bounded by their size in KiB
+    /// ([`PAGE_BUFFER_KIB`]) rather than by their number: a page of 100 full issues is 1 MB on
+    /// one site and 5 MB on another.
+    pub(super) buffer: Semaphore,
+    /// The largest page seen so far, in KiB: what a request reserves before it is sent.
+    page_kib: std::sync::atomic::AtomicUsize,
 }
 
 impl Scan<'_> {
@@ -418,6 +428,32 @@ impl Scan<'_> {
 
     async fn slot(&self) -> anyhow::Result<SemaphorePermit<'_>> {
         Ok(self.slots.acquire().await?)
+    }
+
+    /// Reserves room in the page buffer for the answer of a request about to be sent: as much
+    /// as the largest page seen so far.
+    async fn reserve(&self) -> anyhow::Result<SemaphorePermit<'_>> {
+        let kib = self
+            .page_kib
+            .load(Ordering::Relaxed)
+            .clamp(1, PAGE_BUFFER_KIB);
+        Ok(self.buffer.acquire_many(kib as u32).await?)
+    }
+
+    /// Sets the reservation `held` to the `bytes` of the page received: what it reserved too
+    /// much goes back; what it lacks is taken if free (never waited for: the page is in memory
+    /// already, and the next reservations grow to its size).
+    fn settle<'a>(&'a self, held: &mut SemaphorePermit<'a>, bytes: usize) {
+        let kib = bytes.div_ceil(1024).clamp(1, PAGE_BUFFER_KIB);
+        self.page_kib.fetch_max(kib, Ordering::Relaxed);
+        let have = held.num_permits();
+        if kib < have {
+            drop(held.split(have - kib));
+        } else if kib > have
+            && let Ok(more) = self.buffer.try_acquire_many((kib - have) as u32)
+        {
+            held.merge(more);
+        }
     }
 
     /// Fetches one full-field page of `jql` and commits its rows, its issues' child records
@@ -437,6 +473,7 @@ impl Scan<'_> {
         let clock = std::time::Instant::now;
         let queued = clock();
         let _slot = self.slot().await?;
+        let mut held = self.reserve().await?;
         let sent = clock();
         self.counters.request();
         let ctx = self.ctx;
@@ -444,6 +481,7 @@ impl Scan<'_> {
             .client
             .post_body("/rest/api/3/search/jql", &body)
             .await?;
+        self.settle(&mut held, body.len());
         let fetched = clock();
         let _work = self.work.acquire().await?;
         let working = clock();
@@ -498,20 +536,20 @@ impl Issues {
         checkpoint: impl FnOnce(&[IssueRow]) -> anyhow::Result<CheckpointWrite>,
     ) -> anyhow::Result<(usize, Written)> {
         let seen = issues.len();
-        let read = read_records(IssuesCheckpoint::STREAM, "issue", issues, |value| {
-            issue_fields(&value).map(|row| (row, value))
-        });
-        let (mut rows, values): (Vec<IssueRow>, Vec<Value>) = read.rows.into_iter().unzip();
+        let children: Vec<Arc<dyn IssueChild>> = self.children_served(ctx).cloned().collect();
+        let embedded: Vec<&str> = children
+            .iter()
+            .flat_map(|c| c.embedded_in().iter().copied())
+            .collect();
+        let read = read_issues(IssuesCheckpoint::STREAM, issues, &embedded);
+        let (rows, heads): (Vec<IssueRow>, Vec<Value>) = read.rows.into_iter().unzip();
         let mut page = PageWrite::empty(IssuesCheckpoint::STREAM);
         page.set_aside = read.set_aside;
         page.resolves = self.quarantined.load(Ordering::Relaxed);
-        let children: Vec<Arc<dyn IssueChild>> = self.children_served(ctx).cloned().collect();
         for child in &children {
-            child.collect(ctx, counters, &values, &mut page).await?;
+            child.collect(ctx, counters, &heads, &mut page).await?;
         }
-        for (row, value) in rows.iter_mut().zip(values) {
-            row.raw = value;
-        }
+        drop(heads);
         page.checkpoint = checkpoint(&rows)?;
         page.batches.insert(0, Batch::of(&ctx.site, rows));
         let written = ctx.store.write_page(&ctx.site, page).await?;
@@ -636,6 +674,15 @@ impl Issues {
         counters: &RunCounters,
         progress: &dyn Progress,
     ) {
+        // A full scan of projects whose listing carried their issue counts: those are the total.
+        let hinted: Option<Vec<usize>> = work
+            .iter()
+            .map(|(p, c)| c.mark.is_none().then(|| issue_count_hint(p)).flatten())
+            .collect();
+        if let Some(counts) = hinted {
+            progress.add_total(counts.iter().sum::<usize>() as u64);
+            return;
+        }
         let queries: Vec<String> = work
             .chunks(COUNT_CHUNK)
             .map(|chunk| {
@@ -689,6 +736,14 @@ pub(super) fn no_progress_guard(
     Ok(())
 }
 
+/// The pages an issues scan holds at once (received, waiting, being written), in KiB of JSON
+/// text: 24 MiB, eight pages of 100 issues of 30 KB. Requests wait for room before they are
+/// sent, so on a site of heavy issues fewer pages are fetched ahead than `max_in_flight`
+/// allows; with pages of about a megabyte the limit is never reached.
+const PAGE_BUFFER_KIB: usize = 24 * 1024;
+/// What the first request reserves, before any page has been seen.
+const INITIAL_PAGE_KIB: usize = 1024;
+
 /// Pages fetched, parsed or written at once: half as many again as requests in flight, so the
 /// requests stay busy while pages are written. A fetched page waits for a [`work_slots`] slot
 /// as JSON text (about 0.6 MB for 100 full issues).
@@ -705,14 +760,37 @@ fn work_slots(max_in_flight: usize) -> usize {
 }
 
 /// Reads every project. Every project may start: the page slots decide what runs.
+///
+/// The full scans of more than one page are squared with one listing of all their projects
+/// at the end, made after every one of them ([`Issues::reconcile`]): a few pages of keys for
+/// the whole site rather than one listing a project.
 async fn scan_projects(
     scan: &Scan<'_>,
     work: &[(ProjectRow, ProjectCursor)],
 ) -> anyhow::Result<()> {
-    futures::stream::iter(work.iter().map(Ok::<_, anyhow::Error>))
-        .try_for_each_concurrent(None, |(project, cursor)| {
-            sync_project(scan, project, cursor)
-        })
+    let scanned = futures::future::try_join_all(
+        work.iter()
+            .map(|(project, cursor)| sync_project(scan, project, cursor)),
+    )
+    .await?;
+    let mut projects = Vec::new();
+    let mut seen = HashSet::new();
+    for ((project, _), read) in work.iter().zip(scanned) {
+        if let Some(read) = read {
+            projects.push(project.id.to_string());
+            seen.extend(read);
+        }
+    }
+    if projects.is_empty() {
+        return Ok(());
+    }
+    let mut listed = HashSet::new();
+    for chunk in projects.chunks(COUNT_CHUNK) {
+        let filter = format!("project in ({})", chunk.join(", "));
+        listed.extend(list_ids(scan.ctx, scan.counters, &filter, Some(&scan.slots)).await?);
+    }
+    scan.stream
+        .reconcile(scan.ctx, scan.counters, scan.progress, &listed, &seen, true)
         .await
 }
 
@@ -724,16 +802,18 @@ pub(super) async fn load_checkpoint(
 
 /// Reads a project from its cursor to the end: page after page, or, when the first page shows
 /// there is much more, as a split scan. A split scan left by an earlier run is resumed.
+/// Returns the issues read by a full scan of more than one page, for the caller to square
+/// with a listing made after it ([`scan_projects`]); every other scan is squared here.
 #[tracing::instrument(skip_all, fields(project = %project.key))]
 async fn sync_project(
     scan: &Scan<'_>,
     project: &ProjectRow,
     cursor: &ProjectCursor,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<HashSet<i64>>> {
     if let Some(split) = &cursor.split {
         // Resumed from an earlier run: what that run listed is not known here any more.
         finish_split(scan, project, cursor, split).await?;
-        return Ok(());
+        return Ok(None);
     }
     let filter = scan.stream.project_filter(scan.zone, project.id, cursor);
     let jql = format!("{filter}{ORDER}");
@@ -750,8 +830,11 @@ async fn sync_project(
         && let Some((split, planned)) =
             split::try_split(scan, project, &current, Some(count)).await?
     {
-        return finish_planned_split(scan, project, &current, &split, planned).await;
+        finish_planned_split(scan, project, &current, &split, planned).await?;
+        return Ok(None);
     }
+    // A full scan of a project the listing says is small needs no count to know it.
+    let known_small = cursor.mark.is_none() && issue_count_hint(project).is_some();
     let mut token: Option<String> = None;
     let mut seen = HashSet::new();
     loop {
@@ -766,20 +849,26 @@ async fn sync_project(
             break;
         };
         if token.is_none()
+            && !known_small
             && let Some((split, planned)) = split::try_split(scan, project, &current, None).await?
         {
-            return finish_planned_split(scan, project, &current, &split, planned).await;
+            finish_planned_split(scan, project, &current, &split, planned).await?;
+            return Ok(None);
         }
         token = Some(next);
     }
     // A scan of more than one page can miss an issue: search pages are not a snapshot.
-    if token.is_some() {
-        let listed = list_ids(scan.ctx, scan.counters, &filter, Some(&scan.slots)).await?;
-        scan.stream
-            .reconcile(scan.ctx, scan.counters, scan.progress, &listed, &seen, true)
-            .await?;
+    if token.is_none() {
+        return Ok(None);
     }
-    Ok(())
+    if cursor.mark.is_none() {
+        return Ok(Some(seen));
+    }
+    let listed = list_ids(scan.ctx, scan.counters, &filter, Some(&scan.slots)).await?;
+    scan.stream
+        .reconcile(scan.ctx, scan.counters, scan.progress, &listed, &seen, true)
+        .await?;
+    Ok(None)
 }
 
 /// The project's issue count as its listing reported it (`insight.totalIssueCount`), if it did.
@@ -849,16 +938,68 @@ pub(super) async fn list_ids(
     Ok(ids)
 }
 
-/// Reads one issue (an IssueBean with all fields) into a row.
-pub fn parse_issue(value: &Value) -> Result<IssueRow, ParseError> {
-    into_issue_row(value.clone())
+/// The fields of an issue its typed columns are read from.
+const TYPED_FIELDS: &[&str] = &[
+    "project",
+    "issuetype",
+    "status",
+    "priority",
+    "resolution",
+    "assignee",
+    "reporter",
+    "creator",
+    "parent",
+    "summary",
+    "labels",
+    "created",
+    "updated",
+    "resolutiondate",
+    "duedate",
+];
+
+/// Reads issues (IssueBeans) as Jira sent them into rows whose `raw` is the text received,
+/// each with a value holding only what the rows and the children read: `id`, `key` and the
+/// typed fields, plus the fields `embedded` (the children's lists). The rest of each issue
+/// (descriptions, custom fields: most of its size) is never decoded. Issues that cannot be
+/// read are set aside.
+pub fn read_issues(
+    stream: &'static str,
+    issues: Vec<RawRecord>,
+    embedded: &[&str],
+) -> Read<(IssueRow, Value)> {
+    let mut fields: Vec<&str> = TYPED_FIELDS.to_vec();
+    fields.extend(embedded);
+    let read = read_heads(
+        stream,
+        "issue",
+        issues,
+        &["id", "key"],
+        &fields,
+        issue_fields,
+    );
+    Read {
+        rows: read
+            .rows
+            .into_iter()
+            .map(|(mut row, head, raw)| {
+                row.raw = RawJson(raw);
+                (row, head)
+            })
+            .collect(),
+        set_aside: read.set_aside,
+    }
 }
 
-/// [`parse_issue`], keeping `value` itself as the row's `raw` rather than a copy: a page of
-/// full issues is megabytes of JSON values.
-pub fn into_issue_row(value: Value) -> Result<IssueRow, ParseError> {
-    let mut row = issue_fields(&value)?;
-    row.raw = value;
+/// Reads one issue (an IssueBean with all fields) into a row.
+pub fn parse_issue(value: &Value) -> Result<IssueRow, ParseError> {
+    let mut row = issue_fields(value)?;
+    let raw = serde_json::value::to_raw_value(value).map_err(|e| ParseError {
+        entity: "issue",
+        record: row.key.clone(),
+        field: "(the whole record)".to_owned(),
+        detail: format!("cannot be written as JSON again: {e}"),
+    })?;
+    row.raw = RawJson(raw);
     Ok(row)
 }
 
@@ -890,7 +1031,7 @@ fn issue_fields(value: &Value) -> Result<IssueRow, ParseError> {
         updated: r.req_ts("fields.updated")?,
         resolved_at: r.opt_ts("fields.resolutiondate")?,
         due_date: r.opt_date("fields.duedate")?,
-        raw: Value::Null,
+        raw: RawJson(serde_json::value::RawValue::NULL.to_owned()),
     })
 }
 
@@ -920,7 +1061,8 @@ mod tests {
         assert_eq!(row.priority, None);
         assert_eq!(row.status_category.as_deref(), Some("indeterminate"));
         assert_eq!(row.updated.to_rfc3339(), "2025-03-04T09:15:27.120+00:00");
-        assert_eq!(row.raw["fields"]["customfield_10042"]["value"], "Platform");
+        let raw: Value = serde_json::from_str(row.raw.0.get()).expect("raw is JSON");
+        assert_eq!(raw["fields"]["customfield_10042"]["value"], "Platform");
     }
 
     #[test]

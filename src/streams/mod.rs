@@ -502,8 +502,10 @@ pub trait IssueChild: Send + Sync {
         &[]
     }
 
-    /// The issue fields its records come embedded in (`comment`), if any. An issue never read
-    /// with them (one synced before this child existed) is fetched again with these fields.
+    /// The issue fields its records come embedded in (`comment`), if any. Issue pages decode
+    /// them (and the typed columns' fields, nothing else) for [`IssueChild::collect`]; an issue
+    /// never read with them (one synced before this child existed) is fetched again with these
+    /// fields.
     fn embedded_in(&self) -> &'static [&'static str] {
         &[]
     }

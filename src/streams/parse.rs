@@ -246,6 +246,117 @@ pub fn read_records<R>(
     read
 }
 
+/// [`read_records`] for big records of which a few fields are read (a full issue is tens of
+/// kilobytes, most of it fields nothing here reads): each record is decoded into a value that
+/// holds only its `top` keys and, of its `fields` object, only the `fields` keys, skipping the
+/// rest unparsed, and is kept as the text received, for storage as it came. Returns each row
+/// with that partial value and the record.
+pub fn read_heads<R>(
+    stream: &'static str,
+    entity: &str,
+    records: Vec<RawRecord>,
+    top: &[&str],
+    fields: &[&str],
+    mut parse: impl FnMut(&Value) -> Result<R, ParseError>,
+) -> Read<(R, Value, RawRecord)> {
+    let mut read = Read {
+        rows: Vec::with_capacity(records.len()),
+        set_aside: Vec::new(),
+    };
+    for raw in records {
+        let result = head_of(&raw, top, fields).and_then(|head| {
+            parse(&head)
+                .map(|row| (row, head))
+                .map_err(|e| e.to_string())
+        });
+        match result {
+            Ok((row, head)) => read.rows.push((row, head, raw)),
+            Err(error) => {
+                let aside = set_aside(stream, &raw, error);
+                tracing::warn!(
+                    stream,
+                    record = %aside.record_id,
+                    key = aside.record_key.as_deref().unwrap_or(""),
+                    error = %aside.error,
+                    "a {entity} cannot be read; it is set aside in jira.quarantine and retried on \
+                     later runs"
+                );
+                read.set_aside.push(aside);
+            }
+        }
+    }
+    read
+}
+
+/// The record `raw` decoded with only its `top` keys and the `fields` keys of its `fields`
+/// object ([`read_heads`]), or why it cannot be read. The whole text is checked as
+/// [`value_of`] checks it: a record too deep or not JSON is refused whole.
+pub fn head_of(raw: &RawValue, top: &[&str], fields: &[&str]) -> Result<Value, String> {
+    let text = raw.get();
+    let depth = crate::jira::json::depth(text.as_bytes());
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "it nests {depth} levels deep; jira-sync reads records up to {MAX_DEPTH}"
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let keep = Keep {
+        keys: top,
+        nested: Some(("fields", fields)),
+    };
+    let head = serde::de::DeserializeSeed::deserialize(keep, &mut de)
+        .and_then(|head| de.end().map(|()| head))
+        .map_err(|e| format!("it is not JSON that can be read: {e}"))?;
+    Ok(head)
+}
+
+/// Decodes an object keeping `keys` (and `nested`'s key, itself filtered to its keys).
+#[derive(Clone, Copy)]
+struct Keep<'a> {
+    keys: &'a [&'a str],
+    nested: Option<(&'a str, &'a [&'a str])>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Keep<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Keep<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match self.nested {
+                Some((name, keys)) if name == key => {
+                    let inner = Keep { keys, nested: None };
+                    out.insert(key, map.next_value_seed(inner)?);
+                }
+                _ if self.keys.contains(&key.as_str()) => {
+                    out.insert(key, map.next_value::<Value>()?);
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// The record `raw` as a JSON value, or why it cannot be read.
 pub fn value_of(raw: &RawValue) -> Result<Value, String> {
     let text = raw.get();
@@ -327,6 +438,46 @@ mod tests {
 
     fn raw(text: &str) -> RawRecord {
         RawValue::from_string(text.to_owned()).expect("JSON")
+    }
+
+    #[test]
+    fn a_head_keeps_the_asked_keys_and_fields_and_nothing_else() {
+        let text = r#"{"id":"7","key":"OPS-7","self":"x","expand":"a",
+            "fields":{"summary":"s","updated":"2026-01-01T00:00:00.000+0000",
+                      "description":{"type":"doc","content":[[[[1]]]]},"customfield_1":[1,2]},
+            "changelog":{"histories":[]}}"#;
+        let head = head_of(&raw(text), &["id", "key"], &["summary", "updated"]).expect("reads");
+        assert_eq!(
+            head,
+            json!({"id": "7", "key": "OPS-7",
+                   "fields": {"summary": "s", "updated": "2026-01-01T00:00:00.000+0000"}})
+        );
+        // `fields: null` reads as null; a record that is not an object, or not JSON, does not
+        // read at all.
+        let null = head_of(&raw(r#"{"id":"1","fields":null}"#), &["id"], &["x"]).expect("reads");
+        assert_eq!(null, json!({"id": "1", "fields": null}));
+        assert!(head_of(&raw("[1,2]"), &["id"], &[]).is_err());
+    }
+
+    #[test]
+    fn a_head_of_a_record_too_deep_is_refused_like_the_whole_record() {
+        let deep = format!(
+            r#"{{"id":"1","fields":{{"custom":{}1{}}}}}"#,
+            "[".repeat(MAX_DEPTH + 5),
+            "]".repeat(MAX_DEPTH + 5)
+        );
+        let error = head_of(&raw(&deep), &["id"], &["summary"]).expect_err("too deep");
+        assert!(error.contains("levels deep"), "{error}");
+        // Deeper than serde_json's own limit (128) yet within ours: skipped without failing.
+        let nested = format!(
+            r#"{{"id":"1","fields":{{"custom":{}1{}}}}}"#,
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        assert_eq!(
+            head_of(&raw(&nested), &["id"], &["summary"]).expect("reads"),
+            json!({"id": "1", "fields": {}})
+        );
     }
 
     #[test]

@@ -69,7 +69,9 @@ pub fn listed_field(issue: &serde_json::value::RawValue, name: &str) -> Option<D
 
 /// JQL filters (without `ORDER BY`) that together select exactly what `scope` selects, each
 /// about `per_range` of the `expected` issues if they were created evenly between the oldest
-/// and the newest; just `scope` when one range will do. At most `max_ranges` ranges.
+/// and the newest; just `scope` when two pages will do (two pages one after the other take
+/// as long as finding the span and listing the ranges, with fewer requests). At most
+/// `max_ranges` ranges.
 pub async fn created_ranges(
     ctx: &StreamContext,
     counters: &RunCounters,
@@ -79,7 +81,7 @@ pub async fn created_ranges(
     per_range: usize,
     max_ranges: usize,
 ) -> anyhow::Result<Vec<String>> {
-    if expected <= per_range {
+    if expected <= 2 * per_range {
         return Ok(vec![scope.to_owned()]);
     }
     let (oldest, newest) = futures::future::try_join(

@@ -4,12 +4,12 @@
 //! request, up to 10,000 histories a page, pages merged by issue. Histories never change once
 //! written; they leave only with their issue.
 
-use super::{ChildRun, IssueChild, StreamContext, read_into};
+use super::{ChildRun, IssueChild, StreamContext, read_raw_into};
 use crate::jira::Flavor;
 use crate::jira::model::RawRecord;
 use crate::store::children::ChildTable;
 use crate::store::children::{Behind, Synced};
-use crate::store::table::{Kind, Owner, Table, col};
+use crate::store::table::{Kind, Owner, RawJson, Table, col};
 use crate::store::{Batch, Cell, PageWrite, Row};
 use crate::streams::parse::{ParseError, Record};
 use crate::streams::{NoProgress, RunCounters};
@@ -54,7 +54,8 @@ pub struct ChangelogRow {
     pub author_account_id: Option<String>,
     pub created: DateTime<Utc>,
     pub items: Value,
-    pub raw: Value,
+    /// The history as Jira sent it.
+    pub raw: RawJson,
 }
 
 impl Row for ChangelogRow {
@@ -69,27 +70,43 @@ impl Row for ChangelogRow {
             self.author_account_id.into(),
             self.created.into(),
             self.items.into(),
-            self.raw.into(),
+            Cell::RawJson(self.raw),
         ]
     }
 }
 
-/// Reads one change history of issue `issue_id`. `created` comes as text or, from bulk
-/// fetch, as epoch milliseconds; `items` are kept as Jira gives them.
-pub fn parse_history(value: &Value, issue_id: i64) -> Result<ChangelogRow, ParseError> {
-    let r = Record::new("change history", value, &["id"]);
-    let items = match r.get("items") {
-        None => Value::Array(Vec::new()),
-        Some(items @ Value::Array(_)) => items.clone(),
+/// The keys of a history its columns are read from (the rest stays in `raw`, undecoded).
+const READ_KEYS: &[&str] = &["id", "author", "created", "items"];
+
+/// Reads one change history of issue `issue_id` (`value`: at least its [`READ_KEYS`]; `raw`:
+/// the history as received). `created` comes as text or, from bulk fetch, as epoch
+/// milliseconds; `items` are kept as Jira gives them.
+pub fn parse_history(
+    mut value: Value,
+    raw: RawJson,
+    issue_id: i64,
+) -> Result<ChangelogRow, ParseError> {
+    let r = Record::new("change history", &value, &["id"]);
+    match r.get("items") {
+        None | Some(Value::Array(_)) => {}
         Some(other) => return Err(r.wrong("items", "an array", other)),
+    }
+    let (id, author_account_id, created) = (
+        r.req_id("id")?,
+        r.opt_user_id("author")?,
+        r.req_ts("created")?,
+    );
+    let items = match value.get_mut("items").map(Value::take) {
+        Some(items @ Value::Array(_)) => items,
+        _ => Value::Array(Vec::new()),
     };
     Ok(ChangelogRow {
-        id: r.req_id("id")?,
+        id,
         issue_id,
-        author_account_id: r.opt_user_id("author")?,
-        created: r.req_ts("created")?,
+        author_account_id,
+        created,
         items,
-        raw: value.clone(),
+        raw,
     })
 }
 
@@ -199,10 +216,14 @@ async fn read_chunk(
     page.resolves = true;
     let mut batch = Batch::new(&TABLE, &ctx.site);
     let mut histories = 0;
+    let mut by_issue = by_issue;
     for (id, updated) in behind {
-        let list = by_issue.get(&id).map_or(&[][..], Vec::as_slice);
+        let list = by_issue.remove(&id).unwrap_or_default();
         histories += list.len();
-        let (_, all_read) = read_into(NAME, list, &mut batch, &mut page, |h| parse_history(h, id));
+        let (_, all_read) =
+            read_raw_into(NAME, list, READ_KEYS, &mut batch, &mut page, |h, raw| {
+                parse_history(h, raw, id)
+            });
         page.synced.push(Synced {
             child: NAME,
             issue_id: id,
@@ -216,13 +237,13 @@ async fn read_chunk(
     Ok(histories)
 }
 
-/// Every history of `ids`, merged by issue across pages.
+/// Every history of `ids` as received, merged by issue across pages.
 async fn fetch(
     ctx: &StreamContext,
     counters: &RunCounters,
     ids: &[i64],
-) -> anyhow::Result<BTreeMap<i64, Vec<Value>>> {
-    let mut by_issue: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+) -> anyhow::Result<BTreeMap<i64, Vec<RawRecord>>> {
+    let mut by_issue: BTreeMap<i64, Vec<RawRecord>> = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {
         let mut body = json!({
@@ -251,7 +272,7 @@ async fn fetch(
             by_issue
                 .entry(issue)
                 .or_default()
-                .extend(super::values(logs.change_histories));
+                .extend(logs.change_histories);
         }
         match page.next_page_token.filter(|t| !t.is_empty()) {
             Some(next) if Some(&next) == token.as_ref() => anyhow::bail!(
@@ -277,13 +298,15 @@ mod tests {
             "items": [{"field": "status", "fieldtype": "jira", "fieldId": "status",
                        "from": "10000", "fromString": "To Do", "to": "3", "toString": "In Progress"}]
         });
-        let row = parse_history(&value, 10234).expect("reads");
+        let raw = |v: &Value| RawJson(serde_json::value::to_raw_value(v).expect("raw"));
+        let row = parse_history(value.clone(), raw(&value), 10234).expect("reads");
         assert_eq!(row.id, 88123);
         assert_eq!(row.created.timestamp_millis(), 1_741_079_727_120);
         assert_eq!(row.items[0]["toString"], "In Progress");
+        assert_eq!(row.raw, raw(&value), "raw is the history as received");
         let text = json!({"id": "1", "created": "2025-03-04T10:15:27.120+0100", "items": []});
-        assert!(parse_history(&text, 1).is_ok());
+        assert!(parse_history(text.clone(), raw(&text), 1).is_ok());
         let bad = json!({"id": "1", "created": "soon"});
-        assert!(parse_history(&bad, 1).is_err());
+        assert!(parse_history(bad.clone(), raw(&bad), 1).is_err());
     }
 }

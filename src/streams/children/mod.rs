@@ -38,6 +38,7 @@ use crate::jira::time::parse_jira_timestamp_value;
 use crate::settings::Settings;
 use crate::store::PageWrite;
 use crate::store::children::{Behind, Prune, Synced};
+use crate::store::table::RawJson;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -128,6 +129,45 @@ fn read_into<R: crate::store::Row>(
         }
     }
     (record_ids(records), all_read)
+}
+
+/// [`read_into`] for records received as text: each is decoded with only its `keep` keys
+/// (the rest skipped unparsed) and handed to `parse` with its text, which the row keeps as its
+/// `raw` rather than a decoded copy.
+fn read_raw_into<R: crate::store::Row>(
+    name: &'static str,
+    records: Vec<RawRecord>,
+    keep: &[&str],
+    batch: &mut crate::store::Batch,
+    page: &mut PageWrite,
+    parse: impl Fn(Value, RawJson) -> Result<R, super::parse::ParseError>,
+) -> (Vec<i64>, bool) {
+    let mut all_read = true;
+    let mut ids = Vec::with_capacity(records.len());
+    for raw in records {
+        let (id, _) = identify(&raw);
+        if let Ok(id) = id.parse() {
+            ids.push(id);
+        }
+        let read = super::parse::head_of(&raw, keep, &[])
+            .and_then(|head| parse(head, RawJson(raw.clone())).map_err(|e| e.to_string()));
+        match read {
+            Ok(row) => batch.push_row(row),
+            Err(error) => {
+                all_read = false;
+                let aside = super::parse::set_aside(name, &raw, error);
+                tracing::warn!(
+                    child = name,
+                    record = %aside.record_id,
+                    error = %aside.error,
+                    "a record of an issue cannot be read; it is set aside in jira.quarantine \
+                     and read again on later runs"
+                );
+                page.set_aside.push(aside);
+            }
+        }
+    }
+    (ids, all_read)
 }
 
 /// What an embedded child adds to a page for one issue: its rows are pushed by the caller;

@@ -41,9 +41,10 @@ const ORDER: &str = " ORDER BY updated ASC, key ASC";
 /// A range is never planned shorter than this many pages: each range ends in a partial page
 /// and pays a little scheduling, so tiny ranges cost more than they bring.
 const MIN_RANGE_PAGES: usize = 5;
-/// A rest shorter than this many pages is read page after page: splitting it would save
-/// little time and cost its listing.
-const SPLIT_MIN_PAGES: usize = 2 * MIN_RANGE_PAGES;
+/// A rest shorter than this many pages is read page after page: splitting it costs a listing
+/// and a bulk fetch, and partial pages at the ranges' ends, while projects read side by side
+/// keep the requests busy as well.
+const SPLIT_MIN_PAGES: usize = 4 * MIN_RANGE_PAGES;
 /// Ranges are planned this many issues short of whole pages: a range resumed after a crash
 /// re-reads the issues of its overlap, which would otherwise spill into one more page.
 const RESUME_SLACK: usize = 10;

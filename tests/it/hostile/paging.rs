@@ -100,7 +100,7 @@ async fn data_center_scans_reach_the_truth_while_pages_shift() {
 #[tokio::test]
 async fn a_split_scan_reaches_the_truth_while_pages_shift() {
     let env = Env::start(SimConfig {
-        issues: 3_000,
+        issues: 6_000,
         ..SimConfig::small()
     })
     .await;
