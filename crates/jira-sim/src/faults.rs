@@ -22,9 +22,16 @@ pub struct FaultPlan {
     /// Share of `/rest` requests (0.0 to 1.0) that get a random fault from `kinds`.
     pub rate: f64,
     pub kinds: Vec<FaultKind>,
-    /// A token bucket of this many requests per second (burst of the same size); excess
-    /// requests get 429 with `Retry-After` and `RateLimit-Reason: jira-burst-based`.
+    /// Jira's burst limit: a token bucket refilled at this many requests per second, holding
+    /// `rate_limit_burst` tokens. One bucket for the whole site: every `/rest` and `/admin`
+    /// request draws from it, which is stricter than Jira's buckets per endpoint and method.
+    /// A request that finds less than one token gets 429 with `Retry-After` (seconds until a
+    /// token is back, at least 1), `X-RateLimit-Reset` (now plus that wait), and
+    /// `RateLimit-Reason: jira-burst-based`; every answer carries `X-RateLimit-Limit` (the
+    /// bucket's size) and `X-RateLimit-Remaining` (the tokens left, floored; 0 on a 429).
     pub rate_limit_rps: Option<f64>,
+    /// The bucket's size; `None`: as many tokens as `rate_limit_rps` (a second of requests).
+    pub rate_limit_burst: Option<f64>,
     /// Every `/rest` request answers 429 until the storm ends.
     pub storm: Option<Storm>,
     /// Exact faults for the next `/rest` requests, one per request, before any random fault.
@@ -112,11 +119,18 @@ pub(crate) fn endpoint(method: &str, path: &str) -> String {
 
 impl FaultState {
     pub fn new(plan: FaultPlan) -> Self {
-        let bucket = plan.rate_limit_rps.filter(|r| *r > 0.0).map(|rate| Bucket {
-            rate,
-            capacity: rate.max(1.0),
-            tokens: rate.max(1.0),
-            last: Instant::now(),
+        let bucket = plan.rate_limit_rps.filter(|r| *r > 0.0).map(|rate| {
+            let capacity = plan
+                .rate_limit_burst
+                .filter(|b| *b > 0.0)
+                .unwrap_or(rate)
+                .max(1.0);
+            Bucket {
+                rate,
+                capacity,
+                tokens: capacity,
+                last: Instant::now(),
+            }
         });
         FaultState {
             script: plan.script.iter().cloned().collect(),
@@ -345,8 +359,10 @@ mod tests {
         });
         let start = Instant::now();
         let now = SystemTime::now();
-        assert_eq!(state.decide("GET /x", now, start).0, Decision::Pass);
-        assert_eq!(state.decide("GET /x", now, start).0, Decision::Pass);
+        let remaining =
+            |(_, info): (Decision, Option<RateInfo>)| info.map(|i| (i.limit, i.remaining));
+        assert_eq!(remaining(state.decide("GET /x", now, start)), Some((2, 1)));
+        assert_eq!(remaining(state.decide("GET /y", now, start)), Some((2, 0)));
         let (limited, info) = state.decide("GET /x", now, start);
         assert!(
             matches!(
@@ -371,6 +387,28 @@ mod tests {
                 .0,
             Decision::Pass
         );
+    }
+
+    #[test]
+    fn the_bucket_may_hold_more_than_a_second_of_requests() {
+        let mut state = FaultState::new(FaultPlan {
+            rate_limit_rps: Some(2.0),
+            rate_limit_burst: Some(5.0),
+            ..FaultPlan::default()
+        });
+        let start = Instant::now();
+        let now = SystemTime::now();
+        let passed = (0..8)
+            .filter(|_| state.decide("GET /x", now, start).0 == Decision::Pass)
+            .count();
+        assert_eq!(passed, 5);
+        assert_eq!(state.limit(), Some(5));
+        // Refilled at 2 a second: a token every 500 ms, never early.
+        let (limited, _) = state.decide("GET /x", now, start + Duration::from_millis(490));
+        assert!(matches!(limited, Decision::Limited { .. }), "{limited:?}");
+        let (passed, info) = state.decide("GET /x", now, start + Duration::from_millis(510));
+        assert_eq!(passed, Decision::Pass);
+        assert_eq!(info.map(|i| i.remaining), Some(0));
     }
 
     #[test]
