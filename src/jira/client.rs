@@ -3,16 +3,17 @@
 //!
 //! Every request first takes one of `max_in_flight` permits, then passes the site's pacing
 //! ([`Pacer`]: a site-wide pause that `Retry-After` or a quota reset sets, so one 429 holds
-//! every task rather than the one that got it; adaptive slowing under pressure; the steady-rate
-//! limiter), and only then is sent. Transient failures are retried with exponential backoff and
-//! full jitter, never sooner than the server asked ([`RetryPolicy`]). A 401 is never retried:
+//! every task rather than the one that got it; a gentle adaptive slowing under pressure; what
+//! the site says is left in its bucket, never sent into; the steady-rate limiter), and only
+//! then is sent. Transient failures are retried with exponential backoff and full jitter,
+//! never sooner than the server asked ([`RetryPolicy`]). A 401 is never retried:
 //! for [`CREDENTIALS_HOLD`] afterwards the client refuses to send anything, because repeated
 //! failed logins can lock the account behind a CAPTCHA.
 
 use crate::jira::auth::Credentials;
 use crate::jira::error::{JiraError, Origin};
 use crate::jira::metrics::{RequestMetrics, RunScope, endpoint_label, lock};
-use crate::jira::rate_limit::{Pacer, RateSignals, Waited, server_wait};
+use crate::jira::rate_limit::{Pacer, RateSignals, Ticket, Waited, server_wait};
 use crate::jira::retry::{Next, RetryPolicy};
 use crate::settings::{JiraSettings, RateLimitSettings};
 use bytes::Bytes;
@@ -331,7 +332,7 @@ impl JiraClient {
             .map_err(|_| JiraError::Setup {
                 detail: "the client was shut down".to_owned(),
             })?;
-        let waited = self.inner.pacer.ready().await;
+        let (waited, ticket) = self.inner.pacer.ready().await;
         self.count_waits(&waited);
         // Another task may have been refused the credentials while this one waited.
         self.refuse_if_rejected()?;
@@ -351,7 +352,7 @@ impl JiraClient {
         };
         let status = response.status();
         self.learn_clock(response.headers(), started);
-        let wait = self.learn(status, response.headers());
+        let wait = self.learn(status, response.headers(), &ticket);
         self.count(|m| m.attempt(&call.label, Some(status.as_u16())));
         let mut scope_check = false;
         if status == StatusCode::UNAUTHORIZED {
@@ -449,10 +450,11 @@ impl JiraClient {
         request
     }
 
-    /// Reads the rate-limit headers of a response: pauses the whole site for the wait Jira
-    /// asked for (when within `rate_limit.max_retry_after_secs`), slows the pace on pressure,
-    /// and returns the wait for the error and the retry.
-    fn learn(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+    /// Reads the rate-limit headers of the answer to the request of `ticket`: pauses the whole
+    /// site for the wait Jira asked for (when within `rate_limit.max_retry_after_secs`), slows
+    /// the pace on pressure, notes what is left in the site's bucket, and returns the wait for
+    /// the error and the retry.
+    fn learn(&self, status: StatusCode, headers: &HeaderMap, ticket: &Ticket) -> Option<Duration> {
         let signals = RateSignals::from_headers(headers);
         let wait = server_wait(status.as_u16(), &signals, chrono::Utc::now());
         let honoured = wait.filter(|w| *w <= self.inner.retry.max_server_wait);
@@ -467,7 +469,7 @@ impl JiraClient {
         }
         self.inner
             .pacer
-            .observe(status.as_u16(), &signals, honoured);
+            .observe(status.as_u16(), &signals, honoured, ticket);
         wait
     }
 

@@ -263,10 +263,12 @@ pub struct RateLimitSettings {
     pub connect_timeout_secs: u64,
     pub max_retry_after_secs: u64,
     /// Adaptive pacing: the lowest share of `requests_per_second` that pressure reports from
-    /// Jira slow the pace to, and how long the pace takes to climb back to full from there.
+    /// Jira slow the pace to, and how long the pace takes to climb back to full after a second
+    /// of clean answers.
     pub adaptive_min_share: f64,
     pub adaptive_recovery_secs: u64,
-    /// `X-RateLimit-Remaining` below this share of `X-RateLimit-Limit` counts as pressure.
+    /// The share of the site's bucket (`X-RateLimit-Limit`) requests leave unspent, by what
+    /// `X-RateLimit-Remaining` says is left.
     pub low_remaining_share: f64,
     /// Pacing of the Admin API (organization events), which has limits of its own, far
     /// lower than a site's.

@@ -146,20 +146,36 @@ async fn a_429_without_retry_after_is_retried_with_backoff_and_pauses_nobody() {
 }
 
 #[tokio::test]
-async fn little_remaining_in_the_sites_bucket_slows_the_pace() {
-    let (sim, client) = client_for(3).await;
+async fn the_client_never_bursts_beyond_what_the_sites_bucket_says_remains() {
+    let config = SimConfig::small();
+    let sim = Simulator::start(config.clone())
+        .await
+        .expect("simulator starts");
+    let url = Url::parse(&sim.base_url()).expect("simulator URL");
+    let token = SecretString::from(config.api_token.clone());
+    let mut settings = Settings::for_site(&url, &config.email, token).expect("settings");
+    // The site's rate, and a burst twice its bucket of 5.
+    settings.rate_limit.requests_per_second = 5.0;
+    settings.rate_limit.burst = 10;
+    let client = JiraClient::new(&settings.jira, &settings.rate_limit).expect("client");
     sim.set_faults(FaultPlan {
         rate_limit_rps: Some(5.0),
         ..Default::default()
     });
-    assert_eq!(client.pace_share(), 1.0);
-    for _ in 0..5 {
+    let started = Instant::now();
+    for _ in 0..10 {
         let _: Myself = client.get("/rest/api/3/myself", &[]).await.expect("ok");
     }
-    // The bucket of 5 is empty: below a fifth of the limit.
-    let share = client.pace_share();
-    assert!(share < 0.55, "{share}");
+    // The bucket's 5 tokens (less a token kept back) go at once, the rest at 5 a second: no
+    // request finds the bucket empty, and a low remaining does not cut the pace.
     assert_eq!(client.metrics().throttled, 0);
+    assert!(sim.request_log().iter().all(|e| e.status == 200));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_000),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(client.pace_share(), 1.0);
 }
 
 #[tokio::test]
