@@ -326,15 +326,15 @@ async fn a_401_in_the_middle_of_a_run_stops_it_at_once_with_the_credentials_mess
 async fn a_big_project_is_read_as_parallel_ranges_and_an_interrupted_split_resumes_them() {
     let mut env = Env::start(SimConfig {
         projects: 1,
-        issues: 2_000,
+        issues: 3_000,
         ..SimConfig::small()
     })
     .await;
     env.settings.rate_limit.max_in_flight = 2;
     sync_succeeds(&env, &["projects"], true).await;
-    // `/myself`, two project listings, the count, the small project's page and the listing of
-    // the big one (whose listed issue count sends it straight to the split), then range pages;
-    // the thirteenth request fails for good (a 400 is never retried).
+    // `/myself`, two project listings, the small project's page, the listing of the big one
+    // (whose listed issue count sends it straight to the split) and the bulk fetch of its
+    // cuts, then range pages; the thirteenth request fails for good (a 400 is never retried).
     let mut script: Vec<FaultKind> =
         std::iter::repeat_n(FaultKind::Slow { delay_ms: 30 }, 12).collect();
     script.push(FaultKind::Status(400));
@@ -429,7 +429,7 @@ fn assert_partition(searches: &[String], order: &str) {
 async fn a_project_bigger_than_a_listing_page_is_listed_in_created_ranges_and_read_exactly() {
     let mut env = Env::start(SimConfig {
         projects: 1,
-        issues: 7_000,
+        issues: 12_000,
         ..SimConfig::small()
     })
     .await;

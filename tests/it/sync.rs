@@ -283,3 +283,78 @@ async fn a_full_sync_leaves_the_tables_it_loaded_with_planner_statistics() {
         );
     }
 }
+
+/// A request path with its ids folded (`/rest/api/3/project/{id}/versions`).
+fn endpoint(path: &str) -> String {
+    path.split('/')
+        .map(|part| match part.chars().next() {
+            Some(c) if c.is_ascii_digit() => "{id}",
+            _ => part,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The request budget of a first full sync of every stream, on a fixed site of heavy issues
+/// (counts do not depend on timing): the issue pages come close to their floor (a page of 100
+/// a project, rounded up), a first sync runs no census of its own, asks for no approximate
+/// count, and lists keys only once per site rather than once per project.
+#[tokio::test]
+async fn a_first_full_sync_of_every_stream_stays_within_its_request_budget() {
+    let env = Env::start(SimConfig {
+        projects: 5,
+        issues: 4_000,
+        heavy: true,
+        ..SimConfig::small()
+    })
+    .await;
+    let mut streams: Vec<&'static str> = ALL.to_vec();
+    streams.push("census");
+    streams.extend(jira_sync::streams::reference::KINDS.iter().map(|k| k.name));
+    let outcomes = sync(&env, &streams, true).await;
+    assert!(outcomes.iter().all(|o| !o.failed()), "{outcomes:?}");
+    let truth = env.sim.truth();
+    assert_eq!(stored_issues(&env.db.pool).await, truth_issues(&env.sim));
+
+    let log: Vec<_> = env
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|e| e.path.starts_with("/rest/"))
+        .collect();
+    let mut by_endpoint: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in &log {
+        *by_endpoint.entry(endpoint(&e.path)).or_default() += 1;
+    }
+    let count = |path: &str| by_endpoint.get(path).copied().unwrap_or(0);
+    let floor: usize = truth
+        .projects
+        .iter()
+        .map(|p| {
+            truth
+                .issues
+                .iter()
+                .filter(|i| i.project_id == p.id)
+                .count()
+                .div_ceil(100)
+        })
+        .sum();
+    let searches = count("/rest/api/{id}/search/jql");
+    // The pages, one listing of keys for the site (4,000 issues: one page of 5,000), and for
+    // the project big enough to split its own listing and a partial page per range.
+    assert!(
+        searches <= floor + 6,
+        "{searches} searches for a floor of {floor} pages: {by_endpoint:#?}"
+    );
+    assert_eq!(
+        count("/rest/api/{id}/search/approximate-count"),
+        0,
+        "{by_endpoint:#?}"
+    );
+    // The whole budget, as measured when it was set: a change that costs requests shows here.
+    assert_eq!(log.len(), FIRST_SYNC_REQUESTS, "{by_endpoint:#?}");
+}
+
+/// Requests of the first full sync in
+/// [`a_first_full_sync_of_every_stream_stays_within_its_request_budget`].
+const FIRST_SYNC_REQUESTS: usize = 139;
