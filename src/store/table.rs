@@ -291,6 +291,10 @@ impl From<Option<Value>> for Cell {
     }
 }
 
+/// Rows per upsert statement ([`Batch::write`]): a page of issues is one statement; the
+/// histories of a thousand issues are several, in the same transaction.
+const STATEMENT_ROWS: usize = 1000;
+
 /// A row that knows its table: what a stream turns a record into.
 pub trait Row {
     /// The table the row goes to.
@@ -417,7 +421,13 @@ impl Batch {
             self.positions.iter().map(|(key, &at)| (key, at)).collect();
         order.sort_unstable();
         let rows: Vec<&Vec<Cell>> = order.iter().map(|&(_, at)| &self.rows[at]).collect();
-        self.write_refs(conn, &rows).await
+        // In statements of a bounded size: a statement's values are copied into one message,
+        // and a batch of 10,000 change histories would make it tens of megabytes.
+        let mut changed = 0;
+        for chunk in rows.chunks(STATEMENT_ROWS) {
+            changed += self.write_refs(conn, chunk).await?;
+        }
+        Ok(changed)
     }
 
     /// Writes the rows at `range` only.

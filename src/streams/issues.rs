@@ -341,7 +341,8 @@ impl Stream for Issues {
                     started: ctx.client.server_now(),
                     slots: Semaphore::new(page_slots(ctx.max_in_flight)),
                     work: Semaphore::new(work_slots(ctx.max_in_flight)),
-                    buffer: Semaphore::new(PAGE_BUFFER_KIB),
+                    buffer: Semaphore::new(buffer_kib(ctx.max_in_flight)),
+                    buffer_kib: buffer_kib(ctx.max_in_flight),
                     page_kib: std::sync::atomic::AtomicUsize::new(INITIAL_PAGE_KIB),
                 };
                 // The total for progress comes when Jira has counted; the scan does not wait.
@@ -409,11 +410,13 @@ pub(crate) struct Scan<'a> {
     /// for one as compact JSON text, several times smaller than its decoded values.
     work: Semaphore,
     /// The pages held (fetched, waiting, being written), bounded by their size in KiB
-    /// ([`PAGE_BUFFER_KIB`]) rather than by their number: a page of 100 full issues is 1 MB on
+    /// ([`buffer_kib`]) rather than by their number: a page of 100 full issues is 1 MB on
     /// one site and 5 MB on another.
     pub(super) buffer: Semaphore,
     /// The largest page seen so far, in KiB: what a request reserves before it is sent.
     page_kib: std::sync::atomic::AtomicUsize,
+    /// The size of `buffer`.
+    buffer_kib: usize,
 }
 
 impl Scan<'_> {
@@ -444,7 +447,7 @@ impl Scan<'_> {
     /// much goes back; what it lacks is taken if free (never waited for: the page is in memory
     /// already, and the next reservations grow to its size).
     fn settle<'a>(&'a self, held: &mut SemaphorePermit<'a>, bytes: usize) {
-        let kib = bytes.div_ceil(1024).clamp(1, PAGE_BUFFER_KIB);
+        let kib = bytes.div_ceil(1024).clamp(1, self.buffer_kib);
         self.page_kib.fetch_max(kib, Ordering::Relaxed);
         let have = held.num_permits();
         if kib < have {
@@ -736,11 +739,17 @@ pub(super) fn no_progress_guard(
     Ok(())
 }
 
-/// The pages an issues scan holds at once (received, waiting, being written), in KiB of JSON
-/// text: 24 MiB, eight pages of 100 issues of 30 KB. Requests wait for room before they are
-/// sent, so on a site of heavy issues fewer pages are fetched ahead than `max_in_flight`
-/// allows; with pages of about a megabyte the limit is never reached.
-const PAGE_BUFFER_KIB: usize = 24 * 1024;
+/// The most the pages an issues scan holds at once (received, waiting, being written) may
+/// take, in KiB of JSON text: 32 MiB, ten pages of 100 issues of 30 KB ([`buffer_kib`]).
+const PAGE_BUFFER_KIB: usize = 32 * 1024;
+
+/// The room for pages an issues scan holds at once: 2 MiB of JSON text a request in flight,
+/// from 8 MiB to [`PAGE_BUFFER_KIB`]. Requests wait for room before they are sent, so on a
+/// site of heavy issues (3 MB a page) fewer pages are fetched ahead than `max_in_flight`
+/// allows; with pages of a megabyte the room is rarely short.
+fn buffer_kib(max_in_flight: usize) -> usize {
+    (max_in_flight.max(1) * 2 * 1024).clamp(8 * 1024, PAGE_BUFFER_KIB)
+}
 /// What the first request reserves, before any page has been seen.
 const INITIAL_PAGE_KIB: usize = 1024;
 
