@@ -53,7 +53,8 @@ pub struct ChangelogRow {
     pub issue_id: i64,
     pub author_account_id: Option<String>,
     pub created: DateTime<Utc>,
-    pub items: Value,
+    /// Its `items` as Jira sent them.
+    pub items: RawJson,
     /// The history as Jira sent it.
     pub raw: RawJson,
 }
@@ -69,36 +70,49 @@ impl Row for ChangelogRow {
             self.issue_id.into(),
             self.author_account_id.into(),
             self.created.into(),
-            self.items.into(),
+            Cell::RawJson(self.items),
             Cell::RawJson(self.raw),
         ]
     }
 }
 
-/// The keys of a history its columns are read from (the rest stays in `raw`, undecoded).
-const READ_KEYS: &[&str] = &["id", "author", "created", "items"];
+/// The keys of a history its typed columns are read from (`items` is kept as text, the rest
+/// stays in `raw`, undecoded).
+const READ_KEYS: &[&str] = &["id", "author", "created"];
+
+/// A history's `items`, as received.
+#[derive(Deserialize)]
+struct Items<'a> {
+    #[serde(borrow, default)]
+    items: Option<&'a serde_json::value::RawValue>,
+}
 
 /// Reads one change history of issue `issue_id` (`value`: at least its [`READ_KEYS`]; `raw`:
 /// the history as received). `created` comes as text or, from bulk fetch, as epoch
-/// milliseconds; `items` are kept as Jira gives them.
+/// milliseconds; `items` are kept as Jira gives them, as text.
 pub fn parse_history(
-    mut value: Value,
+    value: Value,
     raw: RawJson,
     issue_id: i64,
 ) -> Result<ChangelogRow, ParseError> {
     let r = Record::new("change history", &value, &["id"]);
-    match r.get("items") {
-        None | Some(Value::Array(_)) => {}
-        Some(other) => return Err(r.wrong("items", "an array", other)),
-    }
     let (id, author_account_id, created) = (
         r.req_id("id")?,
         r.opt_user_id("author")?,
         r.req_ts("created")?,
     );
-    let items = match value.get_mut("items").map(Value::take) {
-        Some(items @ Value::Array(_)) => items,
-        _ => Value::Array(Vec::new()),
+    let listed: Items = serde_json::from_str(raw.0.get())
+        .map_err(|e| r.wrong("items", "an array", &Value::String(e.to_string())))?;
+    let items = match listed.items {
+        Some(items) if items.get().trim_start().starts_with('[') => RawJson(items.to_owned()),
+        Some(items) if items.get().trim() != "null" => {
+            let shown = Value::String(items.get().chars().take(80).collect());
+            return Err(r.wrong("items", "an array", &shown));
+        }
+        _ => RawJson(
+            serde_json::value::RawValue::from_string("[]".to_owned())
+                .map_err(|e| r.wrong("items", "an array", &Value::String(e.to_string())))?,
+        ),
     };
     Ok(ChangelogRow {
         id,
@@ -181,7 +195,13 @@ impl IssueChild for Changelogs {
             chunks.push(behind);
         }
         let issues: usize = chunks.iter().map(Vec::len).sum();
-        let at_once = ctx.max_in_flight.clamp(1, CHUNKS_AT_ONCE);
+        // One at a time unless many requests may be in flight: each chunk's histories are
+        // megabytes until written.
+        let at_once = if ctx.max_in_flight >= 8 {
+            CHUNKS_AT_ONCE
+        } else {
+            1
+        };
         let histories: Vec<usize> = futures::stream::iter(chunks)
             .map(|behind| read_chunk(ctx, counters, behind))
             .buffer_unordered(at_once)
@@ -302,10 +322,19 @@ mod tests {
         let row = parse_history(value.clone(), raw(&value), 10234).expect("reads");
         assert_eq!(row.id, 88123);
         assert_eq!(row.created.timestamp_millis(), 1_741_079_727_120);
-        assert_eq!(row.items[0]["toString"], "In Progress");
+        let items: Value = serde_json::from_str(row.items.0.get()).expect("items are JSON");
+        assert_eq!(items[0]["toString"], "In Progress");
         assert_eq!(row.raw, raw(&value), "raw is the history as received");
         let text = json!({"id": "1", "created": "2025-03-04T10:15:27.120+0100", "items": []});
         assert!(parse_history(text.clone(), raw(&text), 1).is_ok());
+        let odd = json!({"id": "1", "created": "2025-03-04T10:15:27.120+0100", "items": {"a": 1}});
+        assert!(
+            parse_history(odd.clone(), raw(&odd), 1).is_err(),
+            "items must be an array"
+        );
+        let none = json!({"id": "1", "created": "2025-03-04T10:15:27.120+0100", "items": null});
+        let row = parse_history(none.clone(), raw(&none), 1).expect("no items read as none");
+        assert_eq!(row.items.0.get(), "[]");
         let bad = json!({"id": "1", "created": "soon"});
         assert!(parse_history(bad.clone(), raw(&bad), 1).is_err());
     }
