@@ -270,6 +270,9 @@ impl Store {
             Ok(tables) => {
                 let rows = tables.iter().map(|t| t.2).sum();
                 let set_aside = finish_page(&mut tx, site, page).await?;
+                // A connection keeps buffers as big as the biggest message it sent (a page of
+                // issues is megabytes); back in the pool, it should not hold on to them.
+                sqlx::Connection::shrink_buffers(&mut *tx);
                 tx.commit().await?;
                 Ok(Written {
                     rows,
