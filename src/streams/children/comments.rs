@@ -7,11 +7,11 @@
 
 use super::{
     ChildRun, IssueChild, StreamContext, adf, catch_up_per_issue, embedded, issue_version,
-    mark_embedded, read_into, read_list,
+    mark_embedded, raw_text, read_into, read_list,
 };
 use crate::jira::Flavor;
 use crate::store::children::ChildTable;
-use crate::store::table::{Kind, Owner, Table, col};
+use crate::store::table::{Kind, Owner, RawJson, Table, col};
 use crate::store::{Batch, Cell, PageWrite, Row};
 use crate::streams::RunCounters;
 use crate::streams::parse::{ParseError, Record};
@@ -61,7 +61,8 @@ pub struct CommentRow {
     pub body: Option<Value>,
     pub visibility: Option<Value>,
     pub jsd_public: Option<bool>,
-    pub raw: Value,
+    /// The record, written back as text: a decoded copy would take several times the room.
+    pub raw: RawJson,
 }
 
 impl Row for CommentRow {
@@ -81,7 +82,7 @@ impl Row for CommentRow {
             self.body.into(),
             self.visibility.into(),
             self.jsd_public.into(),
-            self.raw.into(),
+            Cell::RawJson(self.raw),
         ]
     }
 }
@@ -101,7 +102,7 @@ pub fn parse_comment(value: &Value, issue_id: i64) -> Result<CommentRow, ParseEr
         body,
         visibility: r.opt_json("visibility"),
         jsd_public: r.opt_bool("jsdPublic")?,
-        raw: value.clone(),
+        raw: raw_text(value),
     })
 }
 

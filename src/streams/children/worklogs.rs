@@ -10,11 +10,11 @@
 
 use super::{
     ChildRun, IssueChild, StreamContext, adf, catch_up_per_issue, embedded, issue_version,
-    mark_embedded, read_into, read_list, values,
+    mark_embedded, raw_text, read_into, read_list, values,
 };
 use crate::jira::Flavor;
 use crate::store::children::{Behind, ChildTable, Synced};
-use crate::store::table::{Kind, Owner, Table, col};
+use crate::store::table::{Kind, Owner, RawJson, Table, col};
 use crate::store::{Batch, Cell, PageWrite, Row};
 use crate::streams::checkpoint::{self, Checkpoint};
 use crate::streams::parse::{ParseError, Record};
@@ -88,7 +88,8 @@ pub struct WorklogRow {
     pub created: Option<DateTime<Utc>>,
     pub updated: Option<DateTime<Utc>>,
     pub comment_text: Option<String>,
-    pub raw: Value,
+    /// The record, written back as text: a decoded copy would take several times the room.
+    pub raw: RawJson,
 }
 
 impl Row for WorklogRow {
@@ -107,7 +108,7 @@ impl Row for WorklogRow {
             self.created.into(),
             self.updated.into(),
             self.comment_text.into(),
-            self.raw.into(),
+            Cell::RawJson(self.raw),
         ]
     }
 }
@@ -136,7 +137,7 @@ pub fn parse_worklog(value: &Value, issue_id: Option<i64>) -> Result<WorklogRow,
         created: r.opt_ts("created")?,
         updated: r.opt_ts("updated")?,
         comment_text: r.opt_json("comment").as_ref().map(adf::to_text),
-        raw: value.clone(),
+        raw: raw_text(value),
     })
 }
 
