@@ -225,8 +225,12 @@ pub(super) async fn catch_up(
     if let Err(err) = read_embedded_again(children, ctx, run.run.counters).await {
         failures.push(err);
     }
-    for child in children {
-        if let Err(err) = child.catch_up(ctx, run).await {
+    // At the same time: each reads its own endpoints and writes its own table and marks, and
+    // one child's chain of requests (a chunk of histories at a time) leaves the slots idle
+    // that the others fill.
+    let caught = futures::future::join_all(children.iter().map(|c| c.catch_up(ctx, run))).await;
+    for (child, result) in children.iter().zip(caught) {
+        if let Err(err) = result {
             failures.push(err.context(format!("reading the {} of issues", child.name())));
         }
     }
