@@ -47,6 +47,8 @@ struct Knobs {
     serial: bool,
     only: Option<String>,
     warm: bool,
+    /// R of the budget's rate row (10).
+    budget_rps: f64,
 }
 
 impl Knobs {
@@ -61,6 +63,7 @@ impl Knobs {
             serial: std::env::var("BENCH_SERIAL").map_or(true, |v| v != "0"),
             only: std::env::var("BENCH_ONLY").ok(),
             warm: std::env::var("BENCH_WARM").map_or(true, |v| v != "0"),
+            budget_rps: env_or("BENCH_BUDGET_RPS", 10.0),
         }
     }
 }
@@ -76,6 +79,8 @@ struct Scenario<'a> {
     args: &'a [&'a str],
     /// Whether the records of issues (changelogs, comments, worklogs, links) are synced.
     records: bool,
+    /// Run with the configuration's own pacing and `max_in_flight` (nothing lifted).
+    defaults: bool,
 }
 
 /// A site that limits the request rate, and the rate the client is configured with.
@@ -83,10 +88,16 @@ struct Scenario<'a> {
 struct Limit {
     site: f64,
     client: f64,
+    /// The client's burst (the site's bucket holds a second of its rate).
+    client_burst: u32,
 }
 
 #[derive(Default)]
 struct Measured {
+    /// Answers other than 429 per second, from the first to the last.
+    served_per_sec: f64,
+    /// Requests by endpoint (ids in paths folded).
+    by_endpoint: std::collections::BTreeMap<String, u64>,
     elapsed: Duration,
     issues_secs: Option<f64>,
     requests: u64,
@@ -137,6 +148,7 @@ async fn bench() -> anyhow::Result<()> {
         let limit = Some(Limit {
             site: knobs.limit_rps,
             client: knobs.limit_rps * client,
+            client_burst: 1,
         });
         plan.push(scenario(m, &many, latency, in_flight, limit, FULL));
     }
@@ -175,6 +187,9 @@ async fn bench() -> anyhow::Result<()> {
     }
     if knobs.only.is_none() {
         incremental(&many, &server, &knobs).await?;
+    }
+    if knobs.only.as_ref().is_none_or(|o| o.contains("budget")) {
+        budget(&server, &knobs).await?;
     }
     if knobs.only.as_ref().is_none_or(|o| o.contains("dbt")) {
         dbt(&many, &server, &knobs).await?;
@@ -235,6 +250,7 @@ fn scenario<'a>(
         limit,
         args,
         records: true,
+        defaults: false,
     }
 }
 
@@ -345,7 +361,7 @@ async fn measure(
         ..FaultPlan::default()
     });
     let (rps, burst) = match s.limit {
-        Some(limit) => (limit.client.to_string(), "1".to_string()),
+        Some(limit) => (limit.client.to_string(), limit.client_burst.to_string()),
         None => (knobs.rps.clone(), knobs.burst.clone()),
     };
     let mut env = vec![
@@ -367,7 +383,19 @@ async fn measure(
         ),
         ("DATABASE_URL", db.to_string()),
     ];
-    if !s.records {
+    if s.defaults {
+        env.retain(|(k, _)| !k.starts_with("JIRA_SYNC__RATE_LIMIT__"));
+    }
+    // `BENCH_ENV=KEY=VALUE,...`: more settings for every run (e.g. a stream turned off).
+    let extra = std::env::var("BENCH_ENV").unwrap_or_default();
+    for pair in extra.split(',').filter(|p| !p.is_empty()) {
+        if let Some((key, value)) = pair.split_once('=') {
+            let key: &'static str = Box::leak(key.to_owned().into_boxed_str());
+            env.push((key, value.to_owned()));
+        }
+    }
+    // `BENCH_RECORDS=0`: every run without the records of issues.
+    if !s.records || std::env::var("BENCH_RECORDS").is_ok_and(|v| v == "0") {
         for flag in [
             "JIRA_SYNC__SYNC__CHANGELOGS",
             "JIRA_SYNC__SYNC__COMMENTS",
@@ -386,7 +414,24 @@ async fn measure(
     if std::env::var_os("BENCH_VERBOSE").is_some() {
         timeline(new);
     }
+    let served = new
+        .iter()
+        .filter(|e| e.path.starts_with("/rest/") && e.status != 429)
+        .collect::<Vec<_>>();
+    let served_per_sec = match (served.first(), served.last()) {
+        (Some(a), Some(b)) if served.len() > 1 => {
+            let secs = b.at.duration_since(a.at).unwrap_or_default().as_secs_f64();
+            (served.len() - 1) as f64 / secs.max(1e-9)
+        }
+        _ => 0.0,
+    };
+    let mut by_endpoint: std::collections::BTreeMap<String, u64> = Default::default();
+    for e in new.iter().filter(|e| e.path.starts_with("/rest/")) {
+        *by_endpoint.entry(endpoint_family(&e.path)).or_default() += 1;
+    }
     Ok(Measured {
+        served_per_sec,
+        by_endpoint,
         elapsed: run.elapsed,
         issues_secs: run.issues_secs,
         requests: new.iter().filter(|e| e.path.starts_with("/rest/")).count() as u64,
@@ -399,6 +444,18 @@ async fn measure(
             .zip(pg_before)
             .map(|(after, before)| after - before),
     })
+}
+
+/// A request path with its ids folded (`/rest/api/3/issue/{id}/comment`).
+fn endpoint_family(path: &str) -> String {
+    path.split('/')
+        .map(|part| match part.chars().next() {
+            Some(c) if c.is_ascii_digit() => "{id}",
+            _ if part.contains('-') && part.chars().any(|c| c.is_ascii_digit()) => "{id}",
+            _ => part,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Requests per half second over the run, by endpoint family: shows where the time goes.
@@ -421,6 +478,133 @@ fn timeline(log: &[RequestLogEntry]) {
         .map(|(t, (s, o))| format!("{:.1}s:{s}+{o}", *t as f64 / 2.0))
         .collect();
     println!("  requests per 0.5 s (search+other): {}", line.join(" "));
+}
+
+/// The request, time, memory and rate budget of a first full sync of every stream on the heavy
+/// medium site (20,000 issues of about 30 KB with every field, 3 MB a page of 100, 44 custom
+/// fields): with the configuration's defaults (8 requests/s, 4 in flight) at the configured
+/// latency; pacing lifted at zero latency, at the configured latency with 16 in flight and one
+/// request at a time; and against a site limiting requests to R a second (bucket R) with the
+/// client set to R and burst R.
+async fn budget(server: &Server, knobs: &Knobs) -> anyhow::Result<()> {
+    let sim = Simulator::start(SimConfig {
+        heavy: true,
+        ..SimConfig::medium()
+    })
+    .await?;
+    println!();
+    describe(&[("heavy", &sim)]);
+    let latency = knobs.latency;
+    let defaults = Scenario {
+        label: format!("heavy, {latency} ms, default settings"),
+        defaults: true,
+        ..scenario("heavy", &sim, latency, 4, None, FULL)
+    };
+    let r = knobs.budget_rps;
+    let limited = Scenario {
+        label: format!("heavy, {latency} ms, limit {r}/s bucket {r}, client {r}/s burst {r}"),
+        defaults: true,
+        ..scenario(
+            "heavy",
+            &sim,
+            latency,
+            4,
+            Some(Limit {
+                site: r,
+                client: r,
+                client_burst: r.ceil() as u32,
+            }),
+            FULL,
+        )
+    };
+    let plan = [
+        defaults,
+        scenario("heavy", &sim, 0, 16, None, FULL),
+        scenario("heavy", &sim, latency, 16, None, FULL),
+        scenario("heavy", &sim, latency, 1, None, FULL),
+        limited,
+    ];
+    if knobs.warm {
+        let db = server.fresh_database().await?;
+        let warm = measure(
+            &scenario("heavy", &sim, 0, 16, None, FULL),
+            &db,
+            server,
+            knobs,
+        )
+        .await?;
+        println!(
+            "warm-up heavy: {:.2} s, not counted (the simulator renders every issue once)",
+            warm.elapsed.as_secs_f64()
+        );
+    }
+    // `BENCH_ROWS=<text>`: only the rows whose label contains it (no summary then).
+    let rows = std::env::var("BENCH_ROWS").ok();
+    let mut results = Vec::new();
+    for s in &plan {
+        if rows.as_ref().is_some_and(|r| !s.label.contains(r.as_str())) {
+            continue;
+        }
+        let db = server.fresh_database().await?;
+        let m = measure(s, &db, server, knobs).await?;
+        print_row(s, &m);
+        if rows.is_some() {
+            let endpoints: Vec<String> = m
+                .by_endpoint
+                .iter()
+                .map(|(p, n)| format!("{p} {n}"))
+                .collect();
+            println!("  by endpoint: {}", endpoints.join(", "));
+        }
+        results.push(m);
+    }
+    let [default, zero, lifted, serial, rate] = &results[..] else {
+        return Ok(());
+    };
+    let endpoints: Vec<String> = default
+        .by_endpoint
+        .iter()
+        .map(|(path, n)| format!("{path} {n}"))
+        .collect();
+    println!(
+        "requests of the first full sync by endpoint: {}",
+        endpoints.join(", ")
+    );
+    let mib = |m: &Measured| m.peak_kib as f64 / 1024.0;
+    let throttled = rate.throttled as f64 / rate.requests.max(1) as f64;
+    println!("budget of a first full sync, heavy site (figure: measured / aim):");
+    println!(
+        "  requests, every stream:                    {} / <= 230",
+        default.requests
+    );
+    println!(
+        "  wall, default pacing, {latency} ms:               {:.1} s / <= 30 s",
+        default.elapsed.as_secs_f64()
+    );
+    println!(
+        "  wall, pacing lifted, 0 ms, 16 in flight:   {:.1} s / <= 8 s",
+        zero.elapsed.as_secs_f64()
+    );
+    println!(
+        "  wall, pacing lifted, {latency} ms, 16 in flight: {:.1} s / <= 12 s ({:.1}x one request at a time, {:.1} s)",
+        lifted.elapsed.as_secs_f64(),
+        serial.elapsed.as_secs_f64() / lifted.elapsed.as_secs_f64(),
+        serial.elapsed.as_secs_f64()
+    );
+    println!(
+        "  peak RSS, default / 16 in flight:          {:.1} MiB / {:.1} MiB (aims <= 64 MB / <= 100 MB)",
+        mib(default),
+        mib(lifted)
+    );
+    println!(
+        "  rate used, limit {r}/s, client {r}/s burst {r}: {:.1} % of R, {:.2} % answered 429 ({} of {}) / >= 95 %, < 1 %",
+        100.0 * rate.served_per_sec / r,
+        100.0 * throttled,
+        rate.throttled,
+        rate.requests
+    );
+    sim.shutdown().await;
+    Ok(())
 }
 
 /// Incremental cycles after k = 100 changes spread over the site, following a full sync, at
