@@ -229,18 +229,9 @@ pub fn read_records<R>(
         let result = value_of(&raw).and_then(|value| parse(value).map_err(|e| e.to_string()));
         match result {
             Ok(row) => read.rows.push(row),
-            Err(error) => {
-                let aside = set_aside(stream, &raw, error);
-                tracing::warn!(
-                    stream,
-                    record = %aside.record_id,
-                    key = aside.record_key.as_deref().unwrap_or(""),
-                    error = %aside.error,
-                    "a {entity} cannot be read; it is set aside in jira.quarantine and retried on \
-                     later runs"
-                );
-                read.set_aside.push(aside);
-            }
+            Err(error) => read
+                .set_aside
+                .push(aside_logged(stream, entity, &raw, error)),
         }
     }
     read
@@ -271,18 +262,9 @@ pub fn read_heads<R>(
         });
         match result {
             Ok((row, head)) => read.rows.push((row, head, raw)),
-            Err(error) => {
-                let aside = set_aside(stream, &raw, error);
-                tracing::warn!(
-                    stream,
-                    record = %aside.record_id,
-                    key = aside.record_key.as_deref().unwrap_or(""),
-                    error = %aside.error,
-                    "a {entity} cannot be read; it is set aside in jira.quarantine and retried on \
-                     later runs"
-                );
-                read.set_aside.push(aside);
-            }
+            Err(error) => read
+                .set_aside
+                .push(aside_logged(stream, entity, &raw, error)),
         }
     }
     read
@@ -370,6 +352,19 @@ pub fn value_of(raw: &RawValue) -> Result<Value, String> {
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
     Value::deserialize(&mut de).map_err(|e| format!("it is not JSON that can be read: {e}"))
+}
+
+/// [`set_aside`], and a warning in the log naming the record and why.
+fn aside_logged(stream: &'static str, entity: &str, raw: &RawValue, error: String) -> SetAside {
+    let aside = set_aside(stream, raw, error);
+    tracing::warn!(
+        stream,
+        record = %aside.record_id,
+        key = aside.record_key.as_deref().unwrap_or(""),
+        error = %aside.error,
+        "a {entity} cannot be read; it is set aside in jira.quarantine and retried on later runs"
+    );
+    aside
 }
 
 /// `raw` filed for quarantine under its id (a digest of its text when it has none).

@@ -116,19 +116,29 @@ fn read_into<R: crate::store::Row>(
                 let Ok(raw) = serde_json::value::to_raw_value(record) else {
                     continue;
                 };
-                let aside = super::parse::set_aside(name, &raw, error.to_string());
-                tracing::warn!(
-                    child = name,
-                    record = %aside.record_id,
-                    error = %aside.error,
-                    "a record of an issue cannot be read; it is set aside in jira.quarantine \
-                     and read again on later runs"
-                );
-                page.set_aside.push(aside);
+                page.set_aside
+                    .push(child_aside(name, &raw, error.to_string()));
             }
         }
     }
     (record_ids(records), all_read)
+}
+
+/// A record of child `name` that cannot be read, filed for quarantine and said in the log.
+fn child_aside(
+    name: &'static str,
+    raw: &serde_json::value::RawValue,
+    error: String,
+) -> crate::store::SetAside {
+    let aside = super::parse::set_aside(name, raw, error);
+    tracing::warn!(
+        child = name,
+        record = %aside.record_id,
+        error = %aside.error,
+        "a record of an issue cannot be read; it is set aside in jira.quarantine and read again \
+         on later runs"
+    );
+    aside
 }
 
 /// A decoded record as JSON text, for its row's `raw`: text takes a fraction of the room of a
@@ -163,15 +173,7 @@ fn read_raw_into<R: crate::store::Row>(
             Ok(row) => batch.push_row(row),
             Err(error) => {
                 all_read = false;
-                let aside = super::parse::set_aside(name, &raw, error);
-                tracing::warn!(
-                    child = name,
-                    record = %aside.record_id,
-                    error = %aside.error,
-                    "a record of an issue cannot be read; it is set aside in jira.quarantine \
-                     and read again on later runs"
-                );
-                page.set_aside.push(aside);
+                page.set_aside.push(child_aside(name, &raw, error));
             }
         }
     }
