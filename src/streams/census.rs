@@ -20,7 +20,7 @@ use super::checkpoint::{self, Checkpoint};
 use super::issues::{TABLE, fetch_issues, read_issues};
 use super::parse::identify;
 use super::projects::{ProjectRow, list_selected};
-use super::ranges::{LIST_PAGE_SIZE, list_pages};
+use super::ranges::list_ids_in_created_ranges;
 use super::{Cursor, NoProgress, Run, RunCounters, Schedule, Stream, StreamContext, StreamStatus};
 use crate::jira::Flavor;
 use crate::settings::Settings;
@@ -339,7 +339,7 @@ impl Census {
     }
 }
 
-/// Every issue id Jira lists for the project now. A project of more than a listing page is
+/// Every issue id Jira lists for the project now. A project of more than two listing pages is
 /// listed in ranges of `created`, all at once ([`crate::streams::ranges`]), so a big project
 /// takes about one round trip rather than a page after another.
 async fn list_ids_in_ranges(
@@ -350,39 +350,6 @@ async fn list_ids_in_ranges(
     counters: &RunCounters,
 ) -> anyhow::Result<BTreeSet<i64>> {
     let scope = format!("project = {project_id}");
-    let filters = crate::streams::ranges::created_ranges(
-        ctx,
-        counters,
-        zone,
-        &scope,
-        stored.len(),
-        LIST_PAGE_SIZE,
-        ctx.max_in_flight,
-    )
-    .await?;
-    let lists = filters.iter().map(|filter| list_ids(ctx, filter, counters));
-    let mut ids = BTreeSet::new();
-    for list in futures::future::try_join_all(lists).await? {
-        ids.extend(list);
-    }
-    Ok(ids)
-}
-
-/// Every issue id Jira lists for `filter`, from id-only pages.
-async fn list_ids(
-    ctx: &StreamContext,
-    filter: &str,
-    counters: &RunCounters,
-) -> anyhow::Result<BTreeSet<i64>> {
-    let jql = format!("{filter} ORDER BY created ASC, key ASC");
-    let mut ids = BTreeSet::new();
-    list_pages(ctx, counters, &jql, &["key"], None, |issue| {
-        let (id, _) = identify(issue);
-        ids.insert(id.parse().map_err(|_| {
-            anyhow::anyhow!("an id-only search page lists an issue without a numeric id ({id})")
-        })?);
-        Ok(())
-    })
-    .await?;
-    Ok(ids)
+    let listed = list_ids_in_created_ranges(ctx, counters, zone, &scope, stored.len(), None);
+    Ok(listed.await?.into_iter().collect())
 }

@@ -18,7 +18,7 @@ mod split;
 use super::checkpoint::{self, Checkpoint};
 use super::parse::{ParseError, Read, Record, identify, read_heads};
 use super::projects::{ProjectRow, list_selected, probe_listing};
-use super::ranges::list_pages;
+use super::ranges::list_ids;
 use super::{
     Availability, ChildRun, Cursor, IssueChild, Mode, Probe, Progress, Run, RunCounters, Schedule,
     Stream, StreamContext, StreamStatus,
@@ -873,7 +873,10 @@ async fn sync_project(
     if cursor.mark.is_none() {
         return Ok(Some(seen));
     }
-    let listed = list_ids(scan.ctx, scan.counters, &filter, Some(&scan.slots)).await?;
+    let listed: HashSet<i64> = list_ids(scan.ctx, scan.counters, &filter, Some(&scan.slots))
+        .await?
+        .into_iter()
+        .collect();
     scan.stream
         .reconcile(scan.ctx, scan.counters, scan.progress, &listed, &seen, true)
         .await?;
@@ -924,27 +927,6 @@ async fn finish_planned_split(
             false,
         )
         .await
-}
-
-/// Every issue id the filter `filter` (JQL without `ORDER BY`) lists now, from id-only pages
-/// ordered by `created`, which no edit changes.
-pub(super) async fn list_ids(
-    ctx: &StreamContext,
-    counters: &RunCounters,
-    filter: &str,
-    slots: Option<&Semaphore>,
-) -> anyhow::Result<HashSet<i64>> {
-    let jql = format!("{filter} ORDER BY created ASC, key ASC");
-    let mut ids = HashSet::new();
-    list_pages(ctx, counters, &jql, &["key"], slots, |issue| {
-        let (id, _) = identify(issue);
-        ids.insert(id.parse().map_err(|_| {
-            anyhow::anyhow!("an id-only search page lists an issue without a numeric id ({id})")
-        })?);
-        Ok(())
-    })
-    .await?;
-    Ok(ids)
 }
 
 /// The fields of an issue its typed columns are read from.

@@ -57,6 +57,63 @@ pub async fn list_pages(
     }
 }
 
+/// Every issue id `filter` (JQL without `ORDER BY`) lists now, in order of `created` (which no
+/// edit changes), from pages that ask for keys alone. With `slots`, each request waits for one
+/// of them first.
+pub async fn list_ids(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+    filter: &str,
+    slots: Option<&tokio::sync::Semaphore>,
+) -> anyhow::Result<Vec<i64>> {
+    let jql = format!("{filter} ORDER BY created ASC, key ASC");
+    let mut ids = Vec::new();
+    list_pages(ctx, counters, &jql, &["key"], slots, |issue| {
+        let (id, _) = super::parse::identify(issue);
+        ids.push(id.parse().map_err(|_| {
+            anyhow::anyhow!("an id-only search page lists an issue without a numeric id ({id})")
+        })?);
+        Ok(())
+    })
+    .await?;
+    Ok(ids)
+}
+
+/// [`list_ids`] of `scope` (about `expected` issues): in ranges of `created` listed all at once
+/// ([`created_ranges`]) when it needs more than two listing pages, so a big set takes about one
+/// round trip rather than a page after another. The ranges follow one another, so the ids
+/// stay in order of `created`; an id listed twice (a page boundary shifting under a listing)
+/// is kept once.
+pub async fn list_ids_in_created_ranges(
+    ctx: &StreamContext,
+    counters: &RunCounters,
+    zone: Tz,
+    scope: &str,
+    expected: usize,
+    slots: Option<&tokio::sync::Semaphore>,
+) -> anyhow::Result<Vec<i64>> {
+    let filters = created_ranges(
+        ctx,
+        counters,
+        zone,
+        scope,
+        expected,
+        LIST_PAGE_SIZE,
+        ctx.max_in_flight,
+    )
+    .await?;
+    let lists = filters
+        .iter()
+        .map(|filter| list_ids(ctx, counters, filter, slots));
+    let listed = futures::future::try_join_all(lists).await?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(listed
+        .into_iter()
+        .flatten()
+        .filter(|id| seen.insert(*id))
+        .collect())
+}
+
 /// A timestamp field of a listed issue (`fields.<name>`, or `<name>` at the top), if it reads.
 pub fn listed_field(issue: &serde_json::value::RawValue, name: &str) -> Option<DateTime<Utc>> {
     let value: serde_json::Value = serde_json::from_str(issue.get()).ok()?;

@@ -22,22 +22,25 @@ pub async fn fetch_issues(
     counters: &RunCounters,
 ) -> anyhow::Result<(Vec<RawRecord>, HashSet<i64>)> {
     match ctx.flavor() {
-        Flavor::Cloud => bulk_fetch(ctx, ids, counters).await,
+        Flavor::Cloud => bulk_fetch(ctx, ids, counters, &["*all"]).await,
         Flavor::DataCenter => Ok((search_by_id(ctx, ids, counters).await?, HashSet::new())),
     }
 }
 
-async fn bulk_fetch(
+/// Cloud's `POST /rest/api/3/issue/bulkfetch` of `ids` with `fields`, 100 ids a request:
+/// the issues Jira still shows, and the ids it reported errors for.
+pub(super) async fn bulk_fetch(
     ctx: &StreamContext,
     ids: &[i64],
     counters: &RunCounters,
+    fields: &[&str],
 ) -> anyhow::Result<(Vec<RawRecord>, HashSet<i64>)> {
     let mut found = Vec::new();
     let mut errored = HashSet::new();
     for chunk in ids.chunks(BULK_FETCH_SIZE) {
         let body = json!({
             "issueIdsOrKeys": chunk.iter().map(|id| id.to_string()).collect::<Vec<_>>(),
-            "fields": ["*all"],
+            "fields": fields,
         });
         counters.request();
         // An answer without its `issues` array is a decode error, never "all gone".

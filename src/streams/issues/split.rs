@@ -26,10 +26,10 @@
 //! they resume as they were planned.
 
 use super::{LAG, PAGE_SIZE, ProjectCursor, ProjectRow, Scan, set_project, set_range};
-use crate::jira::model::{ApproximateCount, BulkFetchResult};
+use crate::jira::model::ApproximateCount;
 use crate::jira::time::{jql_datetime_literal, jql_lower_bound_literal};
 use crate::streams::parse::identify;
-use crate::streams::ranges::{LIST_PAGE_SIZE, list_pages, listed_field};
+use crate::streams::ranges::{list_ids_in_created_ranges, listed_field};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -222,7 +222,15 @@ pub async fn try_split(
     if !worth_splitting(rest) {
         return Ok(None);
     }
-    let order = list_in_created_order(scan, &scope, rest).await?;
+    let order = list_ids_in_created_ranges(
+        ctx,
+        scan.counters,
+        scan.zone,
+        &scope,
+        rest,
+        Some(&scan.slots),
+    )
+    .await?;
     let pages = range_pages(order.len(), scan.max_ranges());
     let cuts: Vec<i64> = cut_positions(order.len(), pages)
         .into_iter()
@@ -328,83 +336,20 @@ async fn read_range(
     }
 }
 
-/// The issues `scope` (a JQL filter without `ORDER BY`) finds, in order of `created`, from
-/// listings that ask for keys alone (pages of up to 5000).
-///
-/// A rest of about `expected` issues that needs more than one listing page is listed in ranges
-/// of `created`, all at once ([`crate::streams::ranges`]), rather than one page after another;
-/// the ranges follow one another, so their listings joined keep the order.
-async fn list_in_created_order(
-    scan: &Scan<'_>,
-    scope: &str,
-    expected: usize,
-) -> anyhow::Result<Vec<i64>> {
-    let filters = crate::streams::ranges::created_ranges(
-        scan.ctx,
-        scan.counters,
-        scan.zone,
-        scope,
-        expected,
-        LIST_PAGE_SIZE,
-        scan.ctx.max_in_flight,
-    )
-    .await?;
-    let listings = filters.iter().map(|filter| async move {
-        let jql = format!("{filter} ORDER BY created ASC, key ASC");
-        let mut ids = Vec::new();
-        let read = |issue: &serde_json::value::RawValue| {
-            let (id, _) = identify(issue);
-            ids.push(id.parse::<i64>().map_err(|_| {
-                anyhow::anyhow!("a key-only search page lists an issue without a numeric id ({id})")
-            })?);
-            Ok(())
-        };
-        list_pages(
-            scan.ctx,
-            scan.counters,
-            &jql,
-            &["key"],
-            Some(&scan.slots),
-            read,
-        )
-        .await?;
-        Ok::<_, anyhow::Error>(ids)
-    });
-    let listed = futures::future::try_join_all(listings).await?;
-    let mut seen = HashSet::new();
-    // An issue listed twice (a page boundary shifting under the listing) counts once.
-    Ok(listed
-        .into_iter()
-        .flatten()
-        .filter(|id| seen.insert(*id))
-        .collect())
-}
-
 /// When each of `ids` was created, from bulk fetches that ask for `created` alone (100 ids a
 /// request). An issue Jira no longer shows is left out.
 async fn created_of(scan: &Scan<'_>, ids: &[i64]) -> anyhow::Result<HashMap<i64, DateTime<Utc>>> {
-    let mut created = HashMap::new();
-    for chunk in ids.chunks(super::BULK_FETCH_SIZE) {
-        let body = json!({
-            "issueIdsOrKeys": chunk.iter().map(i64::to_string).collect::<Vec<_>>(),
-            "fields": ["created"],
-        });
-        scan.counters.request();
-        let result: BulkFetchResult = {
-            let _slot = scan.slot().await?;
-            scan.ctx
-                .client
-                .post("/rest/api/3/issue/bulkfetch", &body)
-                .await?
-        };
-        for issue in &result.issues {
-            let (id, _) = identify(issue);
-            if let (Ok(id), Some(at)) = (id.parse::<i64>(), listed_field(issue, "created")) {
-                created.insert(id, at);
-            }
-        }
-    }
-    Ok(created)
+    let (found, _) = {
+        let _slot = scan.slot().await?;
+        super::fetch::bulk_fetch(scan.ctx, ids, scan.counters, &["created"]).await?
+    };
+    Ok(found
+        .iter()
+        .filter_map(|issue| {
+            let id = identify(issue).0.parse::<i64>().ok()?;
+            Some((id, listed_field(issue, "created")?))
+        })
+        .collect())
 }
 
 #[cfg(test)]
