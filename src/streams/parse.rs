@@ -274,6 +274,24 @@ pub fn read_heads<R>(
 /// object ([`read_heads`]), or why it cannot be read. The whole text is checked as
 /// [`value_of`] checks it: a record too deep or not JSON is refused whole.
 pub fn head_of(raw: &RawValue, top: &[&str], fields: &[&str]) -> Result<Value, String> {
+    let keep = Keep {
+        keys: top,
+        nested: Some(("fields", fields)),
+    };
+    read_bounded(raw, |de| {
+        let head = serde::de::DeserializeSeed::deserialize(keep, &mut *de)?;
+        de.end().map(|()| head)
+    })
+}
+
+/// Reads `raw` with `read`, or says why it cannot: a record deeper than [`MAX_DEPTH`] is
+/// refused unread; within it, the parser's own limit (128) need not hold.
+fn read_bounded(
+    raw: &RawValue,
+    read: impl FnOnce(
+        &mut serde_json::Deserializer<serde_json::de::StrRead<'_>>,
+    ) -> serde_json::Result<Value>,
+) -> Result<Value, String> {
     let text = raw.get();
     let depth = crate::jira::json::depth(text.as_bytes());
     if depth > MAX_DEPTH {
@@ -283,14 +301,7 @@ pub fn head_of(raw: &RawValue, top: &[&str], fields: &[&str]) -> Result<Value, S
     }
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
-    let keep = Keep {
-        keys: top,
-        nested: Some(("fields", fields)),
-    };
-    let head = serde::de::DeserializeSeed::deserialize(keep, &mut de)
-        .and_then(|head| de.end().map(|()| head))
-        .map_err(|e| format!("it is not JSON that can be read: {e}"))?;
-    Ok(head)
+    read(&mut de).map_err(|e| format!("it is not JSON that can be read: {e}"))
 }
 
 /// Decodes an object keeping `keys` (and `nested`'s key, itself filtered to its keys).
@@ -341,17 +352,7 @@ impl<'de> serde::de::Visitor<'de> for Keep<'_> {
 
 /// The record `raw` as a JSON value, or why it cannot be read.
 pub fn value_of(raw: &RawValue) -> Result<Value, String> {
-    let text = raw.get();
-    let depth = crate::jira::json::depth(text.as_bytes());
-    if depth > MAX_DEPTH {
-        return Err(format!(
-            "it nests {depth} levels deep; jira-sync reads records up to {MAX_DEPTH}"
-        ));
-    }
-    // The depth is bounded above, so the parser's own limit (128) need not hold.
-    let mut de = serde_json::Deserializer::from_str(text);
-    de.disable_recursion_limit();
-    Value::deserialize(&mut de).map_err(|e| format!("it is not JSON that can be read: {e}"))
+    read_bounded(raw, |de| Value::deserialize(de))
 }
 
 /// [`set_aside`], and a warning in the log naming the record and why.
