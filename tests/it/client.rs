@@ -3,13 +3,23 @@
 use jira_sim::{FaultKind, FaultPlan, SimConfig, Simulator};
 use jira_sync::jira::model::Myself;
 use jira_sync::jira::{JiraClient, JiraError};
-use jira_sync::settings::Settings;
+use jira_sync::settings::{RateLimitSettings, Settings};
 use secrecy::SecretString;
 use std::time::{Duration, Instant};
 use url::Url;
 
 /// A simulator and a client for it with millisecond backoff, so retries are quick.
 async fn client_for(max_retries: u32) -> (Simulator, JiraClient) {
+    client_with(|limits| {
+        limits.backoff_base_ms = 1;
+        limits.backoff_max_ms = 5;
+        limits.max_retries = max_retries;
+    })
+    .await
+}
+
+/// A simulator and a client for it, its `[rate_limit]` settings changed by `tune`.
+async fn client_with(tune: impl FnOnce(&mut RateLimitSettings)) -> (Simulator, JiraClient) {
     let config = SimConfig::small();
     let sim = Simulator::start(config.clone())
         .await
@@ -17,9 +27,7 @@ async fn client_for(max_retries: u32) -> (Simulator, JiraClient) {
     let url = Url::parse(&sim.base_url()).expect("simulator URL");
     let token = SecretString::from(config.api_token.clone());
     let mut settings = Settings::for_site(&url, &config.email, token).expect("settings");
-    settings.rate_limit.backoff_base_ms = 1;
-    settings.rate_limit.backoff_max_ms = 5;
-    settings.rate_limit.max_retries = max_retries;
+    tune(&mut settings.rate_limit);
     let client = JiraClient::new(&settings.jira, &settings.rate_limit).expect("client");
     (sim, client)
 }
@@ -147,17 +155,12 @@ async fn a_429_without_retry_after_is_retried_with_backoff_and_pauses_nobody() {
 
 #[tokio::test]
 async fn the_client_never_bursts_beyond_what_the_sites_bucket_says_remains() {
-    let config = SimConfig::small();
-    let sim = Simulator::start(config.clone())
-        .await
-        .expect("simulator starts");
-    let url = Url::parse(&sim.base_url()).expect("simulator URL");
-    let token = SecretString::from(config.api_token.clone());
-    let mut settings = Settings::for_site(&url, &config.email, token).expect("settings");
     // The site's rate, and a burst twice its bucket of 5.
-    settings.rate_limit.requests_per_second = 5.0;
-    settings.rate_limit.burst = 10;
-    let client = JiraClient::new(&settings.jira, &settings.rate_limit).expect("client");
+    let (sim, client) = client_with(|limits| {
+        limits.requests_per_second = 5.0;
+        limits.burst = 10;
+    })
+    .await;
     sim.set_faults(FaultPlan {
         rate_limit_rps: Some(5.0),
         ..Default::default()

@@ -436,17 +436,23 @@ fn simulate(client: &Client, site_rate: f64, seed: u64) -> Run {
 /// answers take up to 300 ms.
 const NETWORKS: [((u64, u64), (u64, u64)); 2] = [((1, 40), (5, 80)), ((0, 3), (5, 300))];
 
+/// A client at `rps` with a burst of as many, on `network` (one of [`NETWORKS`]), working
+/// `work_ms` on each answer.
+fn client(rps: f64, network: ((u64, u64), (u64, u64)), work_ms: (u64, u64)) -> Client {
+    let (transit_ms, answer_ms) = network;
+    Client {
+        rps,
+        burst: rps as u32,
+        transit_ms,
+        answer_ms,
+        work_ms,
+    }
+}
+
 #[test]
 fn at_the_sites_own_rate_and_burst_the_client_uses_the_whole_budget_without_429s() {
-    for (seed, (transit_ms, answer_ms)) in NETWORKS.into_iter().enumerate() {
-        let client = Client {
-            rps: 10.0,
-            burst: 10,
-            transit_ms,
-            answer_ms,
-            work_ms: (0, 0),
-        };
-        let run = simulate(&client, 10.0, seed as u64);
+    for (seed, network) in NETWORKS.into_iter().enumerate() {
+        let run = simulate(&client(10.0, network, (0, 0)), 10.0, seed as u64);
         assert_eq!(run.refused, 0, "network {seed}");
         assert!(!run.cut, "network {seed}");
         assert!(run.rate >= 9.9, "network {seed}: {:.3} a second", run.rate);
@@ -459,15 +465,8 @@ fn at_the_sites_own_rate_and_burst_the_client_uses_the_whole_budget_without_429s
 #[test]
 fn a_client_set_above_the_sites_rate_settles_at_it_from_what_the_site_says_remains() {
     for rps in [12.0, 15.0, 20.0, 30.0] {
-        for (seed, (transit_ms, answer_ms)) in NETWORKS.into_iter().enumerate() {
-            let client = Client {
-                rps,
-                burst: rps as u32,
-                transit_ms,
-                answer_ms,
-                work_ms: (0, 0),
-            };
-            let run = simulate(&client, 10.0, seed as u64);
+        for (seed, network) in NETWORKS.into_iter().enumerate() {
+            let run = simulate(&client(rps, network, (0, 0)), 10.0, seed as u64);
             let at = format!("{rps} against 10, network {seed}");
             assert!(
                 run.refused * 100 < run.served,
@@ -482,17 +481,10 @@ fn a_client_set_above_the_sites_rate_settles_at_it_from_what_the_site_says_remai
 
 #[test]
 fn a_client_that_leaves_part_of_the_budget_unused_is_never_slowed() {
-    for (seed, (transit_ms, answer_ms)) in NETWORKS.into_iter().enumerate() {
+    for (seed, network) in NETWORKS.into_iter().enumerate() {
         // Four tasks working 200 to 800 ms on each answer: 6 or 7 requests a second, bursty,
         // the site's bucket often full.
-        let client = Client {
-            rps: 10.0,
-            burst: 10,
-            transit_ms,
-            answer_ms,
-            work_ms: (200, 800),
-        };
-        let run = simulate(&client, 10.0, seed as u64);
+        let run = simulate(&client(10.0, network, (200, 800)), 10.0, seed as u64);
         assert_eq!(run.refused, 0, "network {seed}");
         assert!(!run.cut, "network {seed}: {:.3} a second", run.rate);
     }
