@@ -135,6 +135,32 @@ async fn after_a_401_no_clone_sends_anything_for_a_while() {
 }
 
 #[tokio::test]
+async fn requests_refused_together_ask_myself_once_whether_the_credentials_are_dead() {
+    let (sim, client) = client_for(0).await;
+    script(&sim, vec![FaultKind::Revoke]);
+    let paths = [
+        "/rest/api/3/field",
+        "/rest/api/3/status",
+        "/rest/api/3/issuetype",
+        "/rest/api/3/projectCategory",
+    ];
+    let results = futures::future::join_all(
+        paths
+            .iter()
+            .map(|path| client.get::<serde_json::Value>(path, &[])),
+    )
+    .await;
+    for result in results {
+        let err = result.expect_err("the token is revoked");
+        assert!(matches!(err, JiraError::Unauthorized { .. }), "{err}");
+    }
+    let log = sim.request_log();
+    let probes = log.iter().filter(|r| r.path.ends_with("/myself")).count();
+    assert_eq!(probes, 1, "{log:?}");
+    assert!(log.iter().all(|r| r.status == 401), "{log:?}");
+}
+
+#[tokio::test]
 async fn a_429_without_retry_after_is_retried_with_backoff_and_pauses_nobody() {
     let (sim, client) = client_for(3).await;
     script(
