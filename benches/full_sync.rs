@@ -21,7 +21,8 @@
 //! the sync's log level (default `warn`; the log goes to standard error), `BENCH_WARM=0` to
 //! have the simulator render every issue anew in every run (by default one unmeasured sync per
 //! site renders them once and the simulator serves that JSON from then on, as a real site
-//! renders on machines of its own rather than on the client's cores). Pacing is lifted by
+//! renders on machines of its own rather than on the client's cores), `BENCH_RECORDS=0` and
+//! `BENCH_REFERENCE=0` to leave out the records of issues and the reference streams. Pacing is lifted by
 //! default, so the figures measure jira-sync, not a pacing policy. The simulator runs in this
 //! process and shares the machine's cores with the sync and PostgreSQL.
 
@@ -403,6 +404,15 @@ async fn measure(
             "JIRA_SYNC__SYNC__ISSUE_LINKS",
         ] {
             env.push((flag, "false".to_string()));
+        }
+    }
+    // `BENCH_REFERENCE=0`: every run without the reference streams. With `BENCH_RECORDS=0`,
+    // what is left is the streams of a first sync before either existed (projects, issues,
+    // users, audit records, the census).
+    if std::env::var("BENCH_REFERENCE").is_ok_and(|v| v == "0") {
+        for kind in &jira_sync::streams::reference::KINDS {
+            let key = format!("JIRA_SYNC__STREAMS__{}__ENABLED", kind.name.to_uppercase());
+            env.push((Box::leak(key.into_boxed_str()), "false".to_string()));
         }
     }
     let log_before = s.sim.request_log().len();

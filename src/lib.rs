@@ -13,6 +13,8 @@
 //! | HTTP, SQL | [`jira`] (knows no database), [`store`] (knows no Jira wire type) |
 //! | settings | [`settings`], [`failure`]: leaves |
 
+#![forbid(unsafe_code)]
+
 pub mod commands;
 pub mod daemon;
 pub mod engine;

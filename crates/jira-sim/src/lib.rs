@@ -6,6 +6,8 @@
 //! the ground truth plus a small control API under `/__sim/` so tests can mutate the site and
 //! compare a sync against what the API shows.
 
+#![forbid(unsafe_code)]
+
 mod admin;
 mod agile;
 mod catalog;

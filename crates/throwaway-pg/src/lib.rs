@@ -9,6 +9,8 @@
 //! PostgreSQL refuses to run as root, so as root every step runs as the `postgres` system user
 //! through `runuser`.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, bail};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
