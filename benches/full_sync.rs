@@ -385,7 +385,12 @@ async fn measure(
         ("DATABASE_URL", db.to_string()),
     ];
     if s.defaults {
-        env.retain(|(k, _)| !k.starts_with("JIRA_SYNC__RATE_LIMIT__"));
+        // The configuration's defaults, but for the client's rate and burst a limited
+        // scenario sets.
+        env.retain(|(k, _)| {
+            !k.starts_with("JIRA_SYNC__RATE_LIMIT__")
+                || (s.limit.is_some() && !k.ends_with("__MAX_IN_FLIGHT"))
+        });
     }
     // `BENCH_ENV=KEY=VALUE,...`: more settings for every run (e.g. a stream turned off).
     let extra = std::env::var("BENCH_ENV").unwrap_or_default();

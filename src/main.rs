@@ -24,7 +24,11 @@ mod allocator {
     /// A user's own `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` wins:
     /// nothing is changed then.
     pub fn tune() {
-        const OWN: [&str; 3] = ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES"];
+        const OWN: [&str; 3] = [
+            "MALLOC_ARENA_MAX",
+            "MALLOC_MMAP_THRESHOLD_",
+            "GLIBC_TUNABLES",
+        ];
         if OWN.iter().any(|name| std::env::var_os(name).is_some()) {
             return;
         }

@@ -51,7 +51,7 @@ fn a_minimal_file_gets_every_other_value_from_the_documented_defaults() {
     assert_eq!(s.sync.audit_lookback_days, 3650);
     assert_eq!(s.sync.issue_overlap_secs, 120);
     assert_eq!(s.rate_limit.requests_per_second, 8.0);
-    assert_eq!(s.rate_limit.max_in_flight, 4);
+    assert_eq!(s.rate_limit.max_in_flight, 8);
     assert_eq!(s.rate_limit.max_retry_after_secs, 300);
     assert_eq!(s.log.format, LogFormat::Pretty);
     assert_eq!(s.log.level, "info");

@@ -270,7 +270,8 @@ async fn a_401_in_the_middle_of_a_run_stops_it_at_once_with_the_credentials_mess
     cmd.arg("--config")
         .arg(&file.path)
         .args(["sync", "--once", "--no-progress", "--no-census"])
-        .env("DATABASE_URL", &env.db.url);
+        .env("DATABASE_URL", &env.db.url)
+        .env("JIRA_SYNC__RATE_LIMIT__MAX_IN_FLIGHT", "4");
     let output = crate::support::cli::run(cmd).await;
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(3), "{stdout}\n{stderr}");
