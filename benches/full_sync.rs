@@ -442,7 +442,7 @@ async fn measure(
     };
     let mut by_endpoint: std::collections::BTreeMap<String, u64> = Default::default();
     for e in new.iter().filter(|e| e.path.starts_with("/rest/")) {
-        *by_endpoint.entry(endpoint_family(&e.path)).or_default() += 1;
+        *by_endpoint.entry(e.endpoint()).or_default() += 1;
     }
     Ok(Measured {
         served_per_sec,
@@ -459,18 +459,6 @@ async fn measure(
             .zip(pg_before)
             .map(|(after, before)| after - before),
     })
-}
-
-/// A request path with its ids folded (`/rest/api/3/issue/{id}/comment`).
-fn endpoint_family(path: &str) -> String {
-    path.split('/')
-        .map(|part| match part.chars().next() {
-            Some(c) if c.is_ascii_digit() => "{id}",
-            _ if part.contains('-') && part.chars().any(|c| c.is_ascii_digit()) => "{id}",
-            _ => part,
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// Requests per half second over the run, by endpoint family: shows where the time goes.

@@ -18,8 +18,9 @@ mod allocator {
     /// a core) and raises its mapping threshold each time a big block is freed. An issue page
     /// (3 MB with every field) received on one worker thread and freed on another then leaves
     /// its memory cached in several arenas. Measured with the benchmark's budget stage (a first
-    /// full sync of the heavy site): peak RSS at 16 requests in flight about 125 MiB before,
-    /// 93 MiB after; at the default settings 80 and 55 MiB; wall time within the runs' spread.
+    /// full sync of the heavy site): peak RSS at 16 requests in flight 125 to 132 MiB before,
+    /// 87 to 97 MiB after; at the default settings 80 MiB before, 52 to 55 MiB after; wall
+    /// times within the runs' spread.
     ///
     /// A user's own `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` wins:
     /// nothing is changed then.

@@ -284,17 +284,6 @@ async fn a_full_sync_leaves_the_tables_it_loaded_with_planner_statistics() {
     }
 }
 
-/// A request path with its ids folded (`/rest/api/3/project/{id}/versions`).
-fn endpoint(path: &str) -> String {
-    path.split('/')
-        .map(|part| match part.chars().next() {
-            Some(c) if c.is_ascii_digit() => "{id}",
-            _ => part,
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 /// The request budget of a first full sync of every stream, on a fixed site of heavy issues
 /// (counts do not depend on timing): the issue pages come close to their floor (a page of 100
 /// a project, rounded up), a first sync runs no census of its own, asks for no approximate
@@ -324,7 +313,7 @@ async fn a_first_full_sync_of_every_stream_stays_within_its_request_budget() {
         .collect();
     let mut by_endpoint: std::collections::BTreeMap<String, usize> = Default::default();
     for e in &log {
-        *by_endpoint.entry(endpoint(&e.path)).or_default() += 1;
+        *by_endpoint.entry(e.endpoint()).or_default() += 1;
     }
     let count = |path: &str| by_endpoint.get(path).copied().unwrap_or(0);
     let floor: usize = truth

@@ -316,6 +316,22 @@ pub struct RequestLogEntry {
     pub status: u16,
 }
 
+impl RequestLogEntry {
+    /// The path with its ids and issue keys folded, for counting requests by endpoint:
+    /// `/rest/api/3/issue/ACME-7/comment` is `/rest/api/{id}/issue/{id}/comment`.
+    pub fn endpoint(&self) -> String {
+        self.path
+            .split('/')
+            .map(|part| match part.chars().next() {
+                Some(c) if c.is_ascii_digit() => "{id}",
+                _ if part.contains('-') && part.chars().any(|c| c.is_ascii_digit()) => "{id}",
+                _ => part,
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
 /// State shared by the server's handlers and the `Simulator` handle.
 pub(crate) struct Shared {
     pub config: SimConfig,
@@ -1034,5 +1050,37 @@ impl Drop for Simulator {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestLogEntry;
+
+    #[test]
+    fn an_endpoint_folds_ids_and_issue_keys_but_not_names() {
+        let entry = |path: &str| RequestLogEntry {
+            at: std::time::SystemTime::UNIX_EPOCH,
+            method: "GET".to_owned(),
+            path: path.to_owned(),
+            query: String::new(),
+            status: 200,
+        };
+        assert_eq!(
+            entry("/rest/api/3/issue/ACME-7/comment").endpoint(),
+            "/rest/api/{id}/issue/{id}/comment"
+        );
+        assert_eq!(
+            entry("/rest/api/3/project/10001/versions").endpoint(),
+            "/rest/api/{id}/project/{id}/versions"
+        );
+        assert_eq!(
+            entry("/rest/api/3/field/customfield_10015/context").endpoint(),
+            "/rest/api/{id}/field/customfield_10015/context"
+        );
+        assert_eq!(
+            entry("/rest/api/3/changelog/bulkfetch").endpoint(),
+            "/rest/api/{id}/changelog/bulkfetch"
+        );
     }
 }
