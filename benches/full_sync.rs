@@ -22,9 +22,9 @@
 //! have the simulator render every issue anew in every run (by default one unmeasured sync per
 //! site renders them once and the simulator serves that JSON from then on, as a real site
 //! renders on machines of its own rather than on the client's cores), `BENCH_RECORDS=0` and
-//! `BENCH_REFERENCE=0` to leave out the records of issues and the reference streams. Pacing is lifted by
-//! default, so the figures measure jira-sync, not a pacing policy. The simulator runs in this
-//! process and shares the machine's cores with the sync and PostgreSQL.
+//! `BENCH_REFERENCE=0` to leave out the records of issues and the reference streams. Pacing is
+//! lifted by default, so the figures measure jira-sync, not a pacing policy. The simulator runs
+//! in this process and shares the machine's cores with the sync and PostgreSQL.
 
 use jira_sim::{FaultPlan, RequestLogEntry, SimConfig, Simulator};
 use std::time::{Duration, Instant};
