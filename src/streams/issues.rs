@@ -332,6 +332,7 @@ impl Stream for Issues {
             // Data Center has no /search/jql: its issues come from /rest/api/2/search.
             Flavor::DataCenter => dc::run(self, ctx, zone, run, &work).await?,
             Flavor::Cloud => {
+                let room_kib = buffer_kib(ctx.max_in_flight);
                 let scan = Scan {
                     stream: self,
                     ctx,
@@ -341,8 +342,8 @@ impl Stream for Issues {
                     started: ctx.client.server_now(),
                     slots: Semaphore::new(page_slots(ctx.max_in_flight)),
                     work: Semaphore::new(work_slots(ctx.max_in_flight)),
-                    buffer: Semaphore::new(buffer_kib(ctx.max_in_flight)),
-                    buffer_kib: buffer_kib(ctx.max_in_flight),
+                    buffer: Semaphore::new(room_kib),
+                    buffer_kib: room_kib,
                     page_kib: std::sync::atomic::AtomicUsize::new(INITIAL_PAGE_KIB),
                 };
                 // The total for progress comes when Jira has counted; the scan does not wait.
